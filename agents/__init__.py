@@ -1,0 +1,1 @@
+"""Agents: Rememberer, ReAct and static exemplars (installed as ``rlem_gym.agents``)."""

@@ -1,0 +1,1 @@
+"""Benchmark runner, presets, plots and performance scripts (installed as ``rlem_gym.benchmarks``)."""

@@ -1,0 +1,1 @@
+"""Gymnasium text environments: WebShop and WikiHow (installed as ``rlem_gym.envs``)."""

@@ -1,0 +1,89 @@
+"""The one LLM interface every backend implements, and its response type."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Sequence
+
+
+class LLMError(RuntimeError):
+    """A backend failed to produce a completion (after its retries). Never swallowed."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What one ``generate`` call returns."""
+
+    text: str
+    """The generated text (the stop string excluded)."""
+    prompt_tokens: int
+    """Tokens in the prompt as the backend counted them (after the chat template)."""
+    completion_tokens: int
+    """Tokens generated."""
+    latency_s: float
+    """Wall time of the call, seconds."""
+    finish_reason: str
+    """"stop" (a stop string or end of sequence), "length" (max_tokens reached) or "error"."""
+    cached_tokens: int = 0
+    """Prompt tokens served from a reused prefix cache (0 when the backend does not know)."""
+
+
+class LLM(ABC):
+    """A text generator: ``generate(prompt, *, max_tokens, stop, temperature, seed)``.
+
+    Chat models get their chat template applied; base models get the raw prompt.
+    ``count_tokens`` and ``context_length`` let prompt builders stay within the window.
+    """
+
+    #: a short human-readable name, e.g. ``hf:HuggingFaceTB/SmolLM2-135M-Instruct``
+    name: str = "llm"
+    #: the model's context window in tokens
+    context_length: int = 2048
+
+    @abstractmethod
+    def generate(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int = 128,
+        stop: Sequence[str] | None = None,
+        temperature: float = 0.0,
+        seed: int | None = None,
+    ) -> Completion:
+        """Complete ``prompt``; raise :class:`LLMError` on failure."""
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens of ``text`` under this model's tokenizer (approximate by default)."""
+        return max(1, len(text) // 4)
+
+    def close(self) -> None:
+        """Release the model (safe to call twice)."""
+
+
+def timed() -> float:
+    """Monotonic clock used for ``Completion.latency_s``."""
+    return time.perf_counter()
+
+
+def truncate_to_tokens(llm: LLM, text: str, max_tokens: int, *, keep: str = "end") -> str:
+    """Cut ``text`` to at most ``max_tokens`` tokens of ``llm``'s tokenizer.
+
+    ``keep="end"`` drops text from the start (the paper truncates long observations from the
+    start); ``keep="start"`` drops it from the end. Binary search over characters, so it works
+    with any backend's ``count_tokens``.
+    """
+    if max_tokens <= 0:
+        return ""
+    if llm.count_tokens(text) <= max_tokens:
+        return text
+    lo, hi = 0, len(text)  # number of characters kept
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        piece = text[len(text) - mid :] if keep == "end" else text[:mid]
+        if llm.count_tokens(piece) <= max_tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[len(text) - lo :] if keep == "end" else text[:lo]
