@@ -1,0 +1,128 @@
+"""A scripted oracle policy for WikiHow: reads the task lines and the screen, never the env state.
+
+It is the env's correctness check (it must solve every canonical task at full reward within
+15 steps) and an upper bound / annotation source for memories. It uses only what an agent
+sees: ``info["task_lines"]``, ``info["subgoals_done"]``, ``info["page"]`` and the screen text.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+_ROW = re.compile(r'^<(\w+)((?: [a-z]+="[^"]*")*)>(.*?)(?:</\w+>)?$')
+_ATTR = re.compile(r' ([a-z]+)="([^"]*)"')
+_STOP = frozenset(
+    "a about above after again against all am an and any are as at be because been before being "
+    "below between both but by can could did do does doing down during each few for from further "
+    "had has have having he her here hers herself him himself his how i if in into is it its itself "
+    "me more most my myself no nor not of off on once only or other our ours ourselves out over own "
+    "same she should so some such than that the their theirs them themselves then there these they "
+    "this those through to too under until up very was we were what when where which while who whom "
+    "why with would you your yours yourself yourselves".split()
+)
+
+
+def parse_screen(screen: str) -> list[dict]:
+    """Screen lines as dicts {id, tag, text, clickable, cls, alt} (the env's own format)."""
+    rows = []
+    for line in screen.split("\n"):
+        m = _ROW.match(line)
+        if not m:
+            continue
+        attrs = dict(_ATTR.findall(m.group(2)))
+        rows.append(
+            {
+                "id": int(attrs.get("id", -1)),
+                "tag": m.group(1),
+                "text": html.unescape(m.group(3)),
+                "clickable": attrs.get("clickable") == "true",
+                "cls": attrs.get("class", ""),
+                "alt": html.unescape(attrs.get("alt", "")),
+            }
+        )
+    return rows
+
+
+def parse_goal(line: str) -> tuple[str, str]:
+    """(kind, target) of one task line."""
+    s = re.sub(r"^then,\s*", "", line.strip(), flags=re.I)
+    if m := re.match(r"^search an article to learn how to (.*?)\.?$", s, re.I):
+        return "search", m.group(1)
+    if m := re.match(r'^access the article "how to (.*)"$', s, re.I):
+        return "article", m.group(1)
+    if m := re.match(r"^check the author page of (.*?)\.?$", s, re.I):
+        return "author", m.group(1)
+    if m := re.match(r"^access the page of category (.*)$", s, re.I):
+        return "category", m.group(1)
+    if s.lower().startswith("access the about page"):
+        return "about", ""
+    if s.lower().startswith("check the reference"):
+        return "reference", ""
+    return "unknown", s
+
+
+class WikiHowOracle:
+    """Solve WikiHow tasks by script: ``act(observation, info) -> action string``."""
+
+    def __init__(self) -> None:
+        self._crumb_up = 0
+
+    def reset(self) -> None:
+        self._crumb_up = 0
+
+    def act(self, observation: str, info: dict) -> str:
+        """The next action for the current screen and the next unfired sub-goal."""
+        goals = [parse_goal(line) for line in info["task_lines"]]
+        done = info["subgoals_done"]
+        if done >= len(goals):
+            return "GOBACK"
+        kind, target = goals[done]
+        rows = parse_screen(observation)
+        page = info["page"]
+        inputs = info["input_ids"]
+
+        def find(text: str, clickable: bool = True) -> int | None:
+            low = text.lower()
+            for r in rows:
+                if r["text"].strip().lower() == low and (r["clickable"] or not clickable):
+                    return r["id"]
+            return None
+
+        if kind == "search":
+            words = [w for w in re.findall(r"[\w']+", target.lower()) if w not in _STOP]
+            return f"INPUT({inputs[0]}, {' '.join(words) or target})"
+        if kind == "article":
+            hit = find(f"How to {target}")
+            if hit is None and page == "category":
+                hit = find(target)
+            if hit is not None:
+                return f"CLICK({hit})"
+            return f"INPUT({inputs[0]}, {target})"  # the exact title is ranked first
+        if page != "article" and kind in ("author", "category", "reference", "about"):
+            if page == "category" and kind == "category":
+                hit = find("<")
+                if hit is not None:
+                    return f"CLICK({hit})"
+            return "GOBACK"
+        if kind == "about":
+            hit = find("trust wikiHow")
+            return f"CLICK({hit})" if hit is not None else "SCROLL(UP)"
+        if kind == "author":
+            hit = find(target)
+            if hit is None:
+                hit = find("Author Info")
+            return f"CLICK({hit})" if hit is not None else "SCROLL(DOWN)"
+        if kind == "reference":
+            hit = find("References")
+            return f"CLICK({hit})" if hit is not None else "SCROLL(DOWN)"
+        if kind == "category":
+            hit = find(target.upper()) or find(target)
+            if hit is not None:
+                return f"CLICK({hit})"
+            # climb: open the parent crumb, then follow "<" links on the category pages
+            for r in rows:
+                if r["clickable"] and r["text"].isupper() and r["text"] not in ("CATEGORIES",) and r["tag"] == "p":
+                    return f"CLICK({r['id']})"
+            return "SCROLL(UP)"
+        return "GOBACK"
