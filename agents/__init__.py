@@ -1,1 +1,96 @@
-"""Agents: Rememberer, ReAct and static exemplars (installed as ``rlem_gym.agents``)."""
+"""Agents: Rememberer, ReAct and static exemplars (installed as ``rlem_gym.agents``).
+
+Usable in a plain Gymnasium loop::
+
+    import gymnasium as gym, rlem_gym
+    from rlem_gym.agents import make_agent
+    from rlem_gym.llm import make_llm
+
+    env = gym.make("rlem_gym/WebShop-v0")
+    agent = make_agent("rememberer", make_llm(), "webshop").train()
+    obs, info = env.reset(seed=0)
+    agent.reset(obs, info)
+    done = False
+    while not done:
+        action = agent.act(obs, info)
+        obs, reward, terminated, truncated, info = env.step(action)
+        agent.observe(action, reward, terminated, truncated, info)
+        done = terminated or truncated
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rlem_gym.agents.adapters import EnvAdapter, get_adapter, register_adapter
+from rlem_gym.agents.base import Agent, AgentStats, StepInfo
+from rlem_gym.agents.react import ReActAgent
+from rlem_gym.agents.rememberer import Rememberer
+from rlem_gym.agents.static import StaticExemplarAgent
+
+if TYPE_CHECKING:
+    from rlem_gym.embeddings import Embedder
+    from rlem_gym.llm.base import LLM
+
+#: name -> agent class (the registry the benchmark runner and CLI use)
+AGENTS: dict[str, type[Agent]] = {
+    "rememberer": Rememberer,
+    "react": ReActAgent,
+    "static": StaticExemplarAgent,
+}
+
+#: keyword arguments ``make_agent`` uses to build a memory when none is given
+_MEMORY_KWARGS = ("capacity", "action_capacity", "n_step", "gamma", "update_mode", "lr", "double_q", "index", "eviction")
+
+
+def make_agent(
+    name: str,
+    llm: "LLM",
+    env_name: "str | EnvAdapter",
+    *,
+    memory: Any = None,
+    embedder: "Embedder | None" = None,
+    **kwargs: Any,
+) -> Agent:
+    """Build an agent by registry name for an env (``"webshop"``, ``"wikihow"`` or a gym id).
+
+    For ``"rememberer"`` without ``memory=``, a fresh :class:`rlem_gym.memory.ExperienceMemory`
+    is built with the env's matcher (``embedder`` defaults to the shipped MiniLM for WebShop)
+    and any memory settings among the kwargs: ``capacity``, ``action_capacity``, ``n_step``
+    (1 = one-step Q, None = the paper's full return), ``gamma``, ``update_mode``, ``lr``,
+    ``double_q``, ``index``, ``eviction``. The other kwargs go to the agent's constructor.
+    """
+    key = str(name).lower()
+    if key not in AGENTS:
+        raise ValueError(f"unknown agent {name!r}: use one of {', '.join(sorted(AGENTS))}")
+    adapter = get_adapter(env_name)
+    memory_kwargs = {k: kwargs.pop(k) for k in _MEMORY_KWARGS if k in kwargs}
+    if key == "rememberer":
+        if memory is None:
+            from rlem_gym.memory import ExperienceMemory
+
+            memory_kwargs.setdefault("seed", kwargs.get("seed", 0))
+            memory = ExperienceMemory(adapter.make_matcher(embedder), **memory_kwargs)
+        elif memory_kwargs:
+            raise ValueError(f"memory settings {sorted(memory_kwargs)} apply only when make_agent builds the memory")
+        return Rememberer(llm, memory, adapter, **kwargs)
+    if memory_kwargs or memory is not None:
+        raise ValueError(f"the {key!r} agent has no memory: drop memory=/{', '.join(sorted(memory_kwargs)) or 'memory'}")
+    if key == "static":
+        return StaticExemplarAgent(llm, kwargs.pop("exemplars", None), adapter, **kwargs)
+    return ReActAgent(llm, adapter, **kwargs)
+
+
+__all__ = [
+    "AGENTS",
+    "Agent",
+    "AgentStats",
+    "EnvAdapter",
+    "ReActAgent",
+    "Rememberer",
+    "StaticExemplarAgent",
+    "StepInfo",
+    "get_adapter",
+    "make_agent",
+    "register_adapter",
+]

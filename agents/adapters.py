@@ -1,0 +1,151 @@
+"""Per-env adapters: everything env-specific the agents need, so the agents stay env-agnostic.
+
+An adapter turns ``(obs, info)`` into the prompt parts and the memory key, reads actions out of
+model text, checks them against the current page, puts them in canonical form, and picks the
+counted fallback action when the model gave nothing usable. ``get_adapter("webshop")`` /
+``get_adapter("wikihow")`` return the shipped ones; register your own with :func:`register_adapter`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+
+from rlem_gym.prompts import Exemplar, PromptInput
+
+if TYPE_CHECKING:
+    from rlem_gym.embeddings import Embedder
+    from rlem_gym.similarity import Matcher
+
+#: fallback policies (what to do when the model's reply holds no valid action)
+FALLBACK_POLICIES = ("first_valid", "random_valid", "noop")
+
+
+class EnvAdapter(ABC):
+    """The env-specific half of an agent: prompt parts, memory key, action grammar, fallback."""
+
+    #: the env's short name ("webshop", "wikihow")
+    name: str = ""
+    #: an action string the env rejects without changing state (the "noop" fallback)
+    noop_action: str = "noop"
+    #: the Rememberer-style preamble (action grammar + principles)
+    preamble: str = ""
+    #: the ReAct preamble
+    react_preamble: str = ""
+
+    # -- prompt parts -----------------------------------------------------------------------------
+    @abstractmethod
+    def render_input(self, inp: PromptInput) -> str:
+        """The input block of one situation, in this env's prompt layout."""
+
+    @abstractmethod
+    def memory_key(self, obs: str, info: dict[str, Any]) -> tuple[str, str, str]:
+        """The memory key ``(task, observation, instruction)`` of the current step."""
+
+    @abstractmethod
+    def available_actions(self, info: dict[str, Any]) -> tuple[str, ...]:
+        """What the prompt lists as available at this step (empty when the env lists nothing)."""
+
+    def react_observation(self, obs: str, info: dict[str, Any], first: bool) -> str:
+        """How the ReAct transcript shows an observation (``first`` = right after reset)."""
+        return obs
+
+    @abstractmethod
+    def react_example(self) -> str:
+        """The one worked ReAct trajectory shown before the episode."""
+
+    @abstractmethod
+    def default_exemplars(self) -> list[Exemplar]:
+        """The static-exemplar baseline's default exemplars for this env."""
+
+    # -- actions --------------------------------------------------------------------------------
+    @abstractmethod
+    def extract_actions(self, text: str) -> list[str]:
+        """All action-shaped substrings of ``text``, in canonical form, in order."""
+
+    def canonicalize(self, action: str) -> str | None:
+        """The canonical form of ``action`` (case, spacing, brackets), or None if it is no action."""
+        found = self.extract_actions(action or "")
+        return found[0] if found else None
+
+    @abstractmethod
+    def is_valid(self, action: str, info: dict[str, Any]) -> bool:
+        """Whether the canonical ``action`` is valid on the current page."""
+
+    @abstractmethod
+    def fallback_candidates(self, obs: str, info: dict[str, Any]) -> list[str]:
+        """Valid actions in order of preference for a fallback."""
+
+    def random_action(self, observation: str, available: Sequence[str], rng: np.random.Generator) -> str | None:
+        """A random plausible action for a stored situation (the official random-advice mode)."""
+        choices = [a for a in available if a]
+        return str(choices[int(rng.integers(len(choices)))]) if choices else None
+
+    def fallback(
+        self,
+        obs: str,
+        info: dict[str, Any],
+        policy: str,
+        rng: np.random.Generator,
+        recent: Sequence[str] = (),
+    ) -> str:
+        """The action to take when the model gave no valid one; never raises.
+
+        ``first_valid`` takes the first candidate not among the ``recent`` actions (the first
+        candidate when all were recent); ``random_valid`` draws one from ``rng``; ``noop`` returns
+        :attr:`noop_action`, which the env rejects without changing state.
+        """
+        if policy == "noop":
+            return self.noop_action
+        try:
+            candidates = self.fallback_candidates(obs, info)
+        except Exception:  # a malformed info dict must not crash an episode
+            candidates = []
+        if not candidates:
+            return self.noop_action
+        if policy == "random_valid":
+            return candidates[int(rng.integers(len(candidates)))]
+        fresh = [c for c in candidates if c not in set(recent)]
+        return (fresh or candidates)[0]
+
+    # -- memory ---------------------------------------------------------------------------------
+    @abstractmethod
+    def make_matcher(self, embedder: "Embedder | None" = None, lam: float = 0.5) -> "Matcher":
+        """The memory's similarity for this env (the paper's matcher)."""
+
+
+def check_fallback_policy(policy: str) -> str:
+    """Validate a fallback policy name; raise ValueError with the valid choices."""
+    if policy not in FALLBACK_POLICIES:
+        raise ValueError(f"unknown fallback policy {policy!r}: use one of {', '.join(FALLBACK_POLICIES)}")
+    return policy
+
+
+_ADAPTERS: dict[str, str | Callable[[], EnvAdapter]] = {
+    "webshop": "rlem_gym.agents.webshop_adapter:WebShopAdapter",
+    "wikihow": "rlem_gym.agents.wikihow_adapter:WikiHowAdapter",
+}
+
+
+def register_adapter(name: str, factory: str | Callable[[], EnvAdapter]) -> None:
+    """Make ``get_adapter(name)`` return ``factory()`` (a callable or a ``"module:Class"`` string)."""
+    _ADAPTERS[name.lower()] = factory
+
+
+def get_adapter(name: "str | EnvAdapter") -> EnvAdapter:
+    """The adapter for an env name (``"webshop"``, ``"wikihow"``, or a gym id); adapters pass through."""
+    if isinstance(name, EnvAdapter):
+        return name
+    key = str(name).lower()
+    if key.startswith("rlem_gym/"):
+        key = key.split("/", 1)[1].split("-", 1)[0]
+    factory = _ADAPTERS.get(key)
+    if factory is None:
+        raise ValueError(f"no adapter for env {name!r}: use one of {', '.join(sorted(_ADAPTERS))}")
+    if isinstance(factory, str):
+        module, _, attr = factory.partition(":")
+        factory = getattr(importlib.import_module(module), attr)
+    return factory()

@@ -1,0 +1,157 @@
+"""The ReAct baseline (Yao et al. 2022): one worked example trajectory, then think/act lines.
+
+The prompt is the env's ReAct preamble, one example trajectory written over real data (a WebShop
+episode over catalog products, or a wikiHow episode over real screens), then the current
+episode as a transcript::
+
+    <first observation>
+    Action: search[...]
+    Observation:
+    <page>
+    Action: think[...]
+    Observation: OK.
+    Action: click[...]
+
+``think[...]`` lines do not touch the env: within one :meth:`ReActAgent.act` call the agent loops
+think -> act (at most ``max_thinks`` thoughts), counting every LLM call, until the model names an
+action. An action that is not valid on the current page, or no action at all, becomes a counted
+fallback (the adapter's policy). The transcript is cut from the start to fit the context window.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from rlem_gym.advice import parse_react_line
+from rlem_gym.agents.adapters import EnvAdapter, check_fallback_policy, get_adapter
+from rlem_gym.agents.base import Agent, StepInfo
+from rlem_gym.prompts import DEFAULT_MARGIN_TOKENS, build_react_prompt, prompt_budget
+
+if TYPE_CHECKING:
+    from rlem_gym.llm.base import LLM
+
+DEFAULT_STOP: tuple[str, ...] = ("\nObservation", "\n\n")
+
+
+class ReActAgent(Agent):
+    """ReAct: think/act lines after one example trajectory; no memory.
+
+    Args:
+        llm: any :class:`rlem_gym.llm.LLM`.
+        adapter: ``"webshop"``, ``"wikihow"`` or an :class:`EnvAdapter`.
+        max_thinks: thoughts allowed per step before the agent insists on an action.
+        fallback: ``"first_valid"``, ``"random_valid"`` or ``"noop"``.
+        example: replace the adapter's example trajectory (same transcript format).
+    """
+
+    name = "react"
+
+    def __init__(
+        self,
+        llm: "LLM",
+        adapter: "str | EnvAdapter" = "webshop",
+        *,
+        max_thinks: int = 2,
+        fallback: str = "first_valid",
+        max_tokens: int = 64,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = DEFAULT_STOP,
+        seed: int = 0,
+        margin: int = DEFAULT_MARGIN_TOKENS,
+        example: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.llm = llm
+        self.adapter = get_adapter(adapter)
+        self.max_thinks = max(0, int(max_thinks))
+        self.fallback_policy = check_fallback_policy(fallback)
+        self.max_tokens = int(max_tokens)
+        self.temperature = float(temperature)
+        self.stop = list(stop) if stop else None
+        self.seed = int(seed)
+        self.margin = int(margin)
+        self.rng = np.random.default_rng(self.seed)
+        example = self.adapter.react_example() if example is None else example
+        self.head = f"{self.adapter.react_preamble}\n\n{example}\n\nNow the new episode."
+        self._transcript: list[str] = []
+        self._actions: list[str] = []
+        self._started = False
+
+    def reset(self, obs: str, info: dict[str, Any]) -> None:
+        """Start a new transcript from the first observation."""
+        self._transcript = [self.adapter.react_observation(obs, info or {}, first=True)]
+        self._actions = []
+        self._started = False
+        self.last_step = StepInfo()
+
+    def act(self, obs: str, info: dict[str, Any]) -> str:
+        """Think (bounded) then act; returns a valid action or a counted fallback."""
+        info = info or {}
+        if not self._transcript:
+            self.reset(obs, info)
+        elif self._started:
+            self._transcript.append("Observation:\n" + self.adapter.react_observation(obs, info, first=False))
+        self._started = True
+
+        budget = prompt_budget(self.llm, self.max_tokens, self.margin)
+        thoughts: list[str] = []
+        outputs: list[str] = []
+        action, why, prompt = None, "", ""
+        prompt_tokens = completion_tokens = 0
+        latency = 0.0
+        for call in range(self.max_thinks + 1):
+            built = build_react_prompt(self.llm, head=self.head, history="\n".join(self._transcript) + "\nAction:", budget=budget)
+            prompt = built.text
+            completion = self.llm.generate(
+                prompt, max_tokens=self.max_tokens, stop=self.stop, temperature=self.temperature, seed=self.seed + call
+            )
+            self.stats.llm_calls += 1
+            self.stats.prompt_tokens += completion.prompt_tokens
+            self.stats.completion_tokens += completion.completion_tokens
+            prompt_tokens += completion.prompt_tokens
+            completion_tokens += completion.completion_tokens
+            latency += completion.latency_s
+            outputs.append(completion.text)
+            line = parse_react_line(completion.text, self.adapter.extract_actions)
+            if line.kind == "think" and call < self.max_thinks:
+                thoughts.append(line.text)
+                self._transcript += [f"Action: think[{line.text}]", "Observation: OK."]
+                continue
+            if line.kind == "act":
+                canon = self.adapter.canonicalize(line.text)
+                if canon is not None and self.adapter.is_valid(canon, info):
+                    action = canon
+                else:
+                    why = f"invalid action {line.text[:80]!r}"
+            elif line.kind == "think":
+                why = f"more than {self.max_thinks} thoughts in a row"
+            else:
+                why = "no action in the reply"
+            break
+        fallback = action is None
+        if action is None:
+            action = self.adapter.fallback(obs, info, self.fallback_policy, self.rng, recent=self._actions[-5:])
+        self._transcript.append(f"Action: {action}")
+        self._actions.append(action)
+        self.stats.steps += 1
+        self.stats.fallbacks += int(fallback)
+        self.last_step = StepInfo(
+            prompt=prompt,
+            raw_output="\n".join(outputs),
+            action=action,
+            reason=thoughts[-1] if thoughts else "",
+            parsed=list(thoughts),
+            fallback=fallback,
+            fallback_reason=why if fallback else "",
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            latency_s=latency,
+        )
+        return action
+
+    def observe(self, action: str, reward: float, terminated: bool, truncated: bool, info: dict[str, Any]) -> None:
+        """ReAct keeps no memory; the next observation arrives with the next ``act``."""
+        if terminated or truncated:
+            self.stats.episodes += 1

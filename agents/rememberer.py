@@ -1,0 +1,284 @@
+"""The Rememberer (RLEM, Zhang et al. 2023): a frozen LLM plus an experience memory learned by Q-learning.
+
+The whole decision loop reads top to bottom in :meth:`Rememberer.act` and :meth:`Rememberer.observe`:
+
+1. **retrieve** the k most similar past situations from the memory (k = 2 in the paper);
+2. **prompt**: show them as exemplars with action advice (Encouraged = the top action if its
+   Q > 0, Discouraged = the actions with Q <= 0), then the new situation, ending with ``Encouraged:``;
+3. **generate** with the LLM;
+4. **parse** the reply into advice (tolerantly; model output can be anything);
+5. **choose** the first Encouraged action valid on the current page, else a counted fallback;
+6. **update** (train mode, at episode end): hand the episode's steps, with the LLM's reason for
+   each action, to ``memory.update``, which runs the RLEM Q-learning update.
+
+Ablation switches: ``discouraged=False`` drops the Discouraged part of the advice;
+``random_advice=True`` reproduces the official code's invented advice (see
+:func:`exemplar_from_record`). One-step vs multi-step Q is a setting of the memory, not of the
+agent: ``ExperienceMemory(matcher, n_step=1)`` is one-step Q-learning (bootstrap on the next
+key's max Q) and ``n_step=None`` (the paper's default) the full Monte-Carlo return;
+``make_agent("rememberer", ..., n_step=...)`` passes it through.
+
+Backend failures (:class:`rlem_gym.llm.LLMError`) are raised, never turned into a fake action;
+anything the model *says* is handled and never raises.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from rlem_gym.advice import AdviceLine, ParsedAdvice, parse_advice
+from rlem_gym.agents.adapters import EnvAdapter, check_fallback_policy, get_adapter
+from rlem_gym.agents.base import Agent, StepInfo
+from rlem_gym.prompts import DEFAULT_MARGIN_TOKENS, Exemplar, PromptInput, build_advice_prompt, prompt_budget
+from rlem_gym.trajectory import Step
+
+if TYPE_CHECKING:
+    from rlem_gym.llm.base import LLM
+    from rlem_gym.memory import ExperienceMemory, Record
+
+#: stop strings: the model starting a new exemplar or echoing the prompt ends the advice
+DEFAULT_STOP: tuple[str, ...] = ("```", "\n---", "Now the new input", "\nExample", "\n\n\n")
+#: how many past actions the prompt shows (the paper's "Last 5 Actions")
+HISTORY_LENGTH = 5
+
+
+def exemplar_from_record(
+    record: "Record",
+    adapter: EnvAdapter,
+    *,
+    random_advice: bool = False,
+    rng: np.random.Generator | None = None,
+) -> Exemplar:
+    """Turn a memory record into an exemplar with action advice.
+
+    Deterministic (default): Encouraged = the top action if its Q > 0; Discouraged = every action
+    with Q <= 0; only real memory is shown. ``random_advice=True`` reproduces the official code:
+    when no Q > 0 exists it invents a random Encouraged action with Q drawn from [0, 0.5); when
+    every Q > 0 it invents a random Discouraged action with Q 0 (both drawn from ``rng``).
+    """
+    ranked = record.sorted_actions()
+    encouraged = [AdviceLine(a, float(s.q), s.reason) for a, s in ranked[:1] if s.q > 0]
+    discouraged = [AdviceLine(a, float(s.q), s.reason) for a, s in ranked if s.q <= 0]
+    if random_advice:
+        rng = rng if rng is not None else np.random.default_rng(0)
+        known = {a for a, _ in ranked}
+        if not encouraged:
+            invented = adapter.random_action(record.key.observation, record.available_actions, rng)
+            if invented and invented not in known:
+                encouraged.append(AdviceLine(invented, float(rng.uniform(0.0, 0.5)), ""))
+        if ranked and not discouraged:
+            invented = adapter.random_action(record.key.observation, record.available_actions, rng)
+            if invented and invented not in known:
+                discouraged.append(AdviceLine(invented, 0.0, ""))
+    situation = PromptInput(
+        task=record.key.task,
+        observation=record.key.observation,
+        instruction=record.key.instruction,
+        last_actions=tuple(record.last_actions),
+        last_reward=float(record.last_reward),
+        total_reward=float(record.total_reward),
+        available_actions=tuple(record.available_actions),
+    )
+    return Exemplar(situation, tuple(encouraged), tuple(discouraged), record_id=record.id)
+
+
+class Rememberer(Agent):
+    """The Rememberer agent: retrieve -> prompt -> generate -> parse -> choose; update at episode end.
+
+    Args:
+        llm: any :class:`rlem_gym.llm.LLM` (``make_llm()`` for the shipped SmolLM2).
+        memory: an :class:`rlem_gym.memory.ExperienceMemory` built with ``adapter.make_matcher()``.
+        adapter: ``"webshop"``, ``"wikihow"`` or an :class:`EnvAdapter`.
+        k: exemplars retrieved per step (2 in the paper).
+        discouraged: show the Discouraged advice (False = the paper's ablation).
+        random_advice: reproduce the official invented advice (off by default).
+        fallback: ``"first_valid"``, ``"random_valid"`` or ``"noop"`` when the reply has no valid action.
+        max_tokens, temperature, stop: generation settings (temperature 0 = greedy).
+        seed: seeds the generator used by random advice / random fallback and the LLM call.
+        margin: tokens kept free for the backend's chat template when fitting the prompt.
+    """
+
+    name = "rememberer"
+
+    def __init__(
+        self,
+        llm: "LLM",
+        memory: "ExperienceMemory | None",
+        adapter: "str | EnvAdapter" = "webshop",
+        *,
+        k: int = 2,
+        discouraged: bool = True,
+        random_advice: bool = False,
+        fallback: str = "first_valid",
+        max_tokens: int = 128,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = DEFAULT_STOP,
+        seed: int = 0,
+        margin: int = DEFAULT_MARGIN_TOKENS,
+    ) -> None:
+        super().__init__()
+        if k < 0:
+            raise ValueError(f"k must be >= 0, got {k}")
+        self.llm = llm
+        self.memory = memory
+        self.adapter = get_adapter(adapter)
+        self.k = int(k)
+        self.discouraged = bool(discouraged)
+        self.random_advice = bool(random_advice)
+        self.fallback_policy = check_fallback_policy(fallback)
+        self.max_tokens = int(max_tokens)
+        self.temperature = float(temperature)
+        self.stop = list(stop) if stop else None
+        self.seed = int(seed)
+        self.margin = int(margin)
+        self.rng = np.random.default_rng(self.seed)
+        self._task = ""
+        self._steps: list[Step] = []
+        self._pending: dict[str, Any] | None = None
+        self._last_actions: list[str] = []
+        self._last_reward = 0.0
+        self._total_reward = 0.0
+
+    # ---------------------------------------------------------------------------- episode start
+    def reset(self, obs: str, info: dict[str, Any]) -> None:
+        """Start an episode: forget the previous episode's steps and prompt context."""
+        self._task = self.adapter.memory_key(obs, info)[0]
+        self._steps = []
+        self._pending = None
+        self._last_actions = []
+        self._last_reward = 0.0
+        self._total_reward = 0.0
+        self.last_step = StepInfo()
+
+    # ---------------------------------------------------------------------------- one decision
+    def act(self, obs: str, info: dict[str, Any]) -> str:
+        """Choose the next action; the reasons are in ``self.last_step``."""
+        info = info or {}
+        task, observation, instruction = self.adapter.memory_key(obs, info)
+        available = self.adapter.available_actions(info)
+
+        # 1. retrieve: the k most similar past situations, as exemplars with action advice
+        retrieved, exemplars = self._recall(task, observation, instruction)
+
+        # 2. prompt: preamble, exemplars, the new input, "Encouraged:" (fit to the context window)
+        query = PromptInput(
+            task=task,
+            observation=observation,
+            instruction=instruction,
+            last_actions=tuple(self._last_actions[-HISTORY_LENGTH:]),
+            last_reward=self._last_reward,
+            total_reward=self._total_reward,
+            available_actions=available,
+        )
+        built = build_advice_prompt(
+            self.llm,
+            preamble=self.adapter.preamble,
+            render_input=self.adapter.render_input,
+            exemplars=exemplars,
+            query=query,
+            discouraged=self.discouraged,
+            budget=prompt_budget(self.llm, self.max_tokens, self.margin),
+        )
+
+        # 3. generate (backend errors propagate as LLMError)
+        completion = self.llm.generate(
+            built.text, max_tokens=self.max_tokens, stop=self.stop, temperature=self.temperature, seed=self.seed
+        )
+
+        # 4. parse the advice block the model wrote
+        parsed = parse_advice(completion.text, self.adapter.extract_actions)
+
+        # 5. choose: the first Encouraged action valid here, else a counted fallback
+        action, reason, fallback_reason = self._choose(parsed, obs, info)
+
+        self._pending = {
+            "observation": observation,
+            "instruction": instruction,
+            "action": action,
+            "reason": reason,
+            "available": available,
+        }
+        self.stats.steps += 1
+        self.stats.llm_calls += 1
+        self.stats.prompt_tokens += completion.prompt_tokens
+        self.stats.completion_tokens += completion.completion_tokens
+        self.stats.fallbacks += int(bool(fallback_reason))
+        self.last_step = StepInfo(
+            prompt=built.text,
+            raw_output=completion.text,
+            action=action,
+            reason=reason,
+            parsed=parsed,
+            retrieved=retrieved,
+            retrieved_ids=[e.record_id for e in exemplars if e.record_id is not None],
+            fallback=bool(fallback_reason),
+            fallback_reason=fallback_reason,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            latency_s=completion.latency_s,
+        )
+        return action
+
+    def _recall(self, task: str, observation: str, instruction: str) -> tuple[list[Any], list[Exemplar]]:
+        """Step 1: retrieve the top-k records and turn each into an exemplar (most similar first)."""
+        if self.memory is None or self.k == 0 or len(self.memory) == 0:
+            return [], []
+        retrieved = self.memory.retrieve(task, observation, instruction, k=self.k)
+        exemplars = [
+            exemplar_from_record(r.record, self.adapter, random_advice=self.random_advice, rng=self.rng)
+            for r in retrieved
+        ]
+        return list(retrieved), exemplars
+
+    def _choose(self, parsed: ParsedAdvice, obs: str, info: dict[str, Any]) -> tuple[str, str, str]:
+        """Step 5: ``(action, reason, fallback_reason)``; fallback_reason is "" when the model's advice was used."""
+        tried = []
+        for advice in parsed.encouraged:
+            action = self.adapter.canonicalize(advice.action)
+            if action is not None and self.adapter.is_valid(action, info):
+                return action, advice.reason, ""
+            tried.append(advice.action)
+        if tried:
+            why = f"no valid Encouraged action ({len(tried)} invalid, first: {tried[0][:80]!r})"
+        elif parsed.discouraged:
+            why = "only Discouraged actions in the reply"
+        else:
+            why = "no action in the reply"
+        avoid = self._last_actions[-HISTORY_LENGTH:] + [a.action for a in parsed.discouraged]
+        action = self.adapter.fallback(obs, info, self.fallback_policy, self.rng, recent=avoid)
+        return action, f"fallback ({self.fallback_policy})", why
+
+    # ------------------------------------------------------------------------- outcome + update
+    def observe(self, action: str, reward: float, terminated: bool, truncated: bool, info: dict[str, Any]) -> None:
+        """Record the transition; at episode end in train mode, update the memory (step 6)."""
+        pending = self._pending
+        self._pending = None
+        if pending is not None:
+            self._steps.append(
+                Step(
+                    observation=pending["observation"],
+                    action=str(action),
+                    reward=float(reward),
+                    reason=pending["reason"] if action == pending["action"] else "",
+                    instruction=pending["instruction"],
+                    last_actions=tuple(self._last_actions[-HISTORY_LENGTH:]),
+                    last_reward=self._last_reward,
+                    total_reward=self._total_reward,
+                    available_actions=pending["available"],
+                )
+            )
+        self._last_actions.append(str(action))
+        self._last_reward = float(reward)
+        self._total_reward += float(reward)
+        if terminated or truncated:
+            self.stats.episodes += 1
+            # 6. update: the RLEM Q-learning update over the whole episode, train mode only
+            if self.training and self.memory is not None and self._steps:
+                self.memory.update(self._task, list(self._steps))
+
+    @property
+    def episode_steps(self) -> list[Step]:
+        """The current (or just finished) episode's steps, as given to ``memory.update``."""
+        return list(self._steps)

@@ -1,0 +1,280 @@
+"""Prompt text and prompt assembly for the Rememberer-style agents and ReAct, within a token budget.
+
+What lives here: the per-env preambles (action grammar + principles), the input templates
+(the official Rememberer layouts: a YAML-like block for WebShop, the ``Task/Last 5 Actions/
+Screen/Instruction/Last Reward/Total Reward`` block for WikiHow), exemplar and advice rendering,
+and :func:`build_advice_prompt` / :func:`build_react_prompt`, which keep every prompt within
+``llm.context_length - max_tokens - margin`` tokens of the model's own tokenizer. Long
+observations are truncated from the start (the paper's rule), exemplars first, then the
+current one; exemplars are dropped (least similar last) only when even empty ones do not fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from rlem_gym.advice import AdviceLine, render_advice
+from rlem_gym.llm.base import truncate_to_tokens
+
+if TYPE_CHECKING:
+    from rlem_gym.llm.base import LLM
+
+# ------------------------------------------------------------------------------------ constants
+WEBSHOP_PREAMBLE = """\
+I am shopping on a website and must buy the product that an instruction describes. My available actions are:
+
+search[keywords]
+click[element]
+
+For each input I give action advice: Encouraged actions worth taking and Discouraged actions to avoid, \
+each with its value estimate (the expected final reward) and a short reason.
+
+Principles for deciding:
+
+1. I search with the key words of the instruction, and try other key words if a search does not lead to the target.
+2. I open a product whose title matches the instruction, choose the options the instruction asks for, then click buy now.
+3. I do not repeat an action that did not help.
+4. I can search only when search is listed under Available Actions; otherwise I click one of the listed elements.
+5. I encourage actions with high value estimates and discourage actions with low ones."""
+
+WIKIHOW_PREAMBLE = """\
+I operate the wikiHow app to finish a task given as a list of commands. At each step I see the task, \
+the screen as simplified HTML and the current instruction. My available actions are:
+
+INPUT(element_id, text)
+CLICK(element_id)
+SCROLL(direction)
+GOBACK
+
+Directions are UP, DOWN, LEFT and RIGHT. For each input I give action advice: Encouraged actions worth \
+taking and Discouraged actions to avoid, each with its value estimate and a short reason.
+
+Principles for deciding:
+
+1. If a link to the wanted content is on the screen, I click it. Otherwise I search for it or scroll down.
+2. I try other key words if a search does not lead to the target.
+3. I do not repeat an action that did not help.
+4. I encourage actions with high value estimates and discourage actions with low ones.
+5. A title inside the instruction is usually not the title of the current page."""
+
+WEBSHOP_REACT_PREAMBLE = """\
+I shop on a website for the product an instruction describes. Each of my lines is one action: \
+search[keywords], click[element] (an element shown in [brackets] on the page, lower-case), or \
+think[my reasoning], which does not change the page. Here is an example."""
+
+WIKIHOW_REACT_PREAMBLE = """\
+I operate the wikiHow app to finish a task given as a list of commands. Each of my lines is one action: \
+INPUT(element_id, text), CLICK(element_id), SCROLL(UP|DOWN|LEFT|RIGHT), GOBACK, or think[my reasoning], \
+which does not change the screen. Here is an example."""
+
+EXAMPLES_HEADER = "Here are some examples:"
+NEW_INPUT_HEADER = "Now the new input:"
+ANSWER_CUE = "Encouraged:\n"
+#: tokens kept free for the chat template the backend wraps around the prompt
+DEFAULT_MARGIN_TOKENS = 64
+#: slack per truncated piece, because token counts are not exactly additive across joins
+_JOIN_SLACK = 4
+
+
+# ---------------------------------------------------------------------------------- data types
+@dataclass(frozen=True)
+class PromptInput:
+    """One situation as the prompt shows it (an exemplar's input or the new input)."""
+
+    task: str
+    observation: str
+    instruction: str = ""
+    last_actions: tuple[str, ...] = ()
+    last_reward: float = 0.0
+    total_reward: float = 0.0
+    available_actions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Exemplar:
+    """An in-context exemplar: a situation and the action advice for it."""
+
+    input: PromptInput
+    encouraged: tuple[AdviceLine, ...] = ()
+    discouraged: tuple[AdviceLine, ...] = ()
+    record_id: int | None = None
+    """Id of the memory record it came from (None for static exemplars)."""
+
+
+@dataclass
+class BuiltPrompt:
+    """A prompt and what fitting it into the budget cost."""
+
+    text: str
+    tokens: int
+    budget: int
+    truncated_observations: int = 0
+    dropped_exemplars: int = 0
+    hard_truncated: bool = False
+    exemplars_used: list[Exemplar] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- pure rendering
+def _indent(text: str, prefix: str = "  ") -> str:
+    return "\n".join(prefix + line for line in text.splitlines()) if text else prefix
+
+
+def _fmt_reward(value: float) -> str:
+    return f"{float(value):.1f}"
+
+
+def render_webshop_input(inp: PromptInput) -> str:
+    """The WebShop input block (the official YAML-like layout).
+
+    The env's pages start with the instruction; when an observation does not hold the task text,
+    a ``Task:`` part is added on top so the model always sees what to buy.
+    """
+    actions = "\n".join(f"- {a}" for a in inp.last_actions[-5:])
+    available = "\n".join(f"- {a}" for a in inp.available_actions)
+    task = f"Task:\n{inp.task}\n" if inp.task and inp.task not in inp.observation else ""
+    return (
+        f"---\n{task}Last 5 Actions:\n{actions}\nObservation: |\n{_indent(inp.observation)}\n"
+        f"Available Actions:\n{available}\n..."
+    )
+
+
+def render_wikihow_input(inp: PromptInput) -> str:
+    """The WikiHow input block (the official Rememberer layout)."""
+    actions = "\n".join(inp.last_actions[-5:])
+    return (
+        f"```\nTask:\n{inp.task}\nLast 5 Actions:\n{actions}\nScreen:\n{inp.observation}\n"
+        f"Instruction:\n{inp.instruction}\nLast Reward:\n{_fmt_reward(inp.last_reward)}\n"
+        f"Total Reward:\n{_fmt_reward(inp.total_reward)}\n---"
+    )
+
+
+def render_exemplar(render_input: Callable[[PromptInput], str], exemplar: Exemplar, discouraged: bool = True) -> str:
+    """One exemplar: its input block, a blank line, then its advice block."""
+    advice = render_advice(exemplar.encouraged, exemplar.discouraged if discouraged else None)
+    return f"{render_input(exemplar.input)}\n\n{advice}"
+
+
+def assemble_advice_prompt(
+    preamble: str,
+    rendered_exemplars: Sequence[str],
+    rendered_query: str,
+) -> str:
+    """Join preamble, numbered exemplars and the new input; ends with ``Encouraged:`` for the model."""
+    parts = [preamble.rstrip(), ""]
+    if rendered_exemplars:
+        parts += [EXAMPLES_HEADER, ""]
+        for i, text in enumerate(rendered_exemplars, 1):
+            parts += [f"Example {i}:", "", text, ""]
+    parts += [NEW_INPUT_HEADER, "", rendered_query, "", ANSWER_CUE]
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------------- the budget
+def prompt_budget(llm: "LLM", max_tokens: int, margin: int = DEFAULT_MARGIN_TOKENS) -> int:
+    """Tokens a prompt may use so that prompt + completion fit the model's context window."""
+    return max(16, int(llm.context_length) - int(max_tokens) - int(margin))
+
+
+def _water_fill(sizes: list[int], total: int) -> list[int]:
+    """Caps c_i <= sizes[i] with sum(c_i) <= total, as equal as possible (small pieces kept whole)."""
+    caps = [0] * len(sizes)
+    order = sorted(range(len(sizes)), key=lambda i: sizes[i])
+    left = max(0, total)
+    for pos, i in enumerate(order):
+        share = left // (len(order) - pos)
+        caps[i] = min(sizes[i], share)
+        left -= caps[i]
+    return caps
+
+
+def _fit_text(llm: "LLM", text: str, budget: int) -> str:
+    return truncate_to_tokens(llm, text, budget, keep="end")
+
+
+def build_advice_prompt(
+    llm: "LLM",
+    *,
+    preamble: str,
+    render_input: Callable[[PromptInput], str],
+    exemplars: Sequence[Exemplar],
+    query: PromptInput,
+    discouraged: bool = True,
+    budget: int,
+) -> BuiltPrompt:
+    """Assemble the Rememberer prompt within ``budget`` tokens of ``llm``'s tokenizer.
+
+    Observations are cut from the start (exemplars and the new input share what is left after
+    the fixed text, equal shares, short ones kept whole); when even empty exemplars overflow,
+    the last (least similar) exemplars are dropped. A final check guarantees the budget.
+    """
+    exemplars = list(exemplars)
+
+    def render(exs: Sequence[Exemplar], q: PromptInput) -> str:
+        return assemble_advice_prompt(
+            preamble, [render_exemplar(render_input, e, discouraged) for e in exs], render_input(q)
+        )
+
+    text = render(exemplars, query)
+    tokens = llm.count_tokens(text)
+    if tokens <= budget:
+        return BuiltPrompt(text, tokens, budget, exemplars_used=exemplars)
+
+    dropped = 0
+    while True:
+        skeleton = render(
+            [replace(e, input=replace(e.input, observation="")) for e in exemplars], replace(query, observation="")
+        )
+        fixed = llm.count_tokens(skeleton) + _JOIN_SLACK * (len(exemplars) + 1)
+        if fixed <= budget or not exemplars:
+            break
+        exemplars.pop()
+        dropped += 1
+
+    observations = [e.input.observation for e in exemplars] + [query.observation]
+    sizes = [llm.count_tokens(o) if o else 0 for o in observations]
+    available = budget - fixed
+    truncated = 0
+    text, tokens = "", budget + 1
+    for _attempt in range(6):
+        caps = _water_fill(sizes, available)
+        cut = []
+        for obs, size, cap in zip(observations, sizes, caps):
+            if size > cap:
+                truncated += 1
+                cut.append(_fit_text(llm, obs, cap))
+            else:
+                cut.append(obs)
+        exs = [replace(e, input=replace(e.input, observation=o)) for e, o in zip(exemplars, cut[:-1])]
+        text = render(exs, replace(query, observation=cut[-1]))
+        tokens = llm.count_tokens(text)
+        if tokens <= budget:
+            return BuiltPrompt(text, tokens, budget, truncated, dropped, exemplars_used=exemplars)
+        available -= (tokens - budget) + max(8, available // 20)
+        truncated = 0
+    # last resort (the fixed text alone overflows): keep the end, which holds the new input and the cue
+    text = truncate_to_tokens(llm, text, budget, keep="end")
+    return BuiltPrompt(text, llm.count_tokens(text), budget, truncated, dropped, True, exemplars_used=exemplars)
+
+
+def build_react_prompt(llm: "LLM", *, head: str, history: str, budget: int) -> BuiltPrompt:
+    """ReAct prompt = ``head`` (preamble + example) + the episode so far, cut from the start to fit."""
+    sep = "\n\n"
+    text = head + sep + history
+    tokens = llm.count_tokens(text)
+    if tokens <= budget:
+        return BuiltPrompt(text, tokens, budget)
+    room = budget - llm.count_tokens(head + sep) - _JOIN_SLACK
+    if room >= 32:
+        cut = _fit_text(llm, history, room)
+        text = head + sep + cut
+        tokens = llm.count_tokens(text)
+        while tokens > budget and cut:
+            room -= (tokens - budget) + 8
+            cut = _fit_text(llm, history, room)
+            text = head + sep + cut
+            tokens = llm.count_tokens(text)
+        if tokens <= budget:
+            return BuiltPrompt(text, tokens, budget, truncated_observations=1)
+    text = truncate_to_tokens(llm, head + sep + history, budget, keep="end")
+    return BuiltPrompt(text, llm.count_tokens(text), budget, truncated_observations=1, hard_truncated=True)
