@@ -1,0 +1,107 @@
+"""The benchmark figures (matplotlib, Agg backend): per-agent bars and the learning curve.
+
+- ``scores.png``: score and success rate per agent, side by side, with 95% bootstrap CIs.
+- ``learning_curve.png``: the Rememberer's training score and SR per epoch, with CIs.
+
+Both are drawn from the results dict of :func:`rlem_gym.benchmarks.report.aggregate`, so
+``rlem-gym plot RUN_DIR`` can redraw them from the run's records alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: one colour per agent, stable across figures
+AGENT_COLORS = {"rememberer": "#1b9e77", "react": "#d95f02", "static": "#7570b3"}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _err(est: dict[str, float]) -> tuple[float, float, float]:
+    mean = est["mean"] if est["n"] else np.nan
+    if not np.isfinite(mean):
+        return 0.0, 0.0, 0.0
+    return mean, max(0.0, mean - est["lo"]), max(0.0, est["hi"] - mean)
+
+
+def _save(fig: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    tmp.replace(path)
+
+
+def plot_scores(results: dict[str, Any], path: str | Path, *, title: str = "") -> Path:
+    """Bar chart of score and success rate per agent with 95% CI error bars."""
+    plt = _pyplot()
+    rows = results["rows"]
+    agents = [r["agent"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
+    for ax, key, label in ((axes[0], "score", "Score (100 x mean reward)"), (axes[1], "success_rate", "Success rate (%)")):
+        vals = [_err(r[key]) for r in rows]
+        means = [v[0] for v in vals]
+        yerr = np.array([[v[1] for v in vals], [v[2] for v in vals]])
+        colors = [AGENT_COLORS.get(a, "#666666") for a in agents]
+        x = np.arange(len(agents))
+        ax.bar(x, means, color=colors, yerr=yerr, capsize=4, edgecolor="black", linewidth=0.5)
+        for xi, (m, r) in enumerate(zip(means, rows)):
+            ax.text(xi, m + 1.5, f"{m:.1f}\n(n={r[key]['n']})", ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(x, agents)
+        ax.set_ylim(0, 115)
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title or "Test results (error bars: 95% bootstrap CI over seeds and goals)", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_learning_curve(results: dict[str, Any], path: str | Path, *, title: str = "") -> Path | None:
+    """Training score and SR of the Rememberer per epoch; None when the run had no training."""
+    curve = results.get("learning_curve") or []
+    if not curve:
+        return None
+    plt = _pyplot()
+    epochs = [p["epoch"] for p in curve]
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for key, label, color in (("score", "train score", "#1b9e77"), ("success_rate", "train SR %", "#e7298a")):
+        vals = [_err(p[key]) for p in curve]
+        means = np.array([v[0] for v in vals])
+        lo = means - np.array([v[1] for v in vals])
+        hi = means + np.array([v[2] for v in vals])
+        ax.plot(epochs, means, marker="o", color=color, label=label)
+        ax.fill_between(epochs, lo, hi, color=color, alpha=0.15)
+    ax.set_xlabel("epoch")
+    ax.set_xticks(epochs)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("%")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(title or "Rememberer learning curve (training, memory updates on)", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def make_plots(results: dict[str, Any], out_dir: str | Path, *, title: str = "") -> list[Path]:
+    """Draw every figure into ``out_dir``; return the paths written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [plot_scores(results, out / "scores.png", title=title)]
+    curve = plot_learning_curve(results, out / "learning_curve.png")
+    if curve is not None:
+        paths.append(curve)
+    return paths

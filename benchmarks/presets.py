@@ -1,0 +1,92 @@
+"""Named benchmark presets: instances of :class:`rlem_gym.config.BenchConfig`.
+
+- ``demo``: the README's main job. WebShop small catalog, SmolLM2-135M through HF transformers on
+  a 2-core CPU in about 10 minutes: the Rememberer trains 1 epoch on 2 goals, then the Rememberer,
+  ReAct and static-exemplar agents each play the same 3 test goals (at most 5 steps each, 32
+  tokens per reply: at most 55 LLM calls). It shows the whole pipeline end to end (training with
+  memory updates, frozen-memory testing, the side-by-side table with CIs, the plots, the logs). It
+  does NOT show which agent is better: 3 goals and a 135M model give intervals far too wide for
+  that, and a model this small mostly falls back to the parser's fallback policy.
+- ``paper-webshop``: the paper's WebShop protocol: 15 steps, top-2 retrieval, capacities 500/20,
+  3 epochs on 10 training goals (human goals S0 = [500, 510)), 100 test goals (human goals
+  [0, 100)). These are human goals on the full 1.18M-product catalog: point the env at WebShop's
+  full data (``--env-kwargs '{"data_dir": "/path/to/webshop/data"}'``) and use a capable model
+  (e.g. ``--llm openai:http://host:8000/v1#model``).
+- ``paper-wikihow``: the paper's WikiHow protocol: 15 steps, top-2, capacities 500/20, 3 epochs on
+  the 10 canonical tasks of S0, tested on the 70 micro-canonical tasks.
+"""
+
+from __future__ import annotations
+
+from rlem_gym.config import BenchConfig
+
+#: the README demo (see the module docstring for what it does and does not show)
+DEMO = BenchConfig(
+    env="webshop",
+    agents=("rememberer", "react", "static"),
+    llm=None,
+    train_split="train[0:2]",
+    test_split="test[0:3]",
+    epochs=1,
+    seeds=(0,),
+    max_steps=5,
+    k=2,
+    capacity=500,
+    action_capacity=20,
+    max_tokens=32,
+    shown_results=3,
+    out="runs/demo",
+)
+
+#: the paper's WebShop setting (Zhang et al. 2023, Sec. 4 / spec "Protocol")
+PAPER_WEBSHOP = BenchConfig(
+    env="webshop",
+    agents=("rememberer", "react", "static"),
+    train_split="paper_train_S0",
+    test_split="paper_test",
+    env_kwargs={"goals": "human"},
+    epochs=3,
+    seeds=(0, 1, 2),
+    max_steps=15,
+    k=2,
+    capacity=500,
+    action_capacity=20,
+    n_step=None,
+    gamma=1.0,
+    update_mode="mean",
+    temperature=0.0,
+    max_tokens=128,
+    shown_results=3,
+)
+
+#: the paper's WikiHow setting: train on S0 (10 canonical tasks), test on the 70 micro-canonical tasks
+PAPER_WIKIHOW = BenchConfig(
+    env="wikihow",
+    agents=("rememberer", "react", "static"),
+    train_split="train_S0",
+    test_split="microcanon70",
+    epochs=3,
+    seeds=(0, 1, 2),
+    max_steps=15,
+    k=2,
+    capacity=500,
+    action_capacity=20,
+    n_step=None,
+    gamma=1.0,
+    update_mode="mean",
+    temperature=0.0,
+    max_tokens=128,
+)
+
+PRESETS: dict[str, BenchConfig] = {
+    "demo": DEMO,
+    "paper-webshop": PAPER_WEBSHOP,
+    "paper-wikihow": PAPER_WIKIHOW,
+}
+
+
+def get_preset(name: str) -> BenchConfig:
+    """A copy of preset ``name``; raises ValueError naming the presets that exist."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}: use one of {', '.join(PRESETS)}")
+    return PRESETS[name].replace()

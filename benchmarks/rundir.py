@@ -1,0 +1,209 @@
+"""The run folder of a benchmark: its layout, atomic writes, the step log and episode records.
+
+Layout of ``runs/NAME/``::
+
+    config.json              what is needed to rerun (config, versions, model, splits, data hashes)
+    episodes.jsonl           one line per env step, appended and flushed per step
+    records/<item>.json      one completion record per finished episode (atomic: the commit point)
+    errors/<item>.json       the traceback of a failed episode (retried on resume)
+    train/seed<S>/           training checkpoints: memory after each training episode
+    memory_seed<S>/          the Rememberer's memory after training (the memory's own atomic save)
+    results.{md,csv,json}    the table, one row per agent, with 95% bootstrap CIs
+    *.png                    the figures
+
+An episode counts as finished only when its record exists; a record is written with temp file +
+fsync + ``os.replace``, so a crash leaves either no record or a whole one. On resume, step-log
+lines of episodes without a record are dropped (:meth:`RunDir.clean_step_log`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
+    """JSON version of :func:`atomic_write_text` (UTF-8, indented, keys in insertion order)."""
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+class StepLog:
+    """Appends one JSON line per env step to ``episodes.jsonl`` and flushes it at once.
+
+    Each line is written with a single ``write`` on a file opened with ``O_APPEND``, so local
+    worker processes can share the file without interleaving partial lines.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd: int | None = None
+
+    def write(self, line: dict[str, Any]) -> None:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        data = (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8")
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+
+    def write_many(self, lines: Iterable[dict[str, Any]]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "StepLog":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """Lines of a JSONL file as dicts; a torn last line (from a kill mid-write) is skipped."""
+    path = Path(path)
+    if not path.exists():
+        return
+    with open(path, encoding="utf-8") as fh:
+        for raw in fh:
+            raw = raw.strip()
+            if not raw:
+                continue
+            try:
+                yield json.loads(raw)
+            except json.JSONDecodeError:
+                continue
+
+
+class RunDir:
+    """Paths and record bookkeeping of one run folder."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    # -- paths ---------------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def step_log_path(self) -> Path:
+        return self.root / "episodes.jsonl"
+
+    @property
+    def records_dir(self) -> Path:
+        return self.root / "records"
+
+    @property
+    def errors_dir(self) -> Path:
+        return self.root / "errors"
+
+    def train_dir(self, seed: int) -> Path:
+        return self.root / "train" / f"seed{seed}"
+
+    def memory_dir(self, seed: int) -> Path:
+        """Where the memory after training of ``seed`` is saved."""
+        return self.root / f"memory_seed{seed}"
+
+    def record_path(self, item_id: str) -> Path:
+        return self.records_dir / f"{item_id}.json"
+
+    def error_path(self, item_id: str) -> Path:
+        return self.errors_dir / f"{item_id}.json"
+
+    # -- records -------------------------------------------------------------------------------
+    def write_record(self, item_id: str, record: dict[str, Any]) -> None:
+        """Commit a finished episode (atomic); removes a stale error record of the same item."""
+        atomic_write_json(self.record_path(item_id), record)
+        try:
+            self.error_path(item_id).unlink()
+        except FileNotFoundError:
+            pass
+
+    def write_error(self, item_id: str, error: dict[str, Any]) -> None:
+        atomic_write_json(self.error_path(item_id), error)
+
+    def finished_ids(self) -> set[str]:
+        if not self.records_dir.is_dir():
+            return set()
+        return {p.stem for p in self.records_dir.glob("*.json")}
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every completion record, sorted by item id (so order never depends on timing)."""
+        if not self.records_dir.is_dir():
+            return []
+        return [read_json(p) for p in sorted(self.records_dir.glob("*.json"))]
+
+    def errors(self) -> list[dict[str, Any]]:
+        if not self.errors_dir.is_dir():
+            return []
+        return [read_json(p) for p in sorted(self.errors_dir.glob("*.json"))]
+
+    def clean_step_log(self) -> int:
+        """Drop step lines of episodes that have no completion record; return how many were dropped.
+
+        Called before a (re)run appends anything, so a resumed run's log holds each finished
+        episode's steps exactly once.
+        """
+        path = self.step_log_path
+        if not path.exists():
+            return 0
+        finished = self.finished_ids()
+        kept: list[str] = []
+        dropped = 0
+        for line in iter_jsonl(path):
+            if line.get("item") in finished:
+                kept.append(json.dumps(line, ensure_ascii=False))
+            else:
+                dropped += 1
+        with open(path, "rb") as fh:
+            raw_lines = sum(1 for _ in fh)
+        if dropped or raw_lines != len(kept):
+            atomic_write_text(path, "".join(k + "\n" for k in kept))
+        return dropped

@@ -1,0 +1,84 @@
+"""Seeded 95% bootstrap confidence intervals over a seeds x goals table of episode outcomes.
+
+Benchmark figures (score, success rate, steps, tokens, ...) are means over episodes that form a
+crossed design: every agent runs every test goal once per seed. The interval here resamples
+seeds and goals independently (rows and columns of the table, with replacement) and takes the
+mean of each resampled sub-table, so both sources of variation widen the interval. With one seed
+it reduces to the ordinary bootstrap over goals. Missing cells (failed episodes) are NaN and are
+left out of each mean. The generator is seeded, so the same table always gives the same interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+#: default number of bootstrap resamples
+N_BOOT = 2000
+#: default confidence level
+LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean with its bootstrap confidence interval (``lo``, ``hi``) and the number of episodes."""
+
+    mean: float
+    lo: float
+    hi: float
+    n: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {"mean": self.mean, "lo": self.lo, "hi": self.hi, "n": self.n}
+
+    def fmt(self, digits: int = 1) -> str:
+        """``mean [lo, hi]`` with ``digits`` decimals (``n/a`` when there is no data)."""
+        if self.n == 0 or not np.isfinite(self.mean):
+            return "n/a"
+        return f"{self.mean:.{digits}f} [{self.lo:.{digits}f}, {self.hi:.{digits}f}]"
+
+
+def _nanmean_rows(x: np.ndarray) -> np.ndarray:
+    """Mean over the last two axes ignoring NaN (NaN where a resample holds no value)."""
+    valid = np.isfinite(x)
+    count = valid.sum(axis=(-2, -1))
+    total = np.where(valid, x, 0.0).sum(axis=(-2, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def bootstrap_ci(
+    table: Sequence[Sequence[float]] | np.ndarray,
+    *,
+    n_boot: int = N_BOOT,
+    level: float = LEVEL,
+    seed: int = 0,
+) -> Estimate:
+    """Mean of ``table`` (seeds x goals, NaN = missing) and its crossed bootstrap percentile interval.
+
+    A 1-D input is read as one seed. ``seed`` fixes the resampling, so results are reproducible.
+    """
+    data = np.asarray(table, dtype=float)
+    if data.ndim == 1:
+        data = data[None, :]
+    if data.ndim != 2:
+        raise ValueError(f"bootstrap_ci expects a seeds x goals table, got shape {data.shape}")
+    n = int(np.isfinite(data).sum())
+    if n == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), 0)
+    mean = float(np.nanmean(data))
+    n_seeds, n_goals = data.shape
+    if n == 1:
+        return Estimate(mean, mean, mean, 1)
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
+    cols = rng.integers(0, n_goals, size=(n_boot, n_goals))
+    # resampled[b] = data[rows[b]][:, cols[b]]
+    resampled = data[rows[:, :, None], cols[:, None, :]]
+    means = _nanmean_rows(resampled)
+    means = means[np.isfinite(means)]
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    return Estimate(mean, float(lo), float(hi), n)

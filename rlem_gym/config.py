@@ -1,0 +1,244 @@
+"""The benchmark configuration: one dataclass whose field docstrings are the CLI's ``--help``.
+
+``rlem-gym bench`` builds its arguments from :class:`BenchConfig` (one ``--flag`` per field, the
+docstring under the field as its help text), and the presets in
+:mod:`rlem_gym.benchmarks.presets` are instances of the same class. A run folder's
+``config.json`` holds ``BenchConfig.to_dict()``, and ``BenchConfig.from_dict`` reads it back.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import inspect
+import textwrap
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+#: env short names the benchmark knows -> registered Gymnasium id
+ENV_IDS = {"webshop": "rlem_gym/WebShop-v0", "wikihow": "rlem_gym/WikiHow-v0"}
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message says what to pass instead."""
+
+
+@dataclass
+class BenchConfig:
+    """Everything a benchmark run needs: env, splits, agents, model, memory and run settings."""
+
+    env: str = "webshop"
+    """Environment: webshop or wikihow."""
+
+    agents: tuple[str, ...] = ("rememberer", "react", "static")
+    """Agents to compare, comma-separated (rememberer, react, static)."""
+
+    llm: str | None = None
+    """LLM spec shared by every agent: hf:<id or path>[#gguf_file], gguf:<path> (llama.cpp),
+    openai:<base_url>#<model>, smollm2 (HF on the shipped SmolLM2-135M) or smollm2-gguf (llama.cpp on
+    the shipped file). Default: the shipped SmolLM2-135M-Instruct through HF transformers."""
+
+    train_split: str = "train"
+    """Training tasks of the Rememberer: a split name the env knows, optionally sliced, e.g. train,
+    train[0:10], or goals:500-510 (WebShop global goal indices) / tasks:S0 (WikiHow task list)."""
+
+    test_split: str = "test"
+    """Test tasks every agent is evaluated on, same syntax as --train-split, e.g. test[0:100]."""
+
+    epochs: int = 3
+    """Training epochs of the Rememberer over the training tasks (0 = no training)."""
+
+    seeds: tuple[int, ...] = (0,)
+    """Base seeds, comma-separated; each seed is a full train+test replicate. Episode i of a phase
+    is reset with seed base_seed + i."""
+
+    max_steps: int = 15
+    """Step cap per episode (the paper uses 15); TimeLimit truncates there."""
+
+    k: int = 2
+    """Exemplars retrieved from memory per step (top-k; the paper uses 2)."""
+
+    capacity: int = 500
+    """Memory capacity in records (item capacity; 500 in the paper)."""
+
+    action_capacity: int = 20
+    """Actions kept per memory record (20 in the paper)."""
+
+    n_step: int | None = None
+    """Q-learning target: None = full Monte-Carlo return (the paper's default), N = N-step bootstrap."""
+
+    gamma: float = 1.0
+    """Discount factor of the Q-learning targets."""
+
+    update_mode: str = "mean"
+    """Q update: mean (alpha = 1/visits, the paper) or const (alpha = --lr)."""
+
+    lr: float = 0.1
+    """Learning rate of the const update mode."""
+
+    double_q: bool = False
+    """Use double Q-learning (two memories) instead of one table."""
+
+    discouraged: bool = True
+    """Show the Discouraged part of the action advice (the paper's ablation switch)."""
+
+    random_advice: bool = False
+    """Reproduce the official code's invented random advice when a record lacks a positive or a
+    non-positive action."""
+
+    init_memory: str | None = None
+    """Start the Rememberer from this saved or imported memory (Rememberer (A))."""
+
+    temperature: float = 0.0
+    """Sampling temperature of every LLM call (0 = greedy, deterministic)."""
+
+    max_tokens: int = 128
+    """Maximum tokens generated per LLM call."""
+
+    shown_results: int = 3
+    """WebShop: products shown per results page (3 in the ReAct/Rememberer setting)."""
+
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments for gym.make, as JSON, e.g. '{"observation_mode": "text"}'."""
+
+    agent_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments per agent, as JSON: '{"rememberer": {...}, "react": {...}}'."""
+
+    workers: int = 1
+    """Local processes for the test phase (training stays sequential)."""
+
+    ray: str | None = None
+    """Run test episodes as Ray tasks: 'local' starts ray.init() here, anything else is the address
+    of an existing cluster (e.g. ray://host:10001 or auto)."""
+
+    ray_workers: int = 2
+    """Number of Ray workers (each loads the LLM once, unless the LLM is an openai: server)."""
+
+    out: str = ""
+    """Run folder; default runs/<env>-<agents>-<model>-s<seeds>-<config hash>, so rerunning the same
+    command resumes it (finished episodes are skipped). The start time is recorded in config.json."""
+
+    bootstrap: int = 2000
+    """Bootstrap resamples for the 95% confidence intervals (seeded)."""
+
+    progress: bool = True
+    """Show tqdm progress bars."""
+
+    def __post_init__(self) -> None:
+        self.agents = tuple(self.agents)
+        self.seeds = tuple(int(s) for s in self.seeds)
+        self.env_kwargs = dict(self.env_kwargs or {})
+        self.agent_kwargs = dict(self.agent_kwargs or {})
+
+    def validate(self) -> "BenchConfig":
+        """Raise :class:`ConfigError` (one line, what to do) on an invalid value; return self."""
+        if self.env not in ENV_IDS:
+            raise ConfigError(f"unknown env {self.env!r}: use one of {', '.join(ENV_IDS)}")
+        if not self.agents:
+            raise ConfigError("no agents given: use e.g. --agents rememberer,react,static")
+        known = ("rememberer", "react", "static")
+        for name in self.agents:
+            if name not in known:
+                raise ConfigError(f"unknown agent {name!r}: use a comma-separated subset of {','.join(known)}")
+        if len(set(self.agents)) != len(self.agents):
+            raise ConfigError(f"agents listed twice in {','.join(self.agents)}")
+        if not self.seeds:
+            raise ConfigError("no seeds given: use e.g. --seeds 0,1,2")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds listed twice in {self.seeds}")
+        checks = [
+            (self.epochs >= 0, "--epochs must be >= 0"),
+            (self.max_steps >= 1, "--max-steps must be >= 1"),
+            (self.k >= 0, "--k must be >= 0"),
+            (self.capacity >= 1, "--capacity must be >= 1"),
+            (self.action_capacity >= 1, "--action-capacity must be >= 1"),
+            (self.n_step is None or self.n_step >= 1, "--n-step must be >= 1 or None"),
+            (0.0 <= self.gamma <= 1.0, "--gamma must be in [0, 1]"),
+            (self.update_mode in ("mean", "const"), "--update-mode must be mean or const"),
+            (self.temperature >= 0.0, "--temperature must be >= 0"),
+            (self.max_tokens >= 1, "--max-tokens must be >= 1"),
+            (self.shown_results >= 1, "--shown-results must be >= 1"),
+            (self.workers >= 1, "--workers must be >= 1"),
+            (self.ray_workers >= 1, "--ray-workers must be >= 1"),
+            (self.bootstrap >= 100, "--bootstrap must be >= 100"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        if self.ray is not None and self.workers > 1:
+            raise ConfigError("use either --workers N or --ray, not both")
+        if not isinstance(self.agent_kwargs, dict) or any(
+            not isinstance(v, dict) for v in self.agent_kwargs.values()
+        ):
+            raise ConfigError('--agent-kwargs must map agent names to objects, e.g. \'{"react": {"x": 1}}\'')
+        return self
+
+    @property
+    def env_id(self) -> str:
+        """The registered Gymnasium id of :attr:`env`."""
+        return ENV_IDS[self.env]
+
+    def replace(self, **changes: Any) -> "BenchConfig":
+        """A copy with ``changes`` applied (presets are customised this way)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of every field."""
+        out = dataclasses.asdict(self)
+        out["agents"] = list(self.agents)
+        out["seeds"] = list(self.seeds)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "BenchConfig":
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown config keys {unknown}: they are not BenchConfig fields")
+        return cls(**data)
+
+    def result_fields(self) -> dict[str, Any]:
+        """The fields that determine results (everything but where/how the run executes).
+
+        Resume refuses a run folder whose stored config differs from the new one in these.
+        """
+        skip = {"workers", "ray", "ray_workers", "out", "progress", "bootstrap"}
+        return {k: v for k, v in self.to_dict().items() if k not in skip}
+
+
+@functools.cache
+def field_docs(cls: type = BenchConfig) -> dict[str, str]:
+    """Field name -> the docstring written under it in the class body (read from the source)."""
+    source = textwrap.dedent(inspect.getsource(cls))
+    body = ast.parse(source).body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, nxt in zip(body, body[1:]):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def field_kind(cls: type, name: str) -> tuple[type, bool]:
+    """(base type, optional?) of a field, from its annotation: e.g. ``int | None`` -> (int, True)."""
+    hints = typing.get_type_hints(cls)
+    hint = hints[name]
+    optional = False
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(hint))
+        hint = args[0]
+        origin = typing.get_origin(hint)
+    if origin is not None:
+        return origin, optional
+    return hint, optional

@@ -1,0 +1,208 @@
+"""Browse a saved experience memory: records, Q tables, visit counts, text search, an HTML report.
+
+``rlem-gym memory inspect PATH`` prints it; ``--html OUT`` also writes a self-contained page with a
+search box. The memory is read from its saved JSON (checked against the manifest's sha256), so no
+embedder or LLM is loaded.
+"""
+
+from __future__ import annotations
+
+import html as htmlmod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlem_gym.memory import MemoryFormatError
+
+
+@dataclass(frozen=True)
+class ActionRow:
+    """One entry of a record's action table (merged over double-Q tables)."""
+
+    action: str
+    q: float
+    visits: int
+    last_reward: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class RecordView:
+    """What the inspector shows of one record."""
+
+    id: int
+    task: str
+    observation: str
+    instruction: str
+    visits: int
+    inserted_at: int
+    last_actions: tuple[str, ...]
+    last_reward: float
+    total_reward: float
+    actions: tuple[ActionRow, ...]
+    """Sorted by Q, highest first."""
+
+    def text(self) -> str:
+        """All searchable text of the record, lower-cased."""
+        parts = [self.task, self.observation, self.instruction, *self.last_actions]
+        parts += [a.action for a in self.actions] + [a.reason for a in self.actions]
+        return "\n".join(parts).lower()
+
+
+def read_saved_memory(path: str | Path) -> tuple[dict[str, Any], list[RecordView]]:
+    """(header, records) of a memory directory written by ``ExperienceMemory.save``."""
+    import json
+
+    from rlem_gym.persistence import _read_checked, read_manifest
+
+    root, manifest = read_manifest(path)
+    raw = _read_checked(root, manifest["files"]["records"], "records")
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+        tasks = doc["tasks"]
+        fields = doc.get("action_fields", ["action", "q", "visits", "last_reward", "reason"])
+        views = []
+        for r in doc["records"]:
+            merged: dict[str, list[ActionRow]] = {}
+            for table in r["tables"]:
+                for entry in table:
+                    row = dict(zip(fields, entry))
+                    merged.setdefault(row["action"], []).append(
+                        ActionRow(row["action"], float(row["q"]), int(row["visits"]), float(row["last_reward"]),
+                                  str(row.get("reason", "")))
+                    )
+            actions = []
+            for action, rows in merged.items():
+                q = sum(x.q for x in rows) / len(rows)
+                last = rows[-1]
+                actions.append(ActionRow(action, q, sum(x.visits for x in rows), last.last_reward, last.reason))
+            actions.sort(key=lambda a: (-a.q, a.action))
+            views.append(
+                RecordView(
+                    id=int(r["id"]),
+                    task=tasks[r["task"]],
+                    observation=r["observation"],
+                    instruction=r.get("instruction", ""),
+                    visits=int(r["visits"]),
+                    inserted_at=int(r.get("inserted_at", 0)),
+                    last_actions=tuple(r.get("last_actions", ())),
+                    last_reward=float(r.get("last_reward", 0.0)),
+                    total_reward=float(r.get("total_reward", 0.0)),
+                    actions=tuple(actions),
+                )
+            )
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise MemoryFormatError(f"{path}: the records file is not in the expected layout ({exc})") from None
+    header = {
+        "path": str(root),
+        "records": len(views),
+        "matcher": doc.get("matcher"),
+        "config": doc.get("config", {}),
+        "embedder": manifest.get("embedder"),
+    }
+    return header, views
+
+
+def search_records(records: list[RecordView], text: str | None) -> list[RecordView]:
+    """Records whose task, observation, instruction, actions or reasons contain ``text`` (any case)."""
+    if not text:
+        return list(records)
+    needle = text.lower()
+    return [r for r in records if needle in r.text()]
+
+
+def _short(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def format_text(header: dict[str, Any], records: list[RecordView], *, total: int, limit: int, query: str | None) -> str:
+    """The terminal listing: a header, then each record with its Q table."""
+    cfg = header.get("config") or {}
+    matcher = header.get("matcher") or {}
+    lines = [
+        f"memory {header['path']}: {total} records (capacity {cfg.get('capacity', '?')}, "
+        f"actions/record {cfg.get('action_capacity', '?')}), matcher {matcher.get('name', '?') if isinstance(matcher, dict) else matcher}, "
+        f"n_step {cfg.get('n_step')}, gamma {cfg.get('gamma')}, update {cfg.get('update_mode')}",
+    ]
+    if query:
+        lines.append(f"{len(records)} records match {query!r}")
+    shown = records if limit <= 0 else records[:limit]
+    for r in shown:
+        lines.append("")
+        lines.append(f"#{r.id}  visits {r.visits}  inserted {r.inserted_at}  total reward {r.total_reward:g}")
+        lines.append(f"  task: {_short(r.task, 110)}")
+        if r.instruction:
+            lines.append(f"  instruction: {_short(r.instruction, 100)}")
+        lines.append(f"  observation: {_short(r.observation, 100)}")
+        if r.last_actions:
+            lines.append(f"  last actions: {', '.join(r.last_actions)}")
+        lines.append("  Q table (action -> Q, visits, last reward, reason):")
+        for a in r.actions:
+            lines.append(f"    {a.action} -> {a.q:.2f}  n={a.visits}  r={a.last_reward:g}  {_short(a.reason, 60)}")
+    if len(shown) < len(records):
+        lines.append(f"\n… {len(records) - len(shown)} more (use --limit 0 for all, --search TEXT to filter)")
+    return "\n".join(lines)
+
+
+_HTML_HEAD = """<!doctype html><html><head><meta charset="utf-8"><title>rlem-gym memory</title>
+<style>body{font-family:sans-serif;margin:1.5em;max-width:70em}
+.rec{border:1px solid #ccc;border-radius:6px;padding:.6em;margin:.6em 0}
+.obs{white-space:pre-wrap;font-family:monospace;font-size:.8em;max-height:12em;overflow:auto;background:#f7f7f7;padding:.4em}
+table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:2px 6px;font-size:.9em}
+.pos{color:#1b7a3a}.neg{color:#b3261e}#q{width:30em;padding:.3em}</style></head><body>
+"""
+_HTML_SCRIPT = """<script>
+const q=document.getElementById('q');q.addEventListener('input',()=>{const t=q.value.toLowerCase();let n=0;
+document.querySelectorAll('.rec').forEach(e=>{const s=e.textContent.toLowerCase().includes(t);e.style.display=s?'':'none';n+=s;});
+document.getElementById('n').textContent=n;});</script></body></html>
+"""
+
+
+def format_html(header: dict[str, Any], records: list[RecordView]) -> str:
+    """A self-contained HTML page of every record, with a live text filter."""
+    e = htmlmod.escape
+    cfg = header.get("config") or {}
+    out = [_HTML_HEAD, f"<h1>Experience memory</h1><p>{e(header['path'])}: {len(records)} records; "
+           f"settings: {e(', '.join(f'{k}={v}' for k, v in cfg.items()))}</p>",
+           f'<p><input id="q" placeholder="filter by text (task, page, action, reason)"> <span id="n">{len(records)}</span> shown</p>']
+    for r in records:
+        rows = "".join(
+            f"<tr><td>{e(a.action)}</td><td class='{'pos' if a.q > 0 else 'neg'}'>{a.q:.2f}</td><td>{a.visits}</td>"
+            f"<td>{a.last_reward:g}</td><td>{e(a.reason)}</td></tr>"
+            for a in r.actions
+        )
+        out.append(
+            f"<div class='rec'><b>#{r.id}</b> visits {r.visits} · inserted {r.inserted_at} · total reward {r.total_reward:g}"
+            f"<br><b>task</b>: {e(r.task)}"
+            + (f"<br><b>instruction</b>: {e(r.instruction)}" if r.instruction else "")
+            + (f"<br><b>last actions</b>: {e(', '.join(r.last_actions))}" if r.last_actions else "")
+            + f"<div class='obs'>{e(r.observation)}</div>"
+            f"<table><tr><th>action</th><th>Q</th><th>visits</th><th>last reward</th><th>reason</th></tr>{rows}</table></div>"
+        )
+    out.append(_HTML_SCRIPT)
+    return "".join(out)
+
+
+def inspect_memory(
+    path: str | Path,
+    *,
+    search: str | None = None,
+    limit: int = 20,
+    html: str | Path | None = None,
+    record_id: int | None = None,
+) -> str:
+    """The text listing of a saved memory (optionally filtered); also writes ``html`` when given."""
+    from rlem_gym.benchmarks.rundir import atomic_write_text
+
+    header, records = read_saved_memory(path)
+    chosen = search_records(records, search)
+    if record_id is not None:
+        chosen = [r for r in chosen if r.id == record_id]
+        if not chosen:
+            raise MemoryFormatError(f"no record with id {record_id} in {path}: the ids are listed without --record")
+    text = format_text(header, chosen, total=len(records), limit=limit, query=search)
+    if html:
+        atomic_write_text(html, format_html(header, chosen))
+        text += f"\n\nwrote {html} ({len(chosen)} records)"
+    return text
