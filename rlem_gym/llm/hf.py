@@ -1,0 +1,333 @@
+"""HuggingFace transformers backend: any model id or local path (GGUF included), with KV-prefix reuse.
+
+An agent's prompts share a long, rarely changing preamble (instructions + exemplars) and differ
+only in the last few hundred tokens. :class:`HFBackend` keeps the KV cache of the previous call
+and, on the next call, crops it to the longest common token prefix with the new prompt, so only
+the new suffix is prefilled. ``Completion.cached_tokens`` says how many prompt tokens were reused.
+
+torch and transformers are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from rlem_gym.llm.base import LLM, Completion, LLMError, timed
+
+#: weights shared by every HFBackend of this process, keyed by what was loaded
+_WEIGHTS: dict[tuple[str, str | None, str, str], "_Loaded"] = {}
+_WEIGHTS_LOCK = threading.Lock()
+
+
+@dataclass
+class _Loaded:
+    """A loaded (model, tokenizer) pair and the facts derived from it once."""
+
+    model: Any
+    tokenizer: Any
+    device: str
+    eos_ids: frozenset[int]
+    context_length: int
+    is_chat: bool
+
+
+def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two token-id sequences."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def resolve_device(device: str) -> str:
+    """Turn ``"auto"`` into ``"cuda"`` when a GPU is visible, else ``"cpu"``; check explicit choices."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise LLMError(f"device={device!r} was asked for but torch sees no CUDA GPU: use device='cpu' or 'auto'")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:n]', got {device!r}")
+    return device
+
+
+def _resolve_dtype(dtype: str, device: str) -> Any:
+    import torch
+
+    if dtype == "auto":
+        return torch.float32 if device == "cpu" else torch.bfloat16
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in table:
+        raise ValueError(f"dtype must be one of 'auto', {', '.join(repr(k) for k in table)}; got {dtype!r}")
+    return table[dtype]
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    ids: set[int] = set()
+    for source in (getattr(model, "generation_config", None), model.config):
+        eos = getattr(source, "eos_token_id", None) if source is not None else None
+        if isinstance(eos, int):
+            ids.add(eos)
+        elif isinstance(eos, (list, tuple)):
+            ids.update(int(e) for e in eos)
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    return frozenset(ids)
+
+
+def _context_length(config: Any, tokenizer: Any) -> int:
+    for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    value = getattr(tokenizer, "model_max_length", None)
+    if isinstance(value, int) and 0 < value < 10**7:
+        return value
+    return 2048
+
+
+def load_weights(model: str, gguf_file: str | None, device: str, dtype: str) -> _Loaded:
+    """Load (or fetch from this process's cache) the model and tokenizer; raises LLMError on failure."""
+    key = (str(model), gguf_file, device, dtype)
+    with _WEIGHTS_LOCK:
+        if key in _WEIGHTS:
+            return _WEIGHTS[key]
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        kw: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(model), **kw)
+            torch_dtype = _resolve_dtype(dtype, device)
+            # GGUF weights are dequantised to fp32 on load; cast afterwards for any other dtype.
+            lm = AutoModelForCausalLM.from_pretrained(str(model), dtype=torch.float32 if gguf_file else torch_dtype, **kw)
+        except (OSError, ValueError) as exc:
+            offline = " (HF_HUB_OFFLINE is set: pass a local directory or pre-download the model)" if os.environ.get(
+                "HF_HUB_OFFLINE") == "1" else ""
+            raise LLMError(f"could not load HF model {model!r}{' gguf_file=' + gguf_file if gguf_file else ''}: "
+                           f"{exc}{offline}") from exc
+        lm = lm.to(device=device, dtype=torch_dtype)
+        lm.eval()
+        loaded = _Loaded(
+            model=lm,
+            tokenizer=tokenizer,
+            device=device,
+            eos_ids=_eos_ids(lm, tokenizer),
+            context_length=_context_length(lm.config, tokenizer),
+            is_chat=bool(getattr(tokenizer, "chat_template", None)),
+        )
+        _WEIGHTS[key] = loaded
+        return loaded
+
+
+class HFBackend(LLM):
+    """A local HuggingFace causal LM with KV-cache reuse of the shared prompt prefix.
+
+    Args:
+        model: a HF model id or a local directory.
+        gguf_file: name of a GGUF file inside ``model`` (weights are dequantised on load;
+            the tokenizer embedded in the GGUF is used).
+        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda[:n]"``.
+        dtype: ``"auto"`` (fp32 on CPU, bf16 on CUDA), ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+        chat: apply the tokenizer's chat template (``None`` = when the tokenizer has one).
+        system_prompt: system message for chat models (``None`` = the template's default).
+        prefix_cache: reuse the KV cache of the longest common token prefix across calls.
+        num_threads: torch CPU threads (process-wide; ``None`` leaves torch's default).
+        name: display name (default ``hf:<model>``).
+
+    Weights are loaded once per process and shared by every backend built with the same
+    (model, gguf_file, device, dtype); each backend keeps its own KV cache.
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        gguf_file: str | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        chat: bool | None = None,
+        system_prompt: str | None = None,
+        prefix_cache: bool = True,
+        num_threads: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        import torch
+
+        if num_threads is not None:
+            if num_threads < 1:
+                raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+            torch.set_num_threads(num_threads)
+        elif torch.get_num_threads() > (os.cpu_count() or 1):
+            torch.set_num_threads(os.cpu_count() or 1)
+        self.device = resolve_device(device)
+        self._w = load_weights(str(model), gguf_file, self.device, dtype)
+        self.name = name or f"hf:{model}" + (f"#{gguf_file}" if gguf_file else "")
+        self.context_length = self._w.context_length
+        self.chat = self._w.is_chat if chat is None else bool(chat)
+        if self.chat and not self._w.is_chat:
+            raise ValueError(f"chat=True but the tokenizer of {model!r} has no chat template: pass chat=False")
+        self.system_prompt = system_prompt
+        self.prefix_cache = prefix_cache
+        self._cache: Any = None  # transformers DynamicCache of the previous call
+        self._cache_ids: list[int] = []  # the token ids whose keys/values are in _cache
+        self._lock = threading.Lock()
+
+    # ----------------------------------------------------------------- tokens
+    def count_tokens(self, text: str) -> int:
+        """Exact number of tokens of ``text`` under the model's tokenizer (no special tokens)."""
+        return len(self._w.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """The token ids the model sees for ``prompt`` (chat template applied for chat models)."""
+        tok = self._w.tokenizer
+        if self.chat:
+            messages = [{"role": "user", "content": prompt}]
+            if self.system_prompt is not None:
+                messages.insert(0, {"role": "system", "content": self.system_prompt})
+            text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return list(tok(text, add_special_tokens=False)["input_ids"])
+        return list(tok(prompt, add_special_tokens=True)["input_ids"])
+
+    def reset_cache(self) -> None:
+        """Forget the cached prefix (the next call prefills from scratch)."""
+        with self._lock:
+            self._cache, self._cache_ids = None, []
+
+    # --------------------------------------------------------------- generate
+    def generate(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int = 128,
+        stop: Sequence[str] | None = None,
+        temperature: float = 0.0,
+        seed: int | None = None,
+    ) -> Completion:
+        """Complete ``prompt``: greedy when ``temperature == 0``, seeded sampling otherwise."""
+        if max_tokens < 0:
+            raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        stops = [s for s in (stop or []) if s]
+        start = timed()
+        ids = self.prompt_ids(prompt)
+        if len(ids) >= self.context_length:
+            raise LLMError(
+                f"prompt has {len(ids)} tokens but {self.name} holds {self.context_length}: "
+                "shorten it (see rlem_gym.llm.truncate_to_tokens)"
+            )
+        max_new = min(max_tokens, self.context_length - len(ids))
+        with self._lock:
+            try:
+                text, n_gen, finish, cached = self._run(ids, max_new, stops, temperature, seed)
+            except (RuntimeError, IndexError) as exc:  # torch errors (OOM, bad shapes) surface as LLMError
+                self._cache, self._cache_ids = None, []
+                raise LLMError(f"{self.name} failed to generate: {exc}") from exc
+        return Completion(
+            text=text,
+            prompt_tokens=len(ids),
+            completion_tokens=n_gen,
+            latency_s=timed() - start,
+            finish_reason=finish,
+            cached_tokens=cached,
+        )
+
+    def _prepare_cache(self, ids: list[int]) -> tuple[Any, int]:
+        """Crop the previous call's cache to the common prefix with ``ids``; returns (cache, reused)."""
+        from transformers import DynamicCache
+
+        keep = 0
+        if self.prefix_cache and self._cache is not None:
+            # at least one prompt token must be fed to get next-token logits
+            keep = min(common_prefix_len(self._cache_ids, ids), len(ids) - 1)
+        if keep <= 0:
+            self._cache, self._cache_ids = None, []
+            return DynamicCache(config=self._w.model.config), 0
+        cache = self._cache
+        extra = cache.get_seq_length() - keep
+        if extra > 0:
+            try:
+                cache.crop(-extra)  # transformers 5.x: a negative count removes that many trailing tokens
+            except (RuntimeError, ValueError):  # sliding-window/recurrent layers past their window: start over
+                self._cache, self._cache_ids = None, []
+                return DynamicCache(config=self._w.model.config), 0
+        self._cache_ids = self._cache_ids[:keep]
+        return cache, keep
+
+    def _run(
+        self, ids: list[int], max_new: int, stops: list[str], temperature: float, seed: int | None
+    ) -> tuple[str, int, str, int]:
+        import torch
+
+        model, tok, device = self._w.model, self._w.tokenizer, self._w.device
+        if max_new == 0:
+            return "", 0, "length", 0
+        cache, reused = self._prepare_cache(ids)
+        generator = None
+        if temperature > 0:
+            generator = torch.Generator(device=device)
+            if seed is None:
+                generator.seed()
+            else:
+                generator.manual_seed(int(seed))
+        fed = list(ids[:reused])
+        pending = ids[reused:]
+        generated: list[int] = []
+        text, finish, cut_by_stop = "", "length", False
+        longest_stop = max((len(s) for s in stops), default=0)
+        with torch.inference_mode():
+            while len(generated) < max_new:
+                inp = torch.tensor([pending], dtype=torch.long, device=device)
+                out = model(input_ids=inp, past_key_values=cache, use_cache=True, logits_to_keep=1)
+                cache = out.past_key_values
+                fed.extend(pending)
+                logits = out.logits[0, -1].float()
+                if temperature > 0:
+                    probs = torch.softmax(logits / temperature, dim=-1)
+                    nxt = int(torch.multinomial(probs, 1, generator=generator).item())
+                else:
+                    nxt = int(torch.argmax(logits).item())
+                if nxt in self._w.eos_ids:
+                    finish = "stop"
+                    break
+                generated.append(nxt)
+                pending = [nxt]
+                if stops:
+                    prev_len = len(text)
+                    text = tok.decode(generated, skip_special_tokens=True)
+                    cut = _find_stop(text, stops, max(0, prev_len - longest_stop))
+                    if cut is not None:
+                        text, finish, cut_by_stop = text[:cut], "stop", True
+                        break
+        if not cut_by_stop:
+            text = tok.decode(generated, skip_special_tokens=True)
+        self._cache, self._cache_ids = (cache, fed) if self.prefix_cache else (None, [])
+        return text, len(generated), finish, reused
+
+    def close(self) -> None:
+        """Drop this backend's KV cache (the shared weights stay loaded for other backends)."""
+        self._cache, self._cache_ids = None, []
+
+
+def _find_stop(text: str, stops: list[str], start: int) -> int | None:
+    """Index of the earliest stop string in ``text[start:]`` (as an index into ``text``), or None."""
+    best: int | None = None
+    for s in stops:
+        i = text.find(s, start)
+        if i != -1 and (best is None or i < best):
+            best = i
+    return best
+
+
+def clear_weights_cache() -> None:
+    """Unload every model this process loaded through :func:`load_weights`."""
+    with _WEIGHTS_LOCK:
+        _WEIGHTS.clear()

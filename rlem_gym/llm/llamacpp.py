@@ -1,0 +1,165 @@
+"""llama.cpp backend for GGUF files, through the optional ``llama-cpp-python`` extra.
+
+llama.cpp keeps the token sequence behind its KV cache and, on the next call, evaluates only the
+tokens after the longest common prefix, so an agent's fixed preamble is prefilled once.
+``llama_cpp`` is imported only when a backend is built.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+from rlem_gym.llm.base import LLM, Completion, LLMError, timed
+from rlem_gym.llm.hf import common_prefix_len
+
+INSTALL_HINT = "pip install rlem-gym[llamacpp]"
+
+
+def import_llama_cpp() -> Any:
+    """Import ``llama_cpp`` or raise an ImportError that says which extra to install."""
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise ImportError(f"the llama.cpp backend needs llama-cpp-python: run `{INSTALL_HINT}`") from exc
+    return llama_cpp
+
+
+def gguf_context_length(path: str | Path) -> int | None:
+    """The training context length stored in a GGUF file's metadata (None when absent)."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(path))
+    arch_field = reader.fields.get("general.architecture")
+    if arch_field is None:
+        return None
+    arch = arch_field.contents()
+    field = reader.fields.get(f"{arch}.context_length")
+    return int(field.contents()) if field is not None else None
+
+
+class LlamaCppBackend(LLM):
+    """A GGUF model run by llama.cpp on the CPU (or GPU when llama-cpp-python was built for one).
+
+    Args:
+        model_path: path of the ``.gguf`` file.
+        n_ctx: context window to allocate (``None`` = the model's training context, capped at 8192).
+        n_threads: CPU threads (``None`` = all cores).
+        n_gpu_layers: layers to offload to a GPU (0 = CPU only, -1 = all).
+        chat: apply the GGUF's chat template (``None`` = when the file has one).
+        system_prompt: system message for chat models (``None`` = the template's default).
+        name: display name (default ``gguf:<path>``).
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        n_ctx: int | None = None,
+        n_threads: int | None = None,
+        n_gpu_layers: int = 0,
+        chat: bool | None = None,
+        system_prompt: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        llama_cpp = import_llama_cpp()
+        path = Path(model_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file not found: {path} (pass the path of a .gguf file)")
+        threads = n_threads or os.cpu_count() or 1
+        try:
+            if n_ctx is None:  # the training context, capped so that huge windows don't eat RAM
+                n_ctx = min(gguf_context_length(path) or 4096, 8192)
+            self._llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_gpu_layers=n_gpu_layers,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise LLMError(f"llama.cpp could not load {path}: {exc}") from exc
+        has_template = bool(self._llm.metadata.get("tokenizer.chat_template"))
+        self.chat = has_template if chat is None else bool(chat)
+        if self.chat and not has_template:
+            raise ValueError(f"chat=True but {path.name} has no chat template: pass chat=False")
+        self.system_prompt = system_prompt
+        self.context_length = int(self._llm.n_ctx())
+        self.name = name or f"gguf:{path}"
+        self._lock = threading.Lock()
+
+    def count_tokens(self, text: str) -> int:
+        """Exact number of tokens of ``text`` under the GGUF's tokenizer (no BOS)."""
+        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def _cached_ids(self) -> list[int]:
+        n = int(getattr(self._llm, "n_tokens", 0))
+        return [int(t) for t in self._llm.input_ids[:n]] if n > 0 else []
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int = 128,
+        stop: Sequence[str] | None = None,
+        temperature: float = 0.0,
+        seed: int | None = None,
+    ) -> Completion:
+        """Complete ``prompt``: greedy when ``temperature == 0``, seeded sampling otherwise."""
+        if max_tokens < 0:
+            raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        start = timed()
+        stops = [s for s in (stop or []) if s]
+        if max_tokens == 0:
+            return Completion("", self.count_tokens(prompt), 0, timed() - start, "length")
+        # plain sampling (no top-k/top-p/min-p truncation, no repeat penalty) so that settings mean
+        # the same as in the HF backend
+        sampling: dict[str, Any] = dict(
+            max_tokens=max_tokens, stop=stops, temperature=float(temperature), top_p=1.0, top_k=0, min_p=0.0,
+            repeat_penalty=1.0, seed=seed if seed is not None else (0 if temperature == 0 else None),
+        )
+        with self._lock:
+            before = self._cached_ids()
+            try:
+                if self.chat:
+                    messages = [{"role": "user", "content": prompt}]
+                    if self.system_prompt is not None:
+                        messages.insert(0, {"role": "system", "content": self.system_prompt})
+                    out = self._llm.create_chat_completion(messages=messages, **sampling)
+                    text = out["choices"][0]["message"].get("content") or ""
+                else:
+                    out = self._llm.create_completion(prompt=prompt, **sampling)
+                    text = out["choices"][0]["text"]
+            except ValueError as exc:  # llama-cpp-python reports context overflow this way
+                raise LLMError(f"{self.name}: {exc} (shorten the prompt; see rlem_gym.llm.truncate_to_tokens)") from exc
+            except RuntimeError as exc:
+                raise LLMError(f"{self.name} failed to generate: {exc}") from exc
+            usage = out.get("usage") or {}
+            n_prompt = int(usage.get("prompt_tokens") or 0)
+            after = self._cached_ids()
+        cached = min(common_prefix_len(before, after[:n_prompt]), max(0, n_prompt - 1))
+        finish = "length" if out["choices"][0].get("finish_reason") == "length" else "stop"
+        return Completion(
+            text=text,
+            prompt_tokens=n_prompt,
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            latency_s=timed() - start,
+            finish_reason=finish,
+            cached_tokens=cached,
+        )
+
+    def reset_cache(self) -> None:
+        """Forget the evaluated prefix (the next call prefills from scratch)."""
+        with self._lock:
+            self._llm.reset()
+
+    def close(self) -> None:
+        """Free the llama.cpp model and context (safe to call twice)."""
+        llm = getattr(self, "_llm", None)
+        if llm is not None and hasattr(llm, "close"):
+            llm.close()

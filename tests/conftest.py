@@ -1,0 +1,30 @@
+"""Shared pytest fixtures. Expensive models are loaded once per test session."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+
+# ----------------------------------------------------------------------------- LLM backends
+@pytest.fixture(scope="session")
+def hf_llm():
+    """The shipped SmolLM2-135M-Instruct through HF transformers (loaded once: ~30 s on 2 cores)."""
+    from rlem_gym.llm import make_llm
+
+    llm = make_llm()
+    yield llm
+    llm.close()
+
+
+@pytest.fixture(scope="session")
+def gguf_llm():
+    """The shipped SmolLM2-135M-Instruct GGUF through llama.cpp; skipped without llama-cpp-python."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("llama-cpp-python is not installed (pip install rlem-gym[llamacpp])")
+    from rlem_gym.llm import make_llm
+
+    llm = make_llm("smollm2-gguf")
+    yield llm
+    llm.close()

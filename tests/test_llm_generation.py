@@ -1,0 +1,147 @@
+"""Real generations with the shipped SmolLM2-135M-Instruct, through HF transformers and llama.cpp.
+
+Both backends run the same behavioural checks: greedy determinism, stop strings, max_tokens,
+seeded sampling, and KV-prefix reuse that changes nothing but the work done.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from rlem_gym.llm import LLM, LLMError, truncate_to_tokens
+
+PREAMBLE = (
+    "You are a shopping assistant on a web store. You read the page, then output one action.\n"
+    "Valid actions are search[keywords] and click[button]. Think about the goal before acting.\n"
+    + "".join(
+        f"Example {i}: goal: buy a {c} cotton t-shirt under {10 + i} dollars. Action: search[{c} cotton t-shirt]\n"
+        for i, c in enumerate(["red", "blue", "green", "black", "white", "navy", "grey", "pink", "teal", "gold"])
+    )
+)
+
+
+@pytest.fixture(params=["hf_llm", "gguf_llm"])
+def llm(request) -> LLM:
+    """Each real backend in turn (llama.cpp skips when llama-cpp-python is absent)."""
+    backend = request.getfixturevalue(request.param)
+    backend.reset_cache()
+    return backend
+
+
+def test_greedy_is_deterministic_and_answers(llm):
+    prompt = "What is the capital of France? Answer in one word."
+    first = llm.generate(prompt, max_tokens=12)
+    llm.reset_cache()
+    second = llm.generate(prompt, max_tokens=12)
+    assert first.text == second.text
+    assert "paris" in first.text.lower()
+    assert first.finish_reason == "stop"  # the model ends its turn before 12 tokens
+    assert 0 < first.completion_tokens < 12
+    # the chat template wraps the prompt: more tokens than the raw text
+    assert first.prompt_tokens > llm.count_tokens(prompt)
+    assert first.latency_s > 0
+
+
+def test_stop_strings_cut_the_text(llm):
+    prompt = "List three colors, one per line, numbered."
+    full = llm.generate(prompt, max_tokens=30)
+    assert "\n" in full.text and "2." in full.text, full.text  # precondition for the checks below
+    line = llm.generate(prompt, max_tokens=30, stop=["\n"])
+    assert line.text == full.text.split("\n")[0]
+    assert line.finish_reason == "stop"
+    assert line.completion_tokens < full.completion_tokens
+    two = llm.generate(prompt, max_tokens=30, stop=["NOT-THERE", "2."])
+    assert two.text == full.text[: full.text.index("2.")]
+    assert "2." not in two.text
+
+
+def test_max_tokens_gives_length(llm):
+    out = llm.generate("Write a long essay about the history of the ocean.", max_tokens=5)
+    assert out.completion_tokens == 5
+    assert out.finish_reason == "length"
+    assert out.text.strip()
+    none = llm.generate("Write a long essay about the ocean.", max_tokens=0)
+    assert (none.text, none.completion_tokens, none.finish_reason) == ("", 0, "length")
+
+
+def test_prefix_reuse_matches_cold_run(llm):
+    step_a = PREAMBLE + "Goal: buy a purple wool scarf. Action:"
+    step_b = PREAMBLE + "Goal: buy black running shoes size 9. Action:"
+    llm.generate(step_a, max_tokens=8)
+    warm = llm.generate(step_b, max_tokens=16)
+    preamble_tokens = llm.count_tokens(PREAMBLE)
+    assert warm.cached_tokens >= preamble_tokens - 2  # the shared preamble was not prefilled again
+    assert warm.cached_tokens < warm.prompt_tokens
+    llm.reset_cache()
+    cold = llm.generate(step_b, max_tokens=16)
+    assert cold.cached_tokens == 0
+    assert warm.text == cold.text
+    assert warm.prompt_tokens == cold.prompt_tokens
+    # the very same prompt again: everything but the last token is reused
+    again = llm.generate(step_b, max_tokens=16)
+    assert again.cached_tokens == again.prompt_tokens - 1
+    assert again.text == cold.text
+
+
+def test_seeded_sampling_reproducible(llm):
+    prompt = "Tell me a short story about a cat."
+    a = llm.generate(prompt, max_tokens=20, temperature=1.0, seed=7)
+    llm.reset_cache()
+    b = llm.generate(prompt, max_tokens=20, temperature=1.0, seed=7)
+    llm.reset_cache()
+    c = llm.generate(prompt, max_tokens=20, temperature=1.0, seed=8)
+    assert a.text == b.text
+    assert c.text != a.text
+
+
+def test_overlong_prompt_raises_llmerror(llm):
+    with pytest.raises(LLMError, match="token"):
+        llm.generate("hello " * (llm.context_length + 100), max_tokens=4)
+    # the backend still works afterwards
+    assert llm.generate("Say yes.", max_tokens=3).completion_tokens > 0
+
+
+def test_count_tokens_and_truncation(llm):
+    assert llm.context_length == 8192  # SmolLM2's trained window, read from the model
+    assert llm.count_tokens("hello world") == 2
+    text = " ".join(f"item{i}" for i in range(300))
+    cut = truncate_to_tokens(llm, text, 50)
+    assert llm.count_tokens(cut) <= 50
+    assert text.endswith(cut) and len(cut) > 40
+    head = truncate_to_tokens(llm, text, 50, keep="start")
+    assert text.startswith(head) and llm.count_tokens(head) <= 50
+
+
+def test_hf_weights_loaded_once_per_process(hf_llm):
+    from rlem_gym.llm import make_llm
+
+    other = make_llm()
+    assert other._w is hf_llm._w  # same weights, no reload
+    assert other._cache is None  # but its own KV cache
+    assert other.generate("Say hi.", max_tokens=4).cached_tokens == 0
+
+
+def test_hf_prefix_cache_off_reports_no_reuse(hf_llm):
+    from rlem_gym.llm import make_llm
+
+    plain = make_llm(prefix_cache=False)
+    prompt = PREAMBLE + "Goal: buy a lamp. Action:"
+    first = plain.generate(prompt, max_tokens=8)
+    second = plain.generate(prompt, max_tokens=8)
+    assert first.cached_tokens == second.cached_tokens == 0
+    hf_llm.reset_cache()
+    assert hf_llm.generate(prompt, max_tokens=8).text == first.text == second.text
+
+
+@pytest.mark.slow
+def test_hf_loads_offline(tmp_path):
+    """The default model loads and generates with HF_HUB_OFFLINE=1 (no network touched)."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from rlem_gym.llm import make_llm; c = make_llm().generate('Say hi.', max_tokens=4); print(c.completion_tokens)"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert int(proc.stdout.strip().splitlines()[-1]) > 0
