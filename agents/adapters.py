@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 import numpy as np
 
@@ -22,6 +22,14 @@ if TYPE_CHECKING:
 
 #: fallback policies (what to do when the model's reply holds no valid action)
 FALLBACK_POLICIES = ("first_valid", "random_valid", "noop")
+
+
+_T = TypeVar("_T")
+
+
+def choose(rng: np.random.Generator, options: Sequence[_T]) -> _T:
+    """One of ``options`` (non-empty), drawn uniformly with ``rng``: the adapters' one random draw."""
+    return options[int(rng.integers(len(options)))]
 
 
 class EnvAdapter(ABC):
@@ -71,9 +79,14 @@ class EnvAdapter(ABC):
         found = self.extract_actions(action or "")
         return found[0] if found else None
 
-    @abstractmethod
     def is_valid(self, action: str, info: dict[str, Any]) -> bool:
-        """Whether the canonical ``action`` is valid on the current page."""
+        """Whether ``action`` (in any form :meth:`canonicalize` accepts) is valid on the current page."""
+        canon = self.canonicalize(action)
+        return canon is not None and self.is_valid_canonical(canon, info)
+
+    @abstractmethod
+    def is_valid_canonical(self, action: str, info: dict[str, Any]) -> bool:
+        """Whether the canonical ``action`` (as :meth:`extract_actions` writes it) is valid on the current page."""
 
     @abstractmethod
     def fallback_candidates(self, obs: str, info: dict[str, Any]) -> list[str]:
@@ -82,7 +95,7 @@ class EnvAdapter(ABC):
     def random_action(self, observation: str, available: Sequence[str], rng: np.random.Generator) -> str | None:
         """A random plausible action for a stored situation (the official random-advice mode)."""
         choices = [a for a in available if a]
-        return str(choices[int(rng.integers(len(choices)))]) if choices else None
+        return str(choose(rng, choices)) if choices else None
 
     def fallback(
         self,
@@ -107,7 +120,7 @@ class EnvAdapter(ABC):
         if not candidates:
             return self.noop_action
         if policy == "random_valid":
-            return candidates[int(rng.integers(len(candidates)))]
+            return choose(rng, candidates)
         fresh = [c for c in candidates if c not in set(recent)]
         return (fresh or candidates)[0]
 

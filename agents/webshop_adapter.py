@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from rlem_gym.advice import AdviceLine
-from rlem_gym.agents.adapters import EnvAdapter
+from rlem_gym.agents.adapters import EnvAdapter, choose
 from rlem_gym.prompts import (
     WEBSHOP_PREAMBLE,
     WEBSHOP_REACT_PREAMBLE,
@@ -78,9 +78,6 @@ class WebShopAdapter(EnvAdapter):
         listed += [str(c).lower() for c in avail.get("clickables", ()) if str(c).strip()]
         return tuple(listed)
 
-    def react_observation(self, obs: str, info: dict[str, Any], first: bool) -> str:
-        return obs
-
     def react_example(self) -> str:
         return REACT_EXAMPLE
 
@@ -96,14 +93,11 @@ class WebShopAdapter(EnvAdapter):
                 found.append(action)
         return found
 
-    def is_valid(self, action: str, info: dict[str, Any]) -> bool:
-        canon = self.canonicalize(action)
-        if canon is None:
-            return False
+    def is_valid_canonical(self, action: str, info: dict[str, Any]) -> bool:
         avail = info.get("available_actions") or {}
-        if canon.startswith("search["):
+        if action.startswith("search["):
             return bool(avail.get("has_search_bar"))
-        target = canon[len("click[") : -1]
+        target = action[len("click[") : -1]
         return target in {str(c).lower() for c in avail.get("clickables", ())}
 
     def fallback_candidates(self, obs: str, info: dict[str, Any]) -> list[str]:
@@ -118,9 +112,7 @@ class WebShopAdapter(EnvAdapter):
 
     def random_action(self, observation: str, available: Sequence[str], rng: np.random.Generator) -> str | None:
         choices = [f"click[{a}]" for a in available if a and a != "search"]
-        if not choices:
-            return None
-        return choices[int(rng.integers(len(choices)))]
+        return choose(rng, choices) if choices else None
 
     # -- memory ---------------------------------------------------------------------------------
     def make_matcher(self, embedder: "Embedder | None" = None, lam: float = 0.5) -> "Matcher":

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from rlem_gym.advice import AdviceLine
-from rlem_gym.agents.adapters import EnvAdapter
+from rlem_gym.agents.adapters import EnvAdapter, choose
 from rlem_gym.prompts import (
     WIKIHOW_PREAMBLE,
     WIKIHOW_REACT_PREAMBLE,
@@ -106,14 +106,11 @@ class WikiHowAdapter(EnvAdapter):
                 found.append("GOBACK")
         return found
 
-    def is_valid(self, action: str, info: dict[str, Any]) -> bool:
-        canon = self.canonicalize(action)
-        if canon is None:
-            return False
-        if canon == "GOBACK" or canon.startswith("SCROLL("):
+    def is_valid_canonical(self, action: str, info: dict[str, Any]) -> bool:
+        if action == "GOBACK" or action.startswith("SCROLL("):
             return True
-        element = int(re.match(r"\w+\((\d+)", canon).group(1))
-        if canon.startswith("CLICK("):
+        element = int(re.match(r"\w+\((\d+)", action).group(1))
+        if action.startswith("CLICK("):
             return element in _ids(info, "clickable_ids")
         return element in _ids(info, "input_ids")
 
@@ -130,7 +127,7 @@ class WikiHowAdapter(EnvAdapter):
     def random_action(self, observation: str, available: Sequence[str], rng: np.random.Generator) -> str | None:
         choices = [f"CLICK({i})" for i in _CLICKABLE_ID_RE.findall(observation or "")]
         choices += [f"SCROLL({d})" for d in DIRECTIONS]
-        return choices[int(rng.integers(len(choices)))]
+        return choose(rng, choices)
 
     # -- memory ---------------------------------------------------------------------------------
     def make_matcher(self, embedder: "Embedder | None" = None, lam: float = 0.5) -> "Matcher":

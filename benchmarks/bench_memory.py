@@ -349,7 +349,7 @@ def choose_ivf(approx: dict) -> str:
 
 
 def write_section(text: str, path: Path) -> None:
-    from rlem_gym.persistence import atomic_write_bytes
+    from rlem_gym.atomic import atomic_write_bytes
 
     old = path.read_text() if path.is_file() else "# rlem-gym benchmark results\n"
     start = old.find("## Memory retrieval")

@@ -9,10 +9,13 @@ Both are drawn from the results dict of :func:`rlem_gym.benchmarks.report.aggreg
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from rlem_gym.atomic import atomic_write_bytes
 
 #: one colour per agent, stable across figures
 AGENT_COLORS = {"rememberer": "#1b9e77", "react": "#d95f02", "static": "#7570b3"}
@@ -34,10 +37,17 @@ def _err(est: dict[str, float]) -> tuple[float, float, float]:
     return mean, max(0.0, mean - est["lo"]), max(0.0, est["hi"] - mean)
 
 
-def _save(fig: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    tmp.replace(path)
+def _save(plt: Any, fig: Any, path: str | Path) -> Path:
+    """Lay out ``fig``, write it as PNG to ``path`` atomically, close it; return the path."""
+    buf = io.BytesIO()
+    try:
+        fig.tight_layout()
+        fig.savefig(buf, format="png", dpi=120)
+    finally:
+        plt.close(fig)
+    path = Path(path)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
 
 
 def plot_scores(results: dict[str, Any], path: str | Path, *, title: str = "") -> Path:
@@ -60,11 +70,7 @@ def plot_scores(results: dict[str, Any], path: str | Path, *, title: str = "") -
         ax.set_ylabel(label)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title or "Test results (error bars: 95% bootstrap CI over seeds and goals)", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    _save(fig, path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_learning_curve(results: dict[str, Any], path: str | Path, *, title: str = "") -> Path | None:
@@ -89,11 +95,7 @@ def plot_learning_curve(results: dict[str, Any], path: str | Path, *, title: str
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
     ax.set_title(title or "Rememberer learning curve (training, memory updates on)", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    _save(fig, path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def make_plots(results: dict[str, Any], out_dir: str | Path, *, title: str = "") -> list[Path]:

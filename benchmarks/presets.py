@@ -38,13 +38,10 @@ DEMO = BenchConfig(
     out="runs/demo",
 )
 
-#: the paper's WebShop setting (Zhang et al. 2023, Sec. 4 / spec "Protocol")
-PAPER_WEBSHOP = BenchConfig(
-    env="webshop",
+#: the paper's protocol, common to both envs (Zhang et al. 2023, Sec. 4 / spec "Protocol"): 15 steps,
+#: top-2 retrieval, capacities 500/20, 3 epochs, 3 seeds, full-episode returns averaged into Q, greedy decoding
+_PAPER_PROTOCOL = BenchConfig(
     agents=("rememberer", "react", "static"),
-    train_split="paper_train_S0",
-    test_split="paper_test",
-    env_kwargs={"goals": "human"},
     epochs=3,
     seeds=(0, 1, 2),
     max_steps=15,
@@ -59,23 +56,19 @@ PAPER_WEBSHOP = BenchConfig(
     shown_results=3,
 )
 
+#: the paper's WebShop setting: train on human goals S0 = [500, 510), test on human goals [0, 100)
+PAPER_WEBSHOP = _PAPER_PROTOCOL.replace(
+    env="webshop",
+    train_split="paper_train_S0",
+    test_split="paper_test",
+    env_kwargs={"goals": "human"},
+)
+
 #: the paper's WikiHow setting: train on S0 (10 canonical tasks), test on the 70 micro-canonical tasks
-PAPER_WIKIHOW = BenchConfig(
+PAPER_WIKIHOW = _PAPER_PROTOCOL.replace(
     env="wikihow",
-    agents=("rememberer", "react", "static"),
     train_split="train_S0",
     test_split="microcanon70",
-    epochs=3,
-    seeds=(0, 1, 2),
-    max_steps=15,
-    k=2,
-    capacity=500,
-    action_capacity=20,
-    n_step=None,
-    gamma=1.0,
-    update_mode="mean",
-    temperature=0.0,
-    max_tokens=128,
 )
 
 PRESETS: dict[str, BenchConfig] = {

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rlem_gym.benchmarks.rundir import atomic_write_json, atomic_write_text
+from rlem_gym.atomic import atomic_write_json, atomic_write_text
 from rlem_gym.benchmarks.stats import Estimate, bootstrap_ci
 
 #: (key in results, column header, per-episode value, decimals)

@@ -12,60 +12,30 @@ Layout of ``runs/NAME/``::
     *.png                    the figures
 
 An episode counts as finished only when its record exists; a record is written with temp file +
-fsync + ``os.replace``, so a crash leaves either no record or a whole one. On resume, step-log
-lines of episodes without a record are dropped (:meth:`RunDir.clean_step_log`).
+fsync + ``os.replace`` (:mod:`rlem_gym.atomic`), so a crash leaves either no record or a whole one.
+On resume, step-log lines of episodes without a record are dropped (:meth:`RunDir.clean_step_log`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
-    """JSON version of :func:`atomic_write_text` (UTF-8, indented, keys in insertion order)."""
-    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+from rlem_gym.atomic import atomic_write_json, atomic_write_text
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def _read_json_files(folder: Path) -> list[Any]:
+    """The ``*.json`` files of ``folder`` parsed, in file-name order; none when it does not exist."""
+    if not folder.is_dir():
+        return []
+    return [read_json(p) for p in sorted(folder.glob("*.json"))]
 
 
 class StepLog:
@@ -176,14 +146,11 @@ class RunDir:
 
     def records(self) -> list[dict[str, Any]]:
         """Every completion record, sorted by item id (so order never depends on timing)."""
-        if not self.records_dir.is_dir():
-            return []
-        return [read_json(p) for p in sorted(self.records_dir.glob("*.json"))]
+        return _read_json_files(self.records_dir)
 
     def errors(self) -> list[dict[str, Any]]:
-        if not self.errors_dir.is_dir():
-            return []
-        return [read_json(p) for p in sorted(self.errors_dir.glob("*.json"))]
+        """Every error record of a failed (not yet retried) episode, sorted by item id."""
+        return _read_json_files(self.errors_dir)
 
     def clean_step_log(self) -> int:
         """Drop step lines of episodes that have no completion record; return how many were dropped.

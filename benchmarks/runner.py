@@ -35,8 +35,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from rlem_gym.atomic import atomic_write_json
 from rlem_gym.benchmarks.report import aggregate, write_results
-from rlem_gym.benchmarks.rundir import RunDir, StepLog, atomic_write_json, read_json
+from rlem_gym.benchmarks.rundir import RunDir, StepLog, read_json
 from rlem_gym.config import BenchConfig, ConfigError
 
 if TYPE_CHECKING:
@@ -106,6 +107,18 @@ class WorkItem:
             "episode_seed": self.episode_seed,
             "order": self.order,
             "task": {"index": self.task.index, "options": self.task.options, "label": self.task.label},
+        }
+
+    def record_fields(self) -> dict[str, Any]:
+        """The fields that open both the completion and the error record of this item."""
+        return {
+            "item": self.id,
+            "phase": self.phase,
+            "agent": self.agent,
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "task_index": self.task.index,
+            "task_label": self.task.label,
         }
 
     @classmethod
@@ -369,13 +382,7 @@ def run_episode(
         obs, info = next_obs, next_info
     success, normalized = episode_success(env_name, total, info)
     return {
-        "item": item.id,
-        "phase": item.phase,
-        "agent": item.agent,
-        "seed": item.seed,
-        "epoch": item.epoch,
-        "task_index": item.task.index,
-        "task_label": item.task.label,
+        **item.record_fields(),
         "episode_seed": item.episode_seed,
         "instruction": instruction,
         "return": total,
@@ -543,13 +550,7 @@ def fresh_llm_cache(llm: Any) -> None:
 def failure_record(item: WorkItem, exc: BaseException) -> dict[str, Any]:
     """The error record of a failed episode (with its traceback)."""
     return {
-        "item": item.id,
-        "phase": item.phase,
-        "agent": item.agent,
-        "seed": item.seed,
-        "epoch": item.epoch,
-        "task_index": item.task.index,
-        "task_label": item.task.label,
+        **item.record_fields(),
         "error": f"{type(exc).__name__}: {exc}",
         "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
     }

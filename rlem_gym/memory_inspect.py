@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlem_gym.atomic import atomic_write_text
 from rlem_gym.memory import MemoryFormatError
 
 
@@ -51,14 +52,10 @@ class RecordView:
 
 def read_saved_memory(path: str | Path) -> tuple[dict[str, Any], list[RecordView]]:
     """(header, records) of a memory directory written by ``ExperienceMemory.save``."""
-    import json
+    from rlem_gym.persistence import read_document
 
-    from rlem_gym.persistence import _read_checked, read_manifest
-
-    root, manifest = read_manifest(path)
-    raw = _read_checked(root, manifest["files"]["records"], "records")
+    root, manifest, doc = read_document(path)
     try:
-        doc = json.loads(raw.decode("utf-8"))
         tasks = doc["tasks"]
         fields = doc.get("action_fields", ["action", "q", "visits", "last_reward", "reason"])
         views = []
@@ -193,8 +190,6 @@ def inspect_memory(
     record_id: int | None = None,
 ) -> str:
     """The text listing of a saved memory (optionally filtered); also writes ``html`` when given."""
-    from rlem_gym.benchmarks.rundir import atomic_write_text
-
     header, records = read_saved_memory(path)
     chosen = search_records(records, search)
     if record_id is not None:

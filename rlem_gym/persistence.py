@@ -25,7 +25,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import uuid
 import zipfile
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from rlem_gym.atomic import atomic_write_bytes
 from rlem_gym.memory import ActionStats, EmbedderMismatchError, ExperienceMemory, MemoryFormatError
 from rlem_gym.similarity import Matcher, MemoryKey
 
@@ -40,42 +40,6 @@ FORMAT = "rlem-gym-memory"
 FORMAT_VERSION = 1
 MANIFEST = "MANIFEST.json"
 _DATA_FILE = re.compile(r"^(records|vectors)-[0-9a-f]{16}\.(json|npz)$")
-
-
-# --------------------------------------------------------------------------- atomic files
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new content, never a mix.
-
-    Temp file in the same directory, fsync, ``os.replace``, then fsync of the directory.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------- save
@@ -197,6 +161,27 @@ def read_manifest(path: str | os.PathLike[str]) -> tuple[Path, dict]:
     return root, manifest
 
 
+def _read_records(root: Path, manifest: dict) -> dict[str, Any]:
+    rec_bytes = _read_checked(root, manifest["files"]["records"], "records")
+    try:
+        doc = json.loads(rec_bytes.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MemoryFormatError(f"{root}: the records file is not valid JSON ({exc.__class__.__name__})") from None
+    if not isinstance(doc, dict) or doc.get("format_version") != FORMAT_VERSION:
+        raise MemoryFormatError(f"{root}: the records file has another format version than {FORMAT_VERSION}")
+    return doc
+
+
+def read_document(path: str | os.PathLike[str]) -> tuple[Path, dict, dict[str, Any]]:
+    """(directory, manifest, records document) of a saved memory, checked but not turned into a memory.
+
+    For tools that only read a save (the inspector): no embedder or matcher is needed. The document
+    is the JSON written by :func:`memory_to_json`; errors raise :class:`~rlem_gym.memory.MemoryFormatError`.
+    """
+    root, manifest = read_manifest(path)
+    return root, manifest, _read_records(root, manifest)
+
+
 def _check_embedder(root: Path, saved: Any, matcher: Matcher) -> bool:
     """True when saved vectors can be reused; raises when they come from another embedder."""
     emb = matcher.embedder
@@ -224,13 +209,7 @@ def load_memory(path: str | os.PathLike[str], matcher: Matcher, **overrides: Any
     """Load a memory saved by :func:`save_memory` (see the module docstring for the checks)."""
     root, manifest = read_manifest(path)
     reuse_vectors = _check_embedder(root, manifest.get("embedder"), matcher)
-    rec_bytes = _read_checked(root, manifest["files"]["records"], "records")
-    try:
-        doc = json.loads(rec_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MemoryFormatError(f"{root}: the records file is not valid JSON ({exc.__class__.__name__})") from None
-    if not isinstance(doc, dict) or doc.get("format_version") != FORMAT_VERSION:
-        raise MemoryFormatError(f"{root}: the records file has another format version than {FORMAT_VERSION}")
+    doc = _read_records(root, manifest)
     vectors = None
     if reuse_vectors:
         if "vectors" not in manifest["files"]:

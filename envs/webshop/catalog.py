@@ -28,7 +28,7 @@ import json
 import os
 import random
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -145,44 +145,42 @@ class _JsonStream:
             return obj
 
 
-def iter_json_array(path: str | os.PathLike) -> Iterator[Any]:
-    """Yield the elements of a top-level JSON array one at a time (the file is never read whole)."""
+def _iter_container(
+    path: str | os.PathLike, opener: str, closer: str, between: str, item: Callable[[_JsonStream], Any]
+) -> Iterator[Any]:
+    """Yield ``item(stream)`` for each element of the top-level ``opener ... closer`` container."""
     path = Path(path)
     with _open_text(path) as f:
         s = _JsonStream(f, path.name)
-        s.expect("[")
-        if s.peek() == "]":
+        s.expect(opener)
+        if s.peek() == closer:
             return
         while True:
-            yield s.value()
+            yield item(s)
             sep = s.peek()
             s.pos += 1
-            if sep == "]":
+            if sep == closer:
                 return
             if sep != ",":
-                raise CatalogError(f"{path.name}: expected ',' or ']' between array elements, found {sep or 'end of file'!r}")
+                raise CatalogError(f"{path.name}: expected ',' or '{closer}' between {between}, found {sep or 'end of file'!r}")
+
+
+def _member(s: _JsonStream) -> tuple[str, Any]:
+    key = s.value()
+    if not isinstance(key, str):
+        raise CatalogError(f"{s.name}: object keys must be strings")
+    s.expect(":")
+    return key, s.value()
+
+
+def iter_json_array(path: str | os.PathLike) -> Iterator[Any]:
+    """Yield the elements of a top-level JSON array one at a time (the file is never read whole)."""
+    return _iter_container(path, "[", "]", "array elements", _JsonStream.value)
 
 
 def iter_json_object(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
     """Yield the (key, value) members of a top-level JSON object one at a time."""
-    path = Path(path)
-    with _open_text(path) as f:
-        s = _JsonStream(f, path.name)
-        s.expect("{")
-        if s.peek() == "}":
-            return
-        while True:
-            key = s.value()
-            if not isinstance(key, str):
-                raise CatalogError(f"{path.name}: object keys must be strings")
-            s.expect(":")
-            yield key, s.value()
-            sep = s.peek()
-            s.pos += 1
-            if sep == "}":
-                return
-            if sep != ",":
-                raise CatalogError(f"{path.name}: expected ',' or '}}' between members, found {sep or 'end of file'!r}")
+    return _iter_container(path, "{", "}", "members", _member)
 
 
 # ----------------------------------------------------------------------------- file discovery

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rlem_gym.atomic import fsync_dir
 from rlem_gym.envs.webshop.catalog import Catalog, default_data_dir, search_text
 
 logger = logging.getLogger(__name__)
@@ -167,7 +168,9 @@ def _save(index: SearchIndex, folder: Path, catalog: Catalog) -> None:
         for f in tmp.iterdir():
             with open(f, "rb+") as fh:
                 os.fsync(fh.fileno())
+        fsync_dir(tmp)
         os.replace(tmp, folder)
+        fsync_dir(folder.parent)
     except OSError as exc:  # another process won the race (folder exists) or the disk is full
         logger.info("WebShop search index not saved to %s (%s)", folder, exc)
     finally:

@@ -20,11 +20,10 @@ import argparse
 import gzip
 import html
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
+from rlem_gym.atomic import atomic_write_bytes
 from rlem_gym.envs.wikihow.site import (
     BUNDLE_NAME,
     ROOTS,
@@ -79,21 +78,6 @@ def parse_screen(screen: str) -> list[dict]:
             }
         )
     return rows
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 #: top-level categories of real crumbs whose root the screens do not show (our reading).
@@ -503,7 +487,8 @@ def write_test_data(src: Path, out_dir: Path) -> None:
 
     screens = json.loads((src / "derived/rememberer_debug_screens.json").read_text())
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out_dir / "wikihow_screen_stats.json", json.dumps(screen_stats(screens), indent=1).encode())
+    stats = json.dumps(screen_stats(screens), indent=1).encode()
+    atomic_write_bytes(out_dir / "wikihow_screen_stats.json", stats, mode=0o644)
     for f in sorted((src / "rememberer/replay-data").glob("*_W4(eA).jsonl")):
         shutil.copyfile(f, out_dir / ("wikihow_replay_" + f.name.replace("(", "_").replace(")", "")))
 
@@ -519,8 +504,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"--src {args.src} does not look like shared/data/wikihow (no task_lists/)")
     bundle = build(args.src)
     data = gzip.compress(json.dumps(bundle, ensure_ascii=False, sort_keys=True).encode("utf-8"), mtime=0)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(args.out, data)
+    atomic_write_bytes(args.out, data, mode=0o644)
     if args.test_data is not None:
         write_test_data(args.src, args.test_data)
     print(f"wrote {args.out} ({len(data) / 1e6:.2f} MB, {len(bundle['tasks'])} tasks, {len(bundle['titles'])} titles)")
