@@ -22,12 +22,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
-import numpy as np
-
 from rlem_gym.advice import parse_react_line
-from rlem_gym.agents.adapters import EnvAdapter, check_fallback_policy, get_adapter
-from rlem_gym.agents.base import Agent, StepInfo
-from rlem_gym.prompts import DEFAULT_MARGIN_TOKENS, build_react_prompt, prompt_budget
+from rlem_gym.agents.adapters import EnvAdapter
+from rlem_gym.agents.base import StepInfo
+from rlem_gym.agents.llm_agent import LLMAgent
+from rlem_gym.prompts import DEFAULT_MARGIN_TOKENS, build_react_prompt
 
 if TYPE_CHECKING:
     from rlem_gym.llm.base import LLM
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
 DEFAULT_STOP: tuple[str, ...] = ("\nObservation", "\n\n")
 
 
-class ReActAgent(Agent):
+class ReActAgent(LLMAgent):
     """ReAct: think/act lines after one example trajectory; no memory.
 
     Args:
@@ -62,17 +61,9 @@ class ReActAgent(Agent):
         margin: int = DEFAULT_MARGIN_TOKENS,
         example: str | None = None,
     ) -> None:
-        super().__init__()
-        self.llm = llm
-        self.adapter = get_adapter(adapter)
+        super().__init__(llm, adapter, fallback=fallback, max_tokens=max_tokens, temperature=temperature, stop=stop,
+                         seed=seed, margin=margin)
         self.max_thinks = max(0, int(max_thinks))
-        self.fallback_policy = check_fallback_policy(fallback)
-        self.max_tokens = int(max_tokens)
-        self.temperature = float(temperature)
-        self.stop = list(stop) if stop else None
-        self.seed = int(seed)
-        self.margin = int(margin)
-        self.rng = np.random.default_rng(self.seed)
         example = self.adapter.react_example() if example is None else example
         self.head = f"{self.adapter.react_preamble}\n\n{example}\n\nNow the new episode."
         self._transcript: list[str] = []
@@ -95,26 +86,22 @@ class ReActAgent(Agent):
             self._transcript.append("Observation:\n" + self.adapter.react_observation(obs, info, first=False))
         self._started = True
 
-        budget = prompt_budget(self.llm, self.max_tokens, self.margin)
+        budget = self.prompt_budget()
         thoughts: list[str] = []
         outputs: list[str] = []
         action, why, prompt = None, "", ""
         prompt_tokens = completion_tokens = 0
         latency = 0.0
         for call in range(self.max_thinks + 1):
-            built = build_react_prompt(self.llm, head=self.head, history="\n".join(self._transcript) + "\nAction:", budget=budget)
+            # the reply is forced to start with "Action:" (the prompt's response_prefix)
+            built = build_react_prompt(self.llm, head=self.head, history="\n".join(self._transcript) + "\n", budget=budget)
             prompt = built.text
-            completion = self.llm.generate(
-                prompt, max_tokens=self.max_tokens, stop=self.stop, temperature=self.temperature, seed=self.seed + call
-            )
-            self.stats.llm_calls += 1
-            self.stats.prompt_tokens += completion.prompt_tokens
-            self.stats.completion_tokens += completion.completion_tokens
+            completion = self.complete(built, seed_offset=call)
             prompt_tokens += completion.prompt_tokens
             completion_tokens += completion.completion_tokens
             latency += completion.latency_s
             outputs.append(completion.text)
-            line = parse_react_line(completion.text, self.adapter.extract_actions)
+            line = parse_react_line(built.response_prefix + completion.text, self.adapter.extract_actions)
             if line.kind == "think" and call < self.max_thinks:
                 thoughts.append(line.text)
                 self._transcript += [f"Action: think[{line.text}]", "Observation: OK."]

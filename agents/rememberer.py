@@ -4,8 +4,9 @@ The whole decision loop reads top to bottom in :meth:`Rememberer.act` and :meth:
 
 1. **retrieve** the k most similar past situations from the memory (k = 2 in the paper);
 2. **prompt**: show them as exemplars with action advice (Encouraged = the top action if its
-   Q > 0, Discouraged = the actions with Q <= 0), then the new situation, ending with ``Encouraged:``;
-3. **generate** with the LLM;
+   Q > 0, Discouraged = the actions with Q <= 0), then the new situation;
+3. **generate** with the LLM, the reply forced to start with ``Encouraged:`` (``response_prefix``,
+   so a chat model writes the advice block instead of chatting about the prompt);
 4. **parse** the reply into advice (tolerantly; model output can be anything);
 5. **choose** the first Encouraged action valid on the current page, else a counted fallback;
 6. **update** (train mode, at episode end): hand the episode's steps, with the LLM's reason for
@@ -29,9 +30,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from rlem_gym.advice import AdviceLine, ParsedAdvice, parse_advice
-from rlem_gym.agents.adapters import EnvAdapter, check_fallback_policy, get_adapter
-from rlem_gym.agents.base import Agent, StepInfo
-from rlem_gym.prompts import DEFAULT_MARGIN_TOKENS, Exemplar, PromptInput, build_advice_prompt, prompt_budget
+from rlem_gym.agents.adapters import EnvAdapter
+from rlem_gym.agents.base import StepInfo
+from rlem_gym.agents.llm_agent import LLMAgent
+from rlem_gym.prompts import DEFAULT_MARGIN_TOKENS, Exemplar, PromptInput, build_advice_prompt
 from rlem_gym.trajectory import Step
 
 if TYPE_CHECKING:
@@ -84,7 +86,7 @@ def exemplar_from_record(
     return Exemplar(situation, tuple(encouraged), tuple(discouraged), record_id=record.id)
 
 
-class Rememberer(Agent):
+class Rememberer(LLMAgent):
     """The Rememberer agent: retrieve -> prompt -> generate -> parse -> choose; update at episode end.
 
     Args:
@@ -118,22 +120,14 @@ class Rememberer(Agent):
         seed: int = 0,
         margin: int = DEFAULT_MARGIN_TOKENS,
     ) -> None:
-        super().__init__()
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k}")
-        self.llm = llm
+        super().__init__(llm, adapter, fallback=fallback, max_tokens=max_tokens, temperature=temperature, stop=stop,
+                         seed=seed, margin=margin)
         self.memory = memory
-        self.adapter = get_adapter(adapter)
         self.k = int(k)
         self.discouraged = bool(discouraged)
         self.random_advice = bool(random_advice)
-        self.fallback_policy = check_fallback_policy(fallback)
-        self.max_tokens = int(max_tokens)
-        self.temperature = float(temperature)
-        self.stop = list(stop) if stop else None
-        self.seed = int(seed)
-        self.margin = int(margin)
-        self.rng = np.random.default_rng(self.seed)
         self._task = ""
         self._steps: list[Step] = []
         self._pending: dict[str, Any] | None = None
@@ -162,7 +156,7 @@ class Rememberer(Agent):
         # 1. retrieve: the k most similar past situations, as exemplars with action advice
         retrieved, exemplars = self._recall(task, observation, instruction)
 
-        # 2. prompt: preamble, exemplars, the new input, "Encouraged:" (fit to the context window)
+        # 2. prompt: preamble, exemplars, the new input (fit, with the "Encouraged:" cue, to the context window)
         query = PromptInput(
             task=task,
             observation=observation,
@@ -179,16 +173,14 @@ class Rememberer(Agent):
             exemplars=exemplars,
             query=query,
             discouraged=self.discouraged,
-            budget=prompt_budget(self.llm, self.max_tokens, self.margin),
+            budget=self.prompt_budget(),
         )
 
-        # 3. generate (backend errors propagate as LLMError)
-        completion = self.llm.generate(
-            built.text, max_tokens=self.max_tokens, stop=self.stop, temperature=self.temperature, seed=self.seed
-        )
+        # 3. generate, the reply starting with "Encouraged:" (backend errors propagate as LLMError)
+        completion = self.complete(built)
 
-        # 4. parse the advice block the model wrote
-        parsed = parse_advice(completion.text, self.adapter.extract_actions)
+        # 4. parse the advice block: the cue the reply was forced to start with, then what the model wrote
+        parsed = parse_advice(built.response_prefix + completion.text, self.adapter.extract_actions)
 
         # 5. choose: the first Encouraged action valid here, else a counted fallback
         action, reason, fallback_reason = self._choose(parsed, obs, info)
@@ -201,9 +193,6 @@ class Rememberer(Agent):
             "available": available,
         }
         self.stats.steps += 1
-        self.stats.llm_calls += 1
-        self.stats.prompt_tokens += completion.prompt_tokens
-        self.stats.completion_tokens += completion.completion_tokens
         self.stats.fallbacks += int(bool(fallback_reason))
         self.last_step = StepInfo(
             prompt=built.text,

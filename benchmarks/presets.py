@@ -39,7 +39,7 @@ DEMO = BenchConfig(
 )
 
 #: the paper's protocol, common to both envs (Zhang et al. 2023, Sec. 4 / spec "Protocol"): 15 steps,
-#: top-2 retrieval, capacities 500/20, 3 epochs, 3 seeds, full-episode returns averaged into Q, greedy decoding
+#: top-2 retrieval, capacities 500/20, 3 epochs, 3 seeds, full-episode returns averaged into Q, temperature 0.1
 _PAPER_PROTOCOL = BenchConfig(
     agents=("rememberer", "react", "static"),
     epochs=3,
@@ -51,7 +51,7 @@ _PAPER_PROTOCOL = BenchConfig(
     n_step=None,
     gamma=1.0,
     update_mode="mean",
-    temperature=0.0,
+    temperature=0.1,  # the paper sampled text-davinci-003 at 0.1; episodes are seeded
     max_tokens=128,
     shown_results=3,
 )

@@ -1,7 +1,7 @@
 """Tolerant parsing of LLM replies: the Rememberer's advice block and ReAct's action lines.
 
-The Rememberer asks the model to continue a prompt that ends with ``Encouraged:``; the reply
-should read::
+The Rememberer's reply is forced to start with ``Encouraged:`` (the LLM's ``response_prefix``);
+what the model writes after it should read (the agent parses the cue plus that text)::
 
     click[b07xyz] -> 1.0 It matches the color and size asked for.
     Discouraged:
@@ -94,7 +94,7 @@ def parse_advice_line(line: str, extract: Callable[[str], list[str]]) -> AdviceL
 def parse_advice(text: str, extract: Callable[[str], list[str]]) -> ParsedAdvice:
     """Parse a reply to the Rememberer prompt into Encouraged / Discouraged advice; never raises.
 
-    Lines before any header count as Encouraged (the prompt itself ends with ``Encouraged:``).
+    Lines before any header count as Encouraged (the reply continues the ``Encouraged:`` cue).
     An echoed piece of the prompt (``Task:``, ``---``, ``Available Actions:``, ...) pauses the
     parse until the next header, so actions listed inside an echoed prompt are not taken.
     """

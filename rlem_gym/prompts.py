@@ -4,7 +4,9 @@ What lives here: the per-env preambles (action grammar + principles), the input 
 (the official Rememberer layouts: a YAML-like block for WebShop, the ``Task/Last 5 Actions/
 Screen/Instruction/Last Reward/Total Reward`` block for WikiHow), exemplar and advice rendering,
 and :func:`build_advice_prompt` / :func:`build_react_prompt`, which keep every prompt within
-``llm.context_length - max_tokens - margin`` tokens of the model's own tokenizer. Long
+``llm.context_length - max_tokens - margin`` tokens of the model's own tokenizer, counting the
+answer cue (``Encouraged:`` / ``Action:``) that the agent passes as the LLM's ``response_prefix``
+(it starts the model's reply, so a chat model continues it instead of chatting about it). Long
 observations are truncated from the start (the paper's rule), exemplars first, then the
 current one; exemplars are dropped (least similar last) only when even empty ones do not fit.
 """
@@ -70,7 +72,10 @@ which does not change the screen. Here is an example."""
 
 EXAMPLES_HEADER = "Here are some examples:"
 NEW_INPUT_HEADER = "Now the new input:"
+#: the Rememberer's answer cue: the start of the model's reply (``response_prefix``), not part of the prompt
 ANSWER_CUE = "Encouraged:\n"
+#: ReAct's answer cue (``response_prefix``)
+REACT_CUE = "Action:"
 #: tokens kept free for the chat template the backend wraps around the prompt
 DEFAULT_MARGIN_TOKENS = 64
 #: slack per truncated piece, because token counts are not exactly additive across joins
@@ -113,6 +118,8 @@ class BuiltPrompt:
     dropped_exemplars: int = 0
     hard_truncated: bool = False
     exemplars_used: list[Exemplar] = field(default_factory=list)
+    response_prefix: str = ""
+    """The reply's forced start (pass it as ``llm.generate(..., response_prefix=...)``); ``tokens`` counts it."""
 
 
 # ----------------------------------------------------------------------------- pure rendering
@@ -160,13 +167,17 @@ def assemble_advice_prompt(
     rendered_exemplars: Sequence[str],
     rendered_query: str,
 ) -> str:
-    """Join preamble, numbered exemplars and the new input; ends with ``Encouraged:`` for the model."""
+    """Join preamble, numbered exemplars and the new input, ending with a blank line.
+
+    The answer cue (:data:`ANSWER_CUE`) is not included: it is the reply's ``response_prefix``,
+    and ``prompt + ANSWER_CUE`` is exactly what a base model completes.
+    """
     parts = [preamble.rstrip(), ""]
     if rendered_exemplars:
         parts += [EXAMPLES_HEADER, ""]
         for i, text in enumerate(rendered_exemplars, 1):
             parts += [f"Example {i}:", "", text, ""]
-    parts += [NEW_INPUT_HEADER, "", rendered_query, "", ANSWER_CUE]
+    parts += [NEW_INPUT_HEADER, "", rendered_query, "", ""]
     return "\n".join(parts)
 
 
@@ -201,14 +212,21 @@ def build_advice_prompt(
     query: PromptInput,
     discouraged: bool = True,
     budget: int,
+    response_prefix: str = ANSWER_CUE,
 ) -> BuiltPrompt:
-    """Assemble the Rememberer prompt within ``budget`` tokens of ``llm``'s tokenizer.
+    """Assemble the Rememberer prompt so that prompt + ``response_prefix`` fit ``budget`` tokens of ``llm``'s tokenizer.
 
     Observations are cut from the start (exemplars and the new input share what is left after
     the fixed text, equal shares, short ones kept whole); when even empty exemplars overflow,
     the last (least similar) exemplars are dropped. A final check guarantees the budget.
     """
     exemplars = list(exemplars)
+    cue = llm.count_tokens(response_prefix) if response_prefix else 0
+    room = budget - cue
+
+    def built(text: str, truncated: int = 0, dropped: int = 0, hard: bool = False) -> BuiltPrompt:
+        return BuiltPrompt(text, llm.count_tokens(text) + cue, budget, truncated, dropped, hard, list(exemplars),
+                           response_prefix)
 
     def render(exs: Sequence[Exemplar], q: PromptInput) -> str:
         return assemble_advice_prompt(
@@ -216,9 +234,8 @@ def build_advice_prompt(
         )
 
     text = render(exemplars, query)
-    tokens = llm.count_tokens(text)
-    if tokens <= budget:
-        return BuiltPrompt(text, tokens, budget, exemplars_used=exemplars)
+    if llm.count_tokens(text) <= room:
+        return built(text)
 
     dropped = 0
     while True:
@@ -226,16 +243,15 @@ def build_advice_prompt(
             [replace(e, input=replace(e.input, observation="")) for e in exemplars], replace(query, observation="")
         )
         fixed = llm.count_tokens(skeleton) + _JOIN_SLACK * (len(exemplars) + 1)
-        if fixed <= budget or not exemplars:
+        if fixed <= room or not exemplars:
             break
         exemplars.pop()
         dropped += 1
 
     observations = [e.input.observation for e in exemplars] + [query.observation]
     sizes = [llm.count_tokens(o) if o else 0 for o in observations]
-    available = budget - fixed
+    available = room - fixed
     truncated = 0
-    text, tokens = "", budget + 1
     for _attempt in range(6):
         caps = _water_fill(sizes, available)
         cut = []
@@ -248,33 +264,40 @@ def build_advice_prompt(
         exs = [replace(e, input=replace(e.input, observation=o)) for e, o in zip(exemplars, cut[:-1])]
         text = render(exs, replace(query, observation=cut[-1]))
         tokens = llm.count_tokens(text)
-        if tokens <= budget:
-            return BuiltPrompt(text, tokens, budget, truncated, dropped, exemplars_used=exemplars)
-        available -= (tokens - budget) + max(8, available // 20)
+        if tokens <= room:
+            return built(text, truncated, dropped)
+        available -= (tokens - room) + max(8, available // 20)
         truncated = 0
-    # last resort (the fixed text alone overflows): keep the end, which holds the new input and the cue
-    text = truncate_to_tokens(llm, text, budget, keep="end")
-    return BuiltPrompt(text, llm.count_tokens(text), budget, truncated, dropped, True, exemplars_used=exemplars)
+    # last resort (the fixed text alone overflows): keep the end, which holds the new input
+    return built(truncate_to_tokens(llm, text, room, keep="end"), truncated, dropped, True)
 
 
-def build_react_prompt(llm: "LLM", *, head: str, history: str, budget: int) -> BuiltPrompt:
-    """ReAct prompt = ``head`` (preamble + example) + the episode so far, cut from the start to fit."""
+def build_react_prompt(
+    llm: "LLM", *, head: str, history: str, budget: int, response_prefix: str = REACT_CUE
+) -> BuiltPrompt:
+    """ReAct prompt = ``head`` (preamble + example) + the episode so far, cut from the start so that
+    prompt + ``response_prefix`` fit ``budget``."""
     sep = "\n\n"
+    cue = llm.count_tokens(response_prefix) if response_prefix else 0
+    room = budget - cue
+
+    def built(text: str, truncated: int = 0, hard: bool = False) -> BuiltPrompt:
+        return BuiltPrompt(text, llm.count_tokens(text) + cue, budget, truncated, hard_truncated=hard,
+                           response_prefix=response_prefix)
+
     text = head + sep + history
-    tokens = llm.count_tokens(text)
-    if tokens <= budget:
-        return BuiltPrompt(text, tokens, budget)
-    room = budget - llm.count_tokens(head + sep) - _JOIN_SLACK
-    if room >= 32:
-        cut = _fit_text(llm, history, room)
+    if llm.count_tokens(text) <= room:
+        return built(text)
+    space = room - llm.count_tokens(head + sep) - _JOIN_SLACK
+    if space >= 32:
+        cut = _fit_text(llm, history, space)
         text = head + sep + cut
         tokens = llm.count_tokens(text)
-        while tokens > budget and cut:
-            room -= (tokens - budget) + 8
-            cut = _fit_text(llm, history, room)
+        while tokens > room and cut:
+            space -= (tokens - room) + 8
+            cut = _fit_text(llm, history, space)
             text = head + sep + cut
             tokens = llm.count_tokens(text)
-        if tokens <= budget:
-            return BuiltPrompt(text, tokens, budget, truncated_observations=1)
-    text = truncate_to_tokens(llm, head + sep + history, budget, keep="end")
-    return BuiltPrompt(text, llm.count_tokens(text), budget, truncated_observations=1, hard_truncated=True)
+        if tokens <= room:
+            return built(text, 1)
+    return built(truncate_to_tokens(llm, head + sep + history, room, keep="end"), 1, True)

@@ -46,7 +46,7 @@ class ScriptedLLM(LLM):
         self.replies = list(replies)
         self.prompts: list[str] = []
 
-    def generate(self, prompt, *, max_tokens=128, stop=None, temperature=0.0, seed=None):
+    def generate(self, prompt, *, max_tokens=128, stop=None, temperature=0.0, seed=None, response_prefix=""):
         self.prompts.append(prompt)
         text = self.replies[(len(self.prompts) - 1) % len(self.replies)]
         return Completion(text, self.count_tokens(prompt), self.count_tokens(text), 0.0, "stop")

@@ -38,11 +38,13 @@ class ScriptedLLM(LLM):
         self.replies = list(replies)
         self.context_length = context_length
         self.prompts: list[str] = []
+        self.prefixes: list[str] = []
 
-    def generate(self, prompt, *, max_tokens=128, stop=None, temperature=0.0, seed=None):
+    def generate(self, prompt, *, max_tokens=128, stop=None, temperature=0.0, seed=None, response_prefix=""):
         self.prompts.append(prompt)
+        self.prefixes.append(response_prefix)
         text = self.replies[min(len(self.prompts) - 1, len(self.replies) - 1)]
-        return Completion(text, self.count_tokens(prompt), self.count_tokens(text), 0.01, "stop")
+        return Completion(text, self.count_tokens(prompt + response_prefix), self.count_tokens(text), 0.01, "stop")
 
 
 # ------------------------------------------------------------------------------ choice/fallback
@@ -53,11 +55,12 @@ def test_first_valid_encouraged_action_is_taken():
     assert agent.act("results page", RESULTS) == "click[b078gtkvxy]"
     step = agent.last_step
     assert not step.fallback and step.reason == "matches" and step.action == "click[b078gtkvxy]"
-    assert step.prompt == llm.prompts[0] and step.prompt.endswith("Encouraged:\n")
+    # the answer cue starts the model's reply (response_prefix), it is not the end of the user prompt
+    assert step.prompt == llm.prompts[0] and step.prompt.endswith("...\n\n") and llm.prefixes == ["Encouraged:\n"]
     assert step.raw_output == llm.replies[0] and step.retrieved == [] and step.retrieved_ids == []
     assert [a.action for a in step.parsed.discouraged] == ["click[next >]"]
     assert agent.stats.steps == 1 and agent.stats.llm_calls == 1 and agent.stats.fallbacks == 0
-    assert step.prompt_tokens == llm.count_tokens(llm.prompts[0]) > 0
+    assert step.prompt_tokens == llm.count_tokens(llm.prompts[0] + "Encouraged:\n") > 0
 
 
 @pytest.mark.parametrize(
@@ -135,7 +138,7 @@ def test_prompt_layout_webshop_and_wikihow():
     assert full.startswith(WEBSHOP.preamble)
     assert "Example 1:\n\n---\nTask:\nbuy a hat\nLast 5 Actions:\n- search[hat]\nObservation: |\n  [SEP] Back to Search [SEP] hat\n" in full
     assert "Available Actions:\n- back to search\n- b0hat00000\n...\n\nEncouraged:\nclick[b0hat00000] -> 1.0 a hat\nDiscouraged:\nclick[back to search] -> 0.0 no" in full
-    assert full.endswith("Now the new input:\n\n---\nTask:\n" + INSTRUCTION + "\nLast 5 Actions:\n\nObservation: |\n  WebShop [SEP] Search\nAvailable Actions:\n- search\n...\n\nEncouraged:\n")
+    assert full.endswith("Now the new input:\n\n---\nTask:\n" + INSTRUCTION + "\nLast 5 Actions:\n\nObservation: |\n  WebShop [SEP] Search\nAvailable Actions:\n- search\n...\n\n")
     nodis = build_advice_prompt(llm, preamble="P", render_input=WEBSHOP.render_input, exemplars=[ex], query=query, discouraged=False, budget=10_000).text
     assert "Discouraged" not in nodis and "click[b0hat00000] -> 1.0 a hat" in nodis
     wk = WIKIHOW.render_input(PromptInput("Search an article.", "<div/>", "Access the article \"How to X\"", ("CLICK(1)",), 1.0, 2.0))
@@ -154,12 +157,13 @@ def test_prompt_budget_never_overflows_with_huge_observations(context_length, ma
     built = build_advice_prompt(
         llm, preamble=WEBSHOP.preamble, render_input=WEBSHOP.render_input, exemplars=[ex, ex], query=PromptInput(INSTRUCTION, huge + " END"), budget=prompt_budget(llm, max_tokens)
     )
-    assert built.tokens == llm.count_tokens(built.text) <= context_length - max_tokens - 64
-    assert built.text.endswith("Encouraged:\n")
+    # the budget counts the "Encouraged:" cue the reply is forced to start with
+    assert built.response_prefix == "Encouraged:\n"
+    assert built.tokens == llm.count_tokens(built.text) + llm.count_tokens("Encouraged:\n") <= context_length - max_tokens - 64
     if context_length >= 700:
         assert "END" in built.text and not built.hard_truncated  # cut from the start: the end survives
     agent.act(huge, RESULTS)
-    assert llm.count_tokens(llm.prompts[-1]) + max_tokens <= context_length
+    assert llm.count_tokens(llm.prompts[-1] + llm.prefixes[-1]) + max_tokens <= context_length
 
 
 def test_exemplar_truncation_keeps_the_end_of_observations():
@@ -179,7 +183,8 @@ def test_react_thinks_then_acts_and_counts_calls():
     assert agent.act("results", RESULTS) == "click[b078gtkvxy]"
     assert agent.stats.llm_calls == 2 and agent.stats.steps == 1 and agent.stats.fallbacks == 0
     assert agent.last_step.reason == "b078gtkvxy looks right." and not agent.last_step.fallback
-    assert llm.prompts[1].endswith("Action: think[b078gtkvxy looks right.]\nObservation: OK.\nAction:")
+    assert llm.prompts[1].endswith("Action: think[b078gtkvxy looks right.]\nObservation: OK.\n")
+    assert llm.prefixes == ["Action:", "Action:"]  # the reply starts with the cue
     assert llm.prompts[0].startswith(WEBSHOP.react_preamble) and WEBSHOP.react_example() in llm.prompts[0]
     agent.observe("click[b078gtkvxy]", 0.0, False, False, ITEM)
     llm.replies = ["think[I keep thinking]"]

@@ -70,10 +70,10 @@ def test_prompt_budget_with_the_real_tokenizer(hf_llm, webshop_env):
             query=PromptInput(info["instruction"], huge),
             budget=budget,
         )
-        assert built.tokens == hf_llm.count_tokens(built.text) <= budget
-        # with the chat template the backend adds, prompt + completion still fit the window
-        assert len(hf_llm.prompt_ids(built.text)) + max_tokens <= hf_llm.context_length
-        assert built.text.endswith("Encouraged:\n") and built.truncated_observations >= 1
+        assert built.tokens == hf_llm.count_tokens(built.text) + hf_llm.count_tokens("Encouraged:\n") <= budget
+        # with the chat template the backend adds and the cue prefilled, prompt + completion still fit the window
+        assert len(hf_llm.prompt_ids(built.text, built.response_prefix)) + max_tokens <= hf_llm.context_length
+        assert built.response_prefix == "Encouraged:\n" and built.truncated_observations >= 1
 
 
 # ------------------------------------------------------------------------------ end to end, slow

@@ -145,3 +145,33 @@ def test_hf_loads_offline(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert int(proc.stdout.strip().splitlines()[-1]) > 0
+
+
+def test_response_prefix_starts_the_reply(llm):
+    """The prefix opens the assistant turn: the model continues it and Completion.text excludes it."""
+    prompt = "What is the capital of France? Answer in one word."
+    prefix = "The capital of France is"
+    plain = llm.generate(prompt, max_tokens=12)
+    llm.reset_cache()
+    out = llm.generate(prompt, max_tokens=12, response_prefix=prefix)
+    assert "capital of france is" not in out.text.lower()  # the prefix is not repeated in the text
+    assert out.text.lstrip().lower().startswith("paris"), out.text  # it continues the sentence
+    assert out.prompt_tokens > plain.prompt_tokens  # the prefix is part of what the model read
+    # the prefix sits after the chat template's generation prompt, not inside the user turn
+    if getattr(llm, "chat", False):
+        with_cue_in_user = llm.generate(prompt + "\n" + prefix, max_tokens=12)
+        assert with_cue_in_user.prompt_tokens > out.prompt_tokens  # template tokens close the user turn after it
+
+
+def test_response_prefix_keeps_prefix_reuse(llm):
+    """Two prompts sharing a preamble, each with the same cue: the preamble's KV cache is reused."""
+    cue = "Action: search["
+    llm.generate(PREAMBLE + "Goal: buy a purple wool scarf.", max_tokens=6, response_prefix=cue)
+    warm = llm.generate(PREAMBLE + "Goal: buy black running shoes size 9.", max_tokens=8, response_prefix=cue)
+    assert warm.cached_tokens >= llm.count_tokens(PREAMBLE) - 2
+    llm.reset_cache()
+    cold = llm.generate(PREAMBLE + "Goal: buy black running shoes size 9.", max_tokens=8, response_prefix=cue)
+    assert cold.cached_tokens == 0 and warm.text == cold.text and warm.prompt_tokens == cold.prompt_tokens
+    assert "]" in cold.text and not cold.text.lstrip().startswith("search["), cold.text  # it completes the keywords
+    again = llm.generate(PREAMBLE + "Goal: buy black running shoes size 9.", max_tokens=8, response_prefix=cue)
+    assert again.cached_tokens == again.prompt_tokens - 1 and again.text == cold.text

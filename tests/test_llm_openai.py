@@ -133,6 +133,22 @@ def test_length_and_stop_and_completions_endpoint(server, monkeypatch):
     assert llm.generate("x y STOP z", max_tokens=9, stop=["STOP"]).text == "echo x y "
 
 
+def test_response_prefix_is_appended_to_the_prompt(server, monkeypatch):
+    """completions: a true prefill (prompt + prefix); chat: appended to the user message; no extra fields."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    raw = OpenAICompatBackend(server.url, "m", endpoint="completions")
+    out = raw.generate("new input\n\n", max_tokens=9, response_prefix="Encouraged:\n")
+    assert server.requests[-1]["body"]["prompt"] == "new input\n\nEncouraged:\n"
+    assert out.text == "echo new input Encouraged:"  # the server's reply, prefix not added to it
+    chat = OpenAICompatBackend(server.url, "m", endpoint="chat", system_prompt="sys")
+    chat.generate("history\n", max_tokens=4, response_prefix="Action:")
+    body = server.requests[-1]["body"]
+    assert body["messages"] == [{"role": "system", "content": "sys"}, {"role": "user", "content": "history\nAction:"}]
+    assert set(body) == {"model", "max_tokens", "temperature", "messages"}
+    with pytest.raises(ValueError, match="max_tokens"):
+        chat.generate("x", max_tokens=-1)
+
+
 def test_500_then_200_is_retried(server):
     server.plan = ["500", "429"]
     llm = OpenAICompatBackend(server.url, "m", max_retries=3, backoff=0.01)

@@ -41,7 +41,7 @@ class ScriptedLLM(LLM):
         self.fail_after = fail_after
         self.calls = 0
 
-    def generate(self, prompt, *, max_tokens=128, stop=None, temperature=0.0, seed=None):
+    def generate(self, prompt, *, max_tokens=128, stop=None, temperature=0.0, seed=None, response_prefix=""):
         self.calls += 1
         if self.fail_after is not None and self.calls > self.fail_after:
             raise self.exc(f"scripted failure after {self.fail_after} calls")

@@ -31,10 +31,13 @@ class Completion:
 
 
 class LLM(ABC):
-    """A text generator: ``generate(prompt, *, max_tokens, stop, temperature, seed)``.
+    """A text generator: ``generate(prompt, *, max_tokens, stop, temperature, seed, response_prefix)``.
 
     Chat models get their chat template applied; base models get the raw prompt.
-    ``count_tokens`` and ``context_length`` let prompt builders stay within the window.
+    ``response_prefix`` prefills the reply (the assistant turn of a chat model), so a prompt's
+    answer cue (``Encouraged:``, ``Action:``) is something the model continues rather than a
+    user message it chats about. ``count_tokens`` and ``context_length`` let prompt builders
+    stay within the window.
     """
 
     #: a short human-readable name, e.g. ``hf:HuggingFaceTB/SmolLM2-135M-Instruct``
@@ -51,8 +54,21 @@ class LLM(ABC):
         stop: Sequence[str] | None = None,
         temperature: float = 0.0,
         seed: int | None = None,
+        response_prefix: str = "",
     ) -> Completion:
-        """Complete ``prompt``; raise :class:`LLMError` on failure."""
+        """Complete ``prompt``; raise :class:`LLMError` on failure.
+
+        Args:
+            prompt: the user's text (chat models get it as the user turn of their template).
+            max_tokens: most tokens to generate.
+            stop: strings that end the reply (excluded from ``Completion.text``).
+            temperature: 0 = greedy (deterministic); > 0 = sampling, reproducible with ``seed``.
+            seed: sampling seed.
+            response_prefix: text the reply is forced to start with: for chat models it is placed
+                at the start of the assistant turn (after the chat template's generation prompt);
+                for base models it is appended to the prompt. ``Completion.text`` excludes the
+                prefix, and ``Completion.prompt_tokens`` includes it.
+        """
 
     def count_tokens(self, text: str) -> int:
         """Number of tokens of ``text`` under this model's tokenizer (approximate by default)."""
@@ -60,6 +76,23 @@ class LLM(ABC):
 
     def close(self) -> None:
         """Release the model (safe to call twice)."""
+
+
+def check_generate_args(max_tokens: int, temperature: float, stop: Sequence[str] | None) -> list[str]:
+    """Validate the common ``generate`` arguments; returns the non-empty stop strings."""
+    if max_tokens < 0:
+        raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    return [s for s in (stop or []) if s]
+
+
+def chat_messages(prompt: str, system_prompt: str | None = None) -> list[dict[str, str]]:
+    """The message list a chat backend sends for ``prompt``: an optional system turn, then the user turn."""
+    messages = [{"role": "user", "content": prompt}]
+    if system_prompt is not None:
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    return messages
 
 
 def timed() -> float:

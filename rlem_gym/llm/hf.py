@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from rlem_gym.llm.base import LLM, Completion, LLMError, timed
+from rlem_gym.llm.base import LLM, Completion, LLMError, chat_messages, check_generate_args, timed
 
 #: weights shared by every HFBackend of this process, keyed by what was loaded
 _WEIGHTS: dict[tuple[str, str | None, str, str], "_Loaded"] = {}
@@ -185,16 +185,18 @@ class HFBackend(LLM):
         """Exact number of tokens of ``text`` under the model's tokenizer (no special tokens)."""
         return len(self._w.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def prompt_ids(self, prompt: str) -> list[int]:
-        """The token ids the model sees for ``prompt`` (chat template applied for chat models)."""
+    def prompt_ids(self, prompt: str, response_prefix: str = "") -> list[int]:
+        """The token ids the model sees for ``prompt`` (chat template applied for chat models).
+
+        ``response_prefix`` follows the template's generation prompt (chat) or the prompt (base),
+        tokenized together with it, so the reply continues the prefix.
+        """
         tok = self._w.tokenizer
         if self.chat:
-            messages = [{"role": "user", "content": prompt}]
-            if self.system_prompt is not None:
-                messages.insert(0, {"role": "system", "content": self.system_prompt})
+            messages = chat_messages(prompt, self.system_prompt)
             text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            return list(tok(text, add_special_tokens=False)["input_ids"])
-        return list(tok(prompt, add_special_tokens=True)["input_ids"])
+            return list(tok(text + response_prefix, add_special_tokens=False)["input_ids"])
+        return list(tok(prompt + response_prefix, add_special_tokens=True)["input_ids"])
 
     def reset_cache(self) -> None:
         """Forget the cached prefix (the next call prefills from scratch)."""
@@ -210,15 +212,12 @@ class HFBackend(LLM):
         stop: Sequence[str] | None = None,
         temperature: float = 0.0,
         seed: int | None = None,
+        response_prefix: str = "",
     ) -> Completion:
-        """Complete ``prompt``: greedy when ``temperature == 0``, seeded sampling otherwise."""
-        if max_tokens < 0:
-            raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
-        stops = [s for s in (stop or []) if s]
+        """See :meth:`LLM.generate`; only the tokens after the KV-cached common prefix are prefilled."""
+        stops = check_generate_args(max_tokens, temperature, stop)
         start = timed()
-        ids = self.prompt_ids(prompt)
+        ids = self.prompt_ids(prompt, response_prefix)
         if len(ids) >= self.context_length:
             raise LLMError(
                 f"prompt has {len(ids)} tokens but {self.name} holds {self.context_length}: "

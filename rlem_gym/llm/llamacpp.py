@@ -1,6 +1,8 @@
 """llama.cpp backend for GGUF files, through the optional ``llama-cpp-python`` extra.
 
-llama.cpp keeps the token sequence behind its KV cache and, on the next call, evaluates only the
+Chat models: the GGUF's own chat template is rendered to text here (llama-cpp-python's Jinja2
+formatter, as its chat API does) and run as a raw completion, so a ``response_prefix`` can be
+placed at the start of the assistant turn. llama.cpp keeps the token sequence behind its KV cache and, on the next call, evaluates only the
 tokens after the longest common prefix, so an agent's fixed preamble is prefilled once.
 ``llama_cpp`` is imported only when a backend is built.
 """
@@ -12,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
-from rlem_gym.llm.base import LLM, Completion, LLMError, timed
+from rlem_gym.llm.base import LLM, Completion, LLMError, chat_messages, check_generate_args, timed
 from rlem_gym.llm.hf import common_prefix_len
 
 INSTALL_HINT = "pip install rlem-gym[llamacpp]"
@@ -82,14 +84,34 @@ class LlamaCppBackend(LLM):
             )
         except (ValueError, RuntimeError) as exc:
             raise LLMError(f"llama.cpp could not load {path}: {exc}") from exc
-        has_template = bool(self._llm.metadata.get("tokenizer.chat_template"))
-        self.chat = has_template if chat is None else bool(chat)
-        if self.chat and not has_template:
+        template = self._llm.metadata.get("tokenizer.chat_template") or ""
+        self.chat = bool(template) if chat is None else bool(chat)
+        if self.chat and not template:
             raise ValueError(f"chat=True but {path.name} has no chat template: pass chat=False")
+        self._formatter = self._chat_formatter(llama_cpp, template) if self.chat else None
         self.system_prompt = system_prompt
         self.context_length = int(self._llm.n_ctx())
         self.name = name or f"gguf:{path}"
         self._lock = threading.Lock()
+
+    def _chat_formatter(self, llama_cpp: Any, template: str) -> Any:
+        """The GGUF's chat template as a text formatter (bos/eos spelled as the vocabulary spells them)."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        def spell(token_id: int) -> str:
+            return self._llm.detokenize([token_id], special=True).decode("utf-8", "replace") if token_id >= 0 else ""
+
+        eos, bos = int(self._llm.token_eos()), int(self._llm.token_bos())
+        return Jinja2ChatFormatter(template=template, eos_token=spell(eos), bos_token=spell(bos),
+                                   stop_token_ids=[eos] if eos >= 0 else None)
+
+    def prompt_text(self, prompt: str, response_prefix: str = "") -> tuple[str, list[str]]:
+        """The raw text the model completes (chat template applied for chat models), and the template's stop strings."""
+        if self._formatter is None:
+            return prompt + response_prefix, []
+        formatted = self._formatter(messages=chat_messages(prompt, self.system_prompt))
+        stops = formatted.stop if isinstance(formatted.stop, list) else [formatted.stop] if formatted.stop else []
+        return formatted.prompt + response_prefix, [s for s in stops if s]
 
     def count_tokens(self, text: str) -> int:
         """Exact number of tokens of ``text`` under the GGUF's tokenizer (no BOS)."""
@@ -107,34 +129,25 @@ class LlamaCppBackend(LLM):
         stop: Sequence[str] | None = None,
         temperature: float = 0.0,
         seed: int | None = None,
+        response_prefix: str = "",
     ) -> Completion:
-        """Complete ``prompt``: greedy when ``temperature == 0``, seeded sampling otherwise."""
-        if max_tokens < 0:
-            raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        """See :meth:`LLM.generate`; runs as a raw completion of the templated text plus the prefix."""
+        stops = check_generate_args(max_tokens, temperature, stop)
         start = timed()
-        stops = [s for s in (stop or []) if s]
+        text, template_stops = self.prompt_text(prompt, response_prefix)
         if max_tokens == 0:
-            return Completion("", self.count_tokens(prompt), 0, timed() - start, "length")
+            return Completion("", len(self._llm.tokenize(text.encode("utf-8"), special=True)), 0, timed() - start,
+                              "length")
         # plain sampling (no top-k/top-p/min-p truncation, no repeat penalty) so that settings mean
         # the same as in the HF backend
         sampling: dict[str, Any] = dict(
-            max_tokens=max_tokens, stop=stops, temperature=float(temperature), top_p=1.0, top_k=0, min_p=0.0,
-            repeat_penalty=1.0, seed=seed if seed is not None else (0 if temperature == 0 else None),
+            max_tokens=max_tokens, stop=stops + template_stops, temperature=float(temperature), top_p=1.0, top_k=0,
+            min_p=0.0, repeat_penalty=1.0, seed=seed if seed is not None else (0 if temperature == 0 else None),
         )
         with self._lock:
             before = self._cached_ids()
             try:
-                if self.chat:
-                    messages = [{"role": "user", "content": prompt}]
-                    if self.system_prompt is not None:
-                        messages.insert(0, {"role": "system", "content": self.system_prompt})
-                    out = self._llm.create_chat_completion(messages=messages, **sampling)
-                    text = out["choices"][0]["message"].get("content") or ""
-                else:
-                    out = self._llm.create_completion(prompt=prompt, **sampling)
-                    text = out["choices"][0]["text"]
+                out = self._llm.create_completion(prompt=text, **sampling)
             except ValueError as exc:  # llama-cpp-python reports context overflow this way
                 raise LLMError(f"{self.name}: {exc} (shorten the prompt; see rlem_gym.llm.truncate_to_tokens)") from exc
             except RuntimeError as exc:
@@ -145,7 +158,7 @@ class LlamaCppBackend(LLM):
         cached = min(common_prefix_len(before, after[:n_prompt]), max(0, n_prompt - 1))
         finish = "length" if out["choices"][0].get("finish_reason") == "length" else "stop"
         return Completion(
-            text=text,
+            text=out["choices"][0]["text"],
             prompt_tokens=n_prompt,
             completion_tokens=int(usage.get("completion_tokens") or 0),
             latency_s=timed() - start,

@@ -18,7 +18,7 @@ import time
 import urllib.parse
 from typing import Any, Sequence
 
-from rlem_gym.llm.base import LLM, Completion, LLMError, timed
+from rlem_gym.llm.base import LLM, Completion, LLMError, chat_messages, check_generate_args, timed
 
 #: HTTP statuses worth retrying: rate limiting and server-side failures
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -43,6 +43,13 @@ class OpenAICompatBackend(LLM):
         api_key_env: environment variable holding the key (default ``OPENAI_API_KEY``).
         endpoint: ``"chat"`` (``/chat/completions``, the server applies the chat template) or
             ``"completions"`` (``/completions``, raw prompt, for base models).
+
+    ``response_prefix``: with ``endpoint="completions"`` it is appended to the prompt (a true
+    prefill). The chat endpoint has no standard way to prefill the assistant turn, so with
+    ``endpoint="chat"`` the prefix is appended to the user message text instead (the model sees
+    the cue but is not forced to start with it); no non-standard fields are sent. Servers that
+    support prefill can be reached through ``endpoint="completions"`` with a prompt you
+    template yourself, or via ``extra_body``.
         timeout: seconds one attempt may take in total (connect + request + response).
         max_retries: further attempts after the first on a retryable failure.
         backoff: first retry delay in seconds; doubled per retry, capped at ``backoff_max``,
@@ -102,19 +109,21 @@ class OpenAICompatBackend(LLM):
         stop: Sequence[str] | None = None,
         temperature: float = 0.0,
         seed: int | None = None,
+        response_prefix: str = "",
     ) -> Completion:
-        """POST one completion request (with bounded retries); raise LLMError when it cannot."""
+        """POST one completion request (with bounded retries); raise LLMError when it cannot.
+
+        ``response_prefix`` is appended to the prompt text (see the class docstring for what
+        that means on each endpoint).
+        """
+        stops = check_generate_args(max_tokens, temperature, stop)
         body: dict[str, Any] = {"model": self.model, "max_tokens": int(max_tokens), "temperature": float(temperature)}
         if self.endpoint == "chat":
-            messages = [{"role": "user", "content": prompt}]
-            if self.system_prompt is not None:
-                messages.insert(0, {"role": "system", "content": self.system_prompt})
-            body["messages"] = messages
+            body["messages"] = chat_messages(prompt + response_prefix, self.system_prompt)
             path = "/chat/completions"
         else:
-            body["prompt"] = prompt
+            body["prompt"] = prompt + response_prefix
             path = "/completions"
-        stops = [s for s in (stop or []) if s]
         if stops:
             body["stop"] = stops[:4]  # the OpenAI API accepts at most 4
         if seed is not None:
