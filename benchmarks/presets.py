@@ -1,9 +1,9 @@
 """Named benchmark presets: instances of :class:`rlem_gym.config.BenchConfig`.
 
 - ``demo``: the README's main job. WebShop small catalog, SmolLM2-135M through HF transformers on
-  a 2-core CPU in about 10 minutes: the Rememberer trains 1 epoch on 2 goals, then the Rememberer,
-  ReAct and static-exemplar agents each play the same 3 test goals (at most 5 steps each, 32
-  tokens per reply: at most 55 LLM calls). It shows the whole pipeline end to end (training with
+  a 2-core CPU in under 10 minutes: the Rememberer trains 2 epochs on 3 goals (so the learning
+  curve has two points), then the Rememberer, ReAct and static-exemplar agents each play the same 3
+  test goals (at most 8 steps each, 32 tokens per reply). It shows the whole pipeline end to end (training with
   memory updates, frozen-memory testing, the side-by-side table with CIs, the plots, the logs). It
   does NOT show which agent is better: 3 goals and a 135M model give intervals far too wide for
   that, and a model this small mostly falls back to the parser's fallback policy.
@@ -25,11 +25,11 @@ DEMO = BenchConfig(
     env="webshop",
     agents=("rememberer", "react", "static"),
     llm=None,
-    train_split="train[0:2]",
+    train_split="train[0:3]",
     test_split="test[0:3]",
-    epochs=1,
+    epochs=2,
     seeds=(0,),
-    max_steps=5,
+    max_steps=8,
     k=2,
     capacity=500,
     action_capacity=20,
