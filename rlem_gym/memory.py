@@ -29,7 +29,7 @@ import numpy as np
 
 from rlem_gym import qlearning
 from rlem_gym.similarity import Matcher, MemoryKey
-from rlem_gym.trajectory import Step
+from rlem_gym.trajectory import LAST_ACTIONS, Step
 
 __all__ = [
     "ActionStats",
@@ -42,8 +42,6 @@ __all__ = [
     "import_official_pool",
 ]
 
-#: how many recent actions a record keeps for the prompt (the paper shows the last 5)
-LAST_ACTIONS = 5
 
 
 class MemoryFormatError(ValueError):

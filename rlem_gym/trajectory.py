@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: how many past actions a prompt shows and a record keeps (the paper's "Last 5 Actions")
+LAST_ACTIONS = 5
+
 
 @dataclass(frozen=True)
 class Step:
