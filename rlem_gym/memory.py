@@ -43,7 +43,6 @@ __all__ = [
 ]
 
 
-
 class MemoryFormatError(ValueError):
     """A saved memory (or pool file) is truncated, corrupted, of another format version, or mismatched."""
 
