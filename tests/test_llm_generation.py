@@ -175,3 +175,36 @@ def test_response_prefix_keeps_prefix_reuse(llm):
     assert "]" in cold.text and not cold.text.lstrip().startswith("search["), cold.text  # it completes the keywords
     again = llm.generate(PREAMBLE + "Goal: buy black running shoes size 9.", max_tokens=8, response_prefix=cue)
     assert again.cached_tokens == again.prompt_tokens - 1 and again.text == cold.text
+
+
+def test_gguf_template_bos_is_not_doubled(gguf_llm, monkeypatch):
+    """A vocabulary that asks for BOS and a chat template that writes it: the prompt gets one BOS, not two.
+
+    SmolLM2's template opens with ``<|im_start|>``, its BOS token; forcing the GGUF's
+    ``add_bos_token`` on must change nothing for chat prompts, and add the BOS to raw ones.
+    """
+    import functools
+
+    import llama_cpp
+
+    from rlem_gym.llm import make_llm
+
+    overrides = {"tokenizer.ggml.add_bos_token": True}
+    monkeypatch.setattr(llama_cpp, "Llama", functools.partial(llama_cpp.Llama, kv_overrides=overrides))
+    prompt = "What is the capital of France? Answer in one word."
+    gguf_llm.reset_cache()
+    ref = gguf_llm.generate(prompt, max_tokens=8)
+    forced = make_llm("smollm2-gguf", n_ctx=512)
+    try:
+        assert forced._llm._model.add_bos_token()  # precondition: the override took effect
+        out = forced.generate(prompt, max_tokens=8)
+        assert (out.prompt_tokens, out.text) == (ref.prompt_tokens, ref.text)
+        assert forced.generate(prompt, max_tokens=0).prompt_tokens == ref.prompt_tokens
+    finally:
+        forced.close()
+    raw = make_llm("smollm2-gguf", n_ctx=512, chat=False)
+    try:
+        out = raw.generate("The capital of France is", max_tokens=2)
+        assert out.prompt_tokens == raw.count_tokens("The capital of France is") + 1  # the vocabulary's BOS
+    finally:
+        raw.close()

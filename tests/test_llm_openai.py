@@ -21,7 +21,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from pathlib import Path
+
 from rlem_gym.llm import LLMError, make_llm
+from rlem_gym.llm.base import find_stop
 from rlem_gym.llm.openai_http import OpenAICompatBackend
 
 
@@ -149,6 +152,29 @@ def test_response_prefix_is_appended_to_the_prompt(server, monkeypatch):
         chat.generate("x", max_tokens=-1)
 
 
+def test_overlapping_stops_cut_at_the_earliest(server, monkeypatch):
+    """Client-side stops cut where the first match begins, whatever the order of the stop list."""
+    assert find_stop("xabc", ["bc", "ab"]) == 1 and find_stop("xabc", ["ab", "bc"]) == 1
+    assert find_stop("xabc", ["zz"]) is None and find_stop("abxab", ["ab"], 1) == 3
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    llm = OpenAICompatBackend(server.url, "m", endpoint="completions")
+    # the server gets only the first 4 stops, so the overlapping pair is left to the client
+    out = llm.generate("xabc", max_tokens=9, stop=["S1", "S2", "S3", "S4", "bc", "ab"])
+    assert server.requests[-1]["body"]["stop"] == ["S1", "S2", "S3", "S4"]
+    assert (out.text, out.finish_reason) == ("echo x", "stop")
+
+
+def test_zero_max_tokens_sends_no_request(server, monkeypatch):
+    """max_tokens=0 gives an empty "length" completion, as the local backends do, without asking the server."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    llm = OpenAICompatBackend(server.url, "m")
+    out = llm.generate("hello there", max_tokens=0, stop=["x"])
+    assert (out.text, out.completion_tokens, out.finish_reason) == ("", 0, "length")
+    assert server.requests == []
+    with pytest.raises(ValueError, match="max_tokens"):
+        llm.generate("hello", max_tokens=-1)
+
+
 def test_500_then_200_is_retried(server):
     server.plan = ["500", "429"]
     llm = OpenAICompatBackend(server.url, "m", max_retries=3, backoff=0.01)
@@ -215,11 +241,12 @@ def test_bad_specs_and_arguments():
         make_llm("claude:whatever")
     with pytest.raises(ValueError, match="base_url"):
         OpenAICompatBackend("127.0.0.1:8000", "m")
+    with pytest.raises(TypeError, match=r"spec must be a string or None, got \w*Path"):
+        make_llm(Path("model.gguf"))
 
 
-def test_missing_llama_cpp_names_the_extra():
-    if importlib.util.find_spec("llama_cpp") is not None:
-        pytest.skip("llama-cpp-python is installed; the missing-extra message cannot be triggered")
+def test_missing_llama_cpp_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # `import llama_cpp` now raises ImportError
     with pytest.raises(ImportError, match=r"rlem-gym\[llamacpp\]"):
         make_llm("smollm2-gguf")
 

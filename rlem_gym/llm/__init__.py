@@ -13,9 +13,6 @@ from rlem_gym.llm.hf import HFBackend
 from rlem_gym.llm.llamacpp import LlamaCppBackend
 from rlem_gym.llm.openai_http import OpenAICompatBackend
 
-#: backend classes by spec scheme
-backends: dict[str, type[LLM]] = {"hf": HFBackend, "gguf": LlamaCppBackend, "openai": OpenAICompatBackend}
-
 __all__ = [
     "LLM",
     "Completion",
@@ -23,7 +20,6 @@ __all__ = [
     "truncate_to_tokens",
     "make_llm",
     "SPEC_FORMS",
-    "backends",
     "HFBackend",
     "LlamaCppBackend",
     "OpenAICompatBackend",

@@ -87,6 +87,34 @@ def check_generate_args(max_tokens: int, temperature: float, stop: Sequence[str]
     return [s for s in (stop or []) if s]
 
 
+def find_stop(text: str, stops: Sequence[str], start: int = 0) -> int | None:
+    """Index of the earliest stop string in ``text[start:]`` (as an index into ``text``), or None.
+
+    The earliest match wins whatever the order of ``stops``, so overlapping stop strings cut
+    where the first of them begins.
+    """
+    best: int | None = None
+    for s in stops:
+        i = text.find(s, start)
+        if i != -1 and (best is None or i < best):
+            best = i
+    return best
+
+
+def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two token-id sequences."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def finish_reason(value: object) -> str:
+    """A backend's finish reason as ``Completion.finish_reason``: "length" stays, anything else is "stop"."""
+    return "length" if value == "length" else "stop"
+
+
 def chat_messages(prompt: str, system_prompt: str | None = None) -> list[dict[str, str]]:
     """The message list a chat backend sends for ``prompt``: an optional system turn, then the user turn."""
     messages = [{"role": "user", "content": prompt}]

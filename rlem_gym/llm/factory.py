@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rlem_gym.llm.base import LLM
+from rlem_gym.models import SMOLLM2_HF_ID, smollm2_gguf_path
 
 SPEC_FORMS = (
     "None | 'smollm2' | 'smollm2-gguf' | 'hf:<id or path>[#<gguf file>]' | 'gguf:<path.gguf>' | "
@@ -40,18 +41,14 @@ def make_llm(spec: str | None = None, **kw: Any) -> LLM:
     from rlem_gym.llm.llamacpp import LlamaCppBackend
     from rlem_gym.llm.openai_http import OpenAICompatBackend
 
-    if spec is None or spec.strip().lower() == "smollm2":
-        from rlem_gym.models import SMOLLM2_HF_ID, smollm2_gguf_path
-
+    if spec is not None and not isinstance(spec, str):
+        raise TypeError(f"spec must be a string or None, got {type(spec).__name__}")
+    spec = "smollm2" if spec is None else spec.strip()
+    if spec.lower() == "smollm2":
         path = smollm2_gguf_path()
         kw.setdefault("name", f"hf:{SMOLLM2_HF_ID} (Q4_1 GGUF, dequantised)")
         return HFBackend(str(path.parent), gguf_file=path.name, **kw)
-    if not isinstance(spec, str):
-        raise TypeError(f"spec must be a string or None, got {type(spec).__name__}")
-    spec = spec.strip()
     if spec.lower() == "smollm2-gguf":
-        from rlem_gym.models import SMOLLM2_HF_ID, smollm2_gguf_path
-
         kw.setdefault("name", f"gguf:{SMOLLM2_HF_ID} (Q4_1)")
         return LlamaCppBackend(smollm2_gguf_path(), **kw)
     scheme, sep, rest = spec.partition(":")

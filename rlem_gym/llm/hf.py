@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from rlem_gym.llm.base import LLM, Completion, LLMError, chat_messages, check_generate_args, timed
+from rlem_gym.llm.base import (
+    LLM, Completion, LLMError, chat_messages, check_generate_args, common_prefix_len, find_stop, timed,
+)
 
 #: weights shared by every HFBackend of this process, keyed by what was loaded
 _WEIGHTS: dict[tuple[str, str | None, str, str], "_Loaded"] = {}
@@ -33,15 +35,6 @@ class _Loaded:
     eos_ids: frozenset[int]
     context_length: int
     is_chat: bool
-
-
-def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
-    """Length of the longest common prefix of two token-id sequences."""
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 def resolve_device(device: str) -> str:
@@ -201,7 +194,11 @@ class HFBackend(LLM):
     def reset_cache(self) -> None:
         """Forget the cached prefix (the next call prefills from scratch)."""
         with self._lock:
-            self._cache, self._cache_ids = None, []
+            self._drop_cache()
+
+    def _drop_cache(self) -> None:
+        """Forget the cached prefix; the caller holds ``_lock`` (or owns the backend, as in ``close``)."""
+        self._cache, self._cache_ids = None, []
 
     # --------------------------------------------------------------- generate
     def generate(
@@ -228,7 +225,7 @@ class HFBackend(LLM):
             try:
                 text, n_gen, finish, cached = self._run(ids, max_new, stops, temperature, seed)
             except (RuntimeError, IndexError) as exc:  # torch errors (OOM, bad shapes) surface as LLMError
-                self._cache, self._cache_ids = None, []
+                self._drop_cache()
                 raise LLMError(f"{self.name} failed to generate: {exc}") from exc
         return Completion(
             text=text,
@@ -243,21 +240,19 @@ class HFBackend(LLM):
         """Crop the previous call's cache to the common prefix with ``ids``; returns (cache, reused)."""
         from transformers import DynamicCache
 
-        keep = 0
-        if self.prefix_cache and self._cache is not None:
+        cache, keep = self._cache, 0
+        if self.prefix_cache and cache is not None:
             # at least one prompt token must be fed to get next-token logits
             keep = min(common_prefix_len(self._cache_ids, ids), len(ids) - 1)
-        if keep <= 0:
-            self._cache, self._cache_ids = None, []
-            return DynamicCache(config=self._w.model.config), 0
-        cache = self._cache
-        extra = cache.get_seq_length() - keep
+        extra = cache.get_seq_length() - keep if keep > 0 else 0
         if extra > 0:
             try:
-                cache.crop(-extra)  # transformers 5.x: a negative count removes that many trailing tokens
+                cache.crop(-extra)  # a negative count removes that many trailing tokens
             except (RuntimeError, ValueError):  # sliding-window/recurrent layers past their window: start over
-                self._cache, self._cache_ids = None, []
-                return DynamicCache(config=self._w.model.config), 0
+                keep = 0
+        if keep <= 0:
+            self._drop_cache()
+            return DynamicCache(config=self._w.model.config), 0
         self._cache_ids = self._cache_ids[:keep]
         return cache, keep
 
@@ -280,7 +275,7 @@ class HFBackend(LLM):
         fed = list(ids[:reused])
         pending = ids[reused:]
         generated: list[int] = []
-        text, finish, cut_by_stop = "", "length", False
+        text, finish = "", "length"
         longest_stop = max((len(s) for s in stops), default=0)
         with torch.inference_mode():
             while len(generated) < max_new:
@@ -302,31 +297,15 @@ class HFBackend(LLM):
                 if stops:
                     prev_len = len(text)
                     text = tok.decode(generated, skip_special_tokens=True)
-                    cut = _find_stop(text, stops, max(0, prev_len - longest_stop))
+                    cut = find_stop(text, stops, max(0, prev_len - longest_stop))
                     if cut is not None:
-                        text, finish, cut_by_stop = text[:cut], "stop", True
+                        text, finish = text[:cut], "stop"
                         break
-        if not cut_by_stop:
+        if not stops:  # with stops, ``text`` is already the decoded (and possibly cut) reply
             text = tok.decode(generated, skip_special_tokens=True)
         self._cache, self._cache_ids = (cache, fed) if self.prefix_cache else (None, [])
         return text, len(generated), finish, reused
 
     def close(self) -> None:
         """Drop this backend's KV cache (the shared weights stay loaded for other backends)."""
-        self._cache, self._cache_ids = None, []
-
-
-def _find_stop(text: str, stops: list[str], start: int) -> int | None:
-    """Index of the earliest stop string in ``text[start:]`` (as an index into ``text``), or None."""
-    best: int | None = None
-    for s in stops:
-        i = text.find(s, start)
-        if i != -1 and (best is None or i < best):
-            best = i
-    return best
-
-
-def clear_weights_cache() -> None:
-    """Unload every model this process loaded through :func:`load_weights`."""
-    with _WEIGHTS_LOCK:
-        _WEIGHTS.clear()
+        self._drop_cache()

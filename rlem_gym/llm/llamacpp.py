@@ -14,8 +14,9 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
-from rlem_gym.llm.base import LLM, Completion, LLMError, chat_messages, check_generate_args, timed
-from rlem_gym.llm.hf import common_prefix_len
+from rlem_gym.llm.base import (
+    LLM, Completion, LLMError, chat_messages, check_generate_args, common_prefix_len, finish_reason, timed,
+)
 
 INSTALL_HINT = "pip install rlem-gym[llamacpp]"
 
@@ -88,30 +89,33 @@ class LlamaCppBackend(LLM):
         self.chat = bool(template) if chat is None else bool(chat)
         if self.chat and not template:
             raise ValueError(f"chat=True but {path.name} has no chat template: pass chat=False")
-        self._formatter = self._chat_formatter(llama_cpp, template) if self.chat else None
+        eos, bos = int(self._llm.token_eos()), int(self._llm.token_bos())
+        #: BOS as the vocabulary spells it ("" without one): a prompt that starts with it gets no second BOS
+        self._bos_text = self._spell(bos)
+        self._formatter: Any = None
+        self._template_stops: list[str] = []  # the formatter's stop strings: its eos, the same on every call
+        if self.chat:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            eos_text = self._spell(eos)
+            self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos_text, bos_token=self._bos_text,
+                                                  stop_token_ids=[eos] if eos >= 0 else None)
+            self._template_stops = [eos_text] if eos_text else []
         self.system_prompt = system_prompt
         self.context_length = int(self._llm.n_ctx())
         self.name = name or f"gguf:{path}"
         self._lock = threading.Lock()
 
-    def _chat_formatter(self, llama_cpp: Any, template: str) -> Any:
-        """The GGUF's chat template as a text formatter (bos/eos spelled as the vocabulary spells them)."""
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        def spell(token_id: int) -> str:
-            return self._llm.detokenize([token_id], special=True).decode("utf-8", "replace") if token_id >= 0 else ""
-
-        eos, bos = int(self._llm.token_eos()), int(self._llm.token_bos())
-        return Jinja2ChatFormatter(template=template, eos_token=spell(eos), bos_token=spell(bos),
-                                   stop_token_ids=[eos] if eos >= 0 else None)
+    def _spell(self, token_id: int) -> str:
+        """A special token's text as the vocabulary spells it ("" for a missing token, id -1)."""
+        return self._llm.detokenize([token_id], special=True).decode("utf-8", "replace") if token_id >= 0 else ""
 
     def prompt_text(self, prompt: str, response_prefix: str = "") -> tuple[str, list[str]]:
         """The raw text the model completes (chat template applied for chat models), and the template's stop strings."""
         if self._formatter is None:
             return prompt + response_prefix, []
         formatted = self._formatter(messages=chat_messages(prompt, self.system_prompt))
-        stops = formatted.stop if isinstance(formatted.stop, list) else [formatted.stop] if formatted.stop else []
-        return formatted.prompt + response_prefix, [s for s in stops if s]
+        return formatted.prompt + response_prefix, list(self._template_stops)
 
     def count_tokens(self, text: str) -> int:
         """Exact number of tokens of ``text`` under the GGUF's tokenizer (no BOS)."""
@@ -135,9 +139,12 @@ class LlamaCppBackend(LLM):
         stops = check_generate_args(max_tokens, temperature, stop)
         start = timed()
         text, template_stops = self.prompt_text(prompt, response_prefix)
+        # tokenized here, not by create_completion, which would put the vocabulary's BOS in front of the
+        # BOS a chat template writes itself: the vocabulary's BOS is added only when the text has none
+        add_bos = not (self._bos_text and text.startswith(self._bos_text))
+        ids = self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
         if max_tokens == 0:
-            return Completion("", len(self._llm.tokenize(text.encode("utf-8"), special=True)), 0, timed() - start,
-                              "length")
+            return Completion("", len(ids), 0, timed() - start, "length")
         # plain sampling (no top-k/top-p/min-p truncation, no repeat penalty) so that settings mean
         # the same as in the HF backend
         sampling: dict[str, Any] = dict(
@@ -147,7 +154,7 @@ class LlamaCppBackend(LLM):
         with self._lock:
             before = self._cached_ids()
             try:
-                out = self._llm.create_completion(prompt=text, **sampling)
+                out = self._llm.create_completion(prompt=ids, **sampling)
             except ValueError as exc:  # llama-cpp-python reports context overflow this way
                 raise LLMError(f"{self.name}: {exc} (shorten the prompt; see rlem_gym.llm.truncate_to_tokens)") from exc
             except RuntimeError as exc:
@@ -156,13 +163,12 @@ class LlamaCppBackend(LLM):
             n_prompt = int(usage.get("prompt_tokens") or 0)
             after = self._cached_ids()
         cached = min(common_prefix_len(before, after[:n_prompt]), max(0, n_prompt - 1))
-        finish = "length" if out["choices"][0].get("finish_reason") == "length" else "stop"
         return Completion(
             text=out["choices"][0]["text"],
             prompt_tokens=n_prompt,
             completion_tokens=int(usage.get("completion_tokens") or 0),
             latency_s=timed() - start,
-            finish_reason=finish,
+            finish_reason=finish_reason(out["choices"][0].get("finish_reason")),
             cached_tokens=cached,
         )
 

@@ -18,7 +18,9 @@ import time
 import urllib.parse
 from typing import Any, Sequence
 
-from rlem_gym.llm.base import LLM, Completion, LLMError, chat_messages, check_generate_args, timed
+from rlem_gym.llm.base import (
+    LLM, Completion, LLMError, chat_messages, check_generate_args, find_stop, finish_reason, timed,
+)
 
 #: HTTP statuses worth retrying: rate limiting and server-side failures
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -26,10 +28,6 @@ RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 class _Retryable(Exception):
     """One attempt failed in a way that a later attempt may not."""
-
-
-def _finish_reason(value: Any) -> str:
-    return "length" if value == "length" else "stop"
 
 
 class OpenAICompatBackend(LLM):
@@ -114,9 +112,12 @@ class OpenAICompatBackend(LLM):
         """POST one completion request (with bounded retries); raise LLMError when it cannot.
 
         ``response_prefix`` is appended to the prompt text (see the class docstring for what
-        that means on each endpoint).
+        that means on each endpoint). ``max_tokens=0`` sends no request and returns an empty
+        "length" completion (``prompt_tokens`` is 0: only the server could count them).
         """
         stops = check_generate_args(max_tokens, temperature, stop)
+        if max_tokens == 0:
+            return Completion("", 0, 0, 0.0, "length")
         body: dict[str, Any] = {"model": self.model, "max_tokens": int(max_tokens), "temperature": float(temperature)}
         if self.endpoint == "chat":
             body["messages"] = chat_messages(prompt + response_prefix, self.system_prompt)
@@ -133,10 +134,9 @@ class OpenAICompatBackend(LLM):
         data = self._post_with_retries(path, body)
         text, finish, usage = self._parse(data)
         # servers that ignore >4 stops or strip none: enforce the stop strings client-side too
-        for s in stops:
-            i = text.find(s)
-            if i != -1:
-                text, finish = text[:i], "stop"
+        cut = find_stop(text, stops)
+        if cut is not None:
+            text, finish = text[:cut], "stop"
         return Completion(
             text=text,
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
@@ -159,7 +159,7 @@ class OpenAICompatBackend(LLM):
         if not isinstance(text, str):
             raise LLMError(f"{self.name}: completion text is not a string: {text!r:.200}")
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-        return text, _finish_reason(choice.get("finish_reason")), usage
+        return text, finish_reason(choice.get("finish_reason")), usage
 
     def _post_with_retries(self, path: str, body: dict[str, Any]) -> Any:
         payload = json.dumps(body).encode("utf-8")
