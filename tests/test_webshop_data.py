@@ -70,6 +70,8 @@ def test_catalog_matches_webshop_loader_output(catalog):
 def test_goals_and_splits(catalog):
     goals = get_goals(catalog, "synthetic")
     assert len(goals) == 6910 and get_goals(catalog, "synthetic") is goals
+    fresh = cat.load_catalog(catalog.files)  # another catalog object gets its own goals, equal to these
+    assert get_goals(fresh, "synthetic") is not goals and get_goals(fresh, "synthetic") == goals
     g = goals[0]
     assert g["instruction_text"].startswith("Find me double sided, machine washable decorative pillows")
     assert g["instruction_text"].endswith('with size: 28" x 28", and price lower than 50.00 dollars')

@@ -1,6 +1,7 @@
 """WebShopEnv: Gymnasium API, pages and transitions, determinism, truncation, splits, the search cache."""
 
 import warnings
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -10,6 +11,7 @@ from gymnasium.utils.env_checker import check_env
 import rlem_gym  # noqa: F401  (registers the ids)
 from rlem_gym.envs.webshop import WebShopEnv, page_type
 from rlem_gym.envs.webshop import search as search_mod
+from rlem_gym.envs.webshop.reward import get_reward
 
 ENV_ID = "rlem_gym/WebShop-v0"
 
@@ -31,10 +33,11 @@ def _random_valid_action(info, rng, keywords="pillow"):
 
 @pytest.mark.parametrize("mode", ["text", "text_rich"])
 def test_check_env_without_warnings(mode):
-    e = gym.make(ENV_ID, observation_mode=mode).unwrapped
+    e = gym.make(ENV_ID, observation_mode=mode, render_mode="ansi").unwrapped
+    e.reset(seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        check_env(e)
+        check_env(e, skip_render_check=False)
     e.close()
     e.close()  # idempotent
 
@@ -61,6 +64,7 @@ def test_scripted_episode_buys_its_own_goal_for_reward_one(env):
     obs, r, term, trunc, info = env.step("click[buy now]")
     assert r == 1.0 and term and not trunc and info["page"] == "done"
     assert info["reward_details"]["r_type"] == 1.0 and info["purchased"]["asin"] == goal["asin"]
+    assert all(type(v) in (float, bool) for v in info["reward_details"].values()) and type(r) is float
     obs2, r2, term2, _, info2 = env.step("click[buy now]")  # after the end: no reward, still terminated
     assert (r2, term2, obs2) == (0.0, True, obs) and info2["last_action_error"]
 
@@ -181,6 +185,17 @@ def test_reset_options_and_splits():
         WebShopEnv(observation_mode="html")
 
 
+def test_data_files_are_the_catalog_files(env):
+    files = env.data_files
+    assert [f.name for f in files] == [
+        "items_shuffle_1000.reconstructed.json.gz",
+        "items_ins_v2_1000.json.gz",
+        "items_human_ins.small_subset.json",
+    ]
+    assert all(isinstance(f, Path) and f.is_file() for f in files)
+    assert gym.make(ENV_ID).unwrapped.data_files == files
+
+
 def test_search_index_is_not_rebuilt_on_reset_or_new_envs():
     e = WebShopEnv(split="test")
     before = dict(search_mod.STATS)
@@ -189,3 +204,51 @@ def test_search_index_is_not_rebuilt_on_reset_or_new_envs():
         e.step("search[shirt]")
     WebShopEnv(split="train", observation_mode="text_rich").reset(seed=0)
     assert search_mod.STATS == before
+
+
+def test_options_with_odd_whitespace_are_clickable_in_normalised_form():
+    """Catalog option values with a non-breaking space or double spaces: clickable as shown and whitespace-collapsed."""
+    e = WebShopEnv(split=[1605])  # product B09NPML43M, goal colour "a1-wine\xa0red", size "3x-large"
+    _, info = e.reset(options={"task_index": 0})
+    goal = e.goal
+    assert goal["asin"] == "B09NPML43M" and goal["goal_options"]["color"] == "a1-wine\xa0red"
+    e.step(f"search[{goal['name']}]")
+    obs, _, _, _, info = e.step("click[b09npml43m]")
+    assert "a1-wine\xa0red" in obs  # the observation shows the catalog's text unchanged
+    clickables = info["available_actions"]["clickables"]
+    assert "a1-wine red" in clickables and "b17-army green" in clickables
+    assert all(c == " ".join(c.split()) for c in clickables)
+    for action in ("click[a1-wine red]", "click[ A1-Wine  Red ]", "click[a1-wine\xa0red]", "click[b17-army green]"):
+        _, _, _, _, info = e.step(action)
+        assert info["last_action_error"] == "", action
+    assert info["options"]["color"] == "b17-army\xa0green"  # the original value, as the reward matches it
+    e.step("click[a1-wine red]")
+    _, _, _, _, info = e.step("click[3x-large]")
+    assert info["options"] == goal["goal_options"]
+    _, r, term, _, info = e.step("click[buy now]")
+    assert term and info["purchased"]["options"] == {"color": "a1-wine\xa0red", "size": "3x-large"}
+    product, price = e.catalog.by_asin[goal["asin"]], e.catalog.prices[goal["asin"]]
+    assert r == get_reward(product, goal, price, {"color": "a1-wine\xa0red", "size": "3x-large"})
+    e.close()
+
+
+def test_double_spaced_option_is_clickable():
+    e = WebShopEnv(split="test")
+    e.reset(options={"task_index": 0})
+    product = e.catalog.by_asin["B004VMVLLU"]  # a product without goals; its size "8.4 ounce  |  250 ml"
+    e.step(f"search[{product['Title']}]")
+    obs, _, _, _, info = e.step("click[b004vmvllu]")
+    assert "8.4 ounce  |  250 ml" in obs and "8.4 ounce | 250 ml" in info["available_actions"]["clickables"]
+    _, _, _, _, info = e.step("click[8.4 ounce | 250 ml]")
+    assert info["last_action_error"] == "" and info["options"] == {"size": "8.4 ounce  |  250 ml"}
+    _, _, _, _, info = e.step("click[8.4 ounce  |  250 ml]")  # the raw text keeps working
+    assert info["last_action_error"] == ""
+
+
+def test_missing_spacy_model_fails_at_construction_not_in_step(monkeypatch):
+    from rlem_gym.envs.webshop import reward as reward_mod
+
+    monkeypatch.setattr(reward_mod, "SPACY_MODELS", ("no_such_spacy_model_xyz",))
+    monkeypatch.setattr(reward_mod, "_nlp", None)  # as in a fresh process
+    with pytest.raises(RuntimeError, match="no spaCy English model"):
+        WebShopEnv(split="test")

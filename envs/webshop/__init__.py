@@ -1,7 +1,7 @@
 """WebShop as a Gymnasium text environment (``gym.make("rlem_gym/WebShop-v0")``).
 
 Exports :class:`WebShopEnv` and :func:`page_type` (the page kind of an observation string). The
-catalog, goals, search index and spaCy tagger load lazily, on first use, once per process.
+catalog, goals, search index and spaCy tagger load when the first env is built, once per process.
 """
 
 from rlem_gym.envs.webshop.pages import page_type

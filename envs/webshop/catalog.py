@@ -67,6 +67,8 @@ class Catalog:
     prices: dict[str, float]
     #: state of ``random.Random(PRICE_SEED)`` after the price draws; goals continue from it.
     rng_state: tuple = field(repr=False, default=())
+    #: goal lists by kind, built once by :func:`rlem_gym.envs.webshop.goals.get_goals`.
+    goal_lists: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False, compare=False)
     _digest: str | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -224,23 +226,20 @@ def parse_pricing(pricing: Any) -> tuple[list[float], str]:
     """Turn a raw ``pricing`` string into (prices, display tag) the way WebShop's loader does.
 
     ``"$12.99"`` -> ([12.99], "$12.99"); ``"$5 - $9.50"`` -> ([5.0, 9.5], "$5.0 to $9.5");
-    empty or missing -> ([100.0], "$100.0"). A float list (an already-loaded catalog) is kept.
+    empty, missing or not a string -> ([100.0], "$100.0").
     """
-    if isinstance(pricing, list) and pricing and all(isinstance(p, (int, float)) for p in pricing):
-        prices = [float(p) for p in pricing[:2]]
-    elif not pricing or not isinstance(pricing, str):
+    if not pricing or not isinstance(pricing, str):
         return [100.0], "$100.0"
-    else:
-        prices = []
-        for part in pricing.split("$")[1:]:
-            digits = _NOT_PRICE_CHAR.sub("", part)
-            try:
-                prices.append(float(Decimal(digits)))
-            except InvalidOperation:
-                continue
-        if not prices:
-            return [100.0], "$100.0"
-        prices = prices[:2]
+    prices = []
+    for part in pricing.split("$")[1:]:
+        digits = _NOT_PRICE_CHAR.sub("", part)
+        try:
+            prices.append(float(Decimal(digits)))
+        except InvalidOperation:
+            continue
+    if not prices:
+        return [100.0], "$100.0"
+    prices = prices[:2]
     if len(prices) == 1:
         return prices, f"${prices[0]}"
     return prices, f"${prices[0]} to ${prices[1]}"
@@ -302,10 +301,8 @@ def search_text(product: dict[str, Any]) -> str:
 def _draw_prices(products: list[dict[str, Any]], rng: random.Random) -> dict[str, float]:
     prices = {}
     for p in products:
-        pricing = p["pricing"]
-        if not pricing:
-            prices[p["asin"]] = 100.0
-        elif len(pricing) == 1:
+        pricing = p["pricing"]  # one or two prices (parse_pricing)
+        if len(pricing) == 1:
             prices[p["asin"]] = pricing[0]
         else:
             prices[p["asin"]] = rng.uniform(*pricing[:2])

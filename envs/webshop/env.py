@@ -5,15 +5,17 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 
+from rlem_gym.envs.common import int_option
 from rlem_gym.envs.webshop import pages
 from rlem_gym.envs.webshop.catalog import get_catalog
 from rlem_gym.envs.webshop.goals import GOAL_KINDS, get_goals, resolve_split
 from rlem_gym.envs.webshop.pages import BUTTON, LINK, LINK_VISITED, OPTION, OPTION_CHOSEN, TEXT
-from rlem_gym.envs.webshop.reward import OPTION_MATCHING, get_reward
+from rlem_gym.envs.webshop.reward import OPTION_MATCHING, get_reward, load_nlp
 from rlem_gym.envs.webshop.search import TOP_K, get_index
 from rlem_gym.spaces import sanitize, text_space
 
@@ -26,15 +28,25 @@ _ACTION = re.compile(r"\s*(search|click)\s*\[(.*)\]\s*", re.S | re.I)
 _MAX_SHOWN_ARG = 60
 
 
+def clickable_key(text: str) -> str:
+    """The form a clickable is listed and matched in: whitespace runs (incl. U+00A0) as one space, lower-case."""
+    return " ".join(text.split()).lower()
+
+
 def parse_action(action: Any) -> tuple[str, str] | str:
-    """``(verb, argument)`` of a ``search[...]``/``click[...]`` action (argument stripped, lower-case), or an error."""
+    """``(verb, argument)`` of a ``search[...]``/``click[...]`` action, or an error.
+
+    The argument of ``search`` is stripped and lower-cased; that of ``click`` is a :func:`clickable_key`.
+    """
     if not isinstance(action, str):
         return f"action must be a str like click[buy now], got {type(action).__name__}"
     m = _ACTION.fullmatch(action)
     if m is None:
-        shown = action.strip()[:_MAX_SHOWN_ARG]
-        return f"cannot parse {shown!r}: expected search[<keywords>] or click[<button>]"
-    return m.group(1).lower(), m.group(2).strip().lower()
+        return f"cannot parse {_short(action.strip())!r}: expected search[<keywords>] or click[<button>]"
+    verb = m.group(1).lower()
+    if verb == "click":
+        return verb, clickable_key(m.group(2))
+    return verb, m.group(2).strip().lower()
 
 
 def _short(text: str) -> str:
@@ -55,7 +67,9 @@ class WebShopEnv(gym.Env[str, str]):
     page only) or ``click[<clickable>]`` with a lower-case entry of
     ``info["available_actions"]["clickables"]``: ``back to search``, ``next >``, ``< prev``, a product
     ASIN (``click[b07xyz1234]``), an option value, ``description``, ``features``, ``reviews``,
-    ``buy now``. Verb and argument are case-insensitive. Any other string is an invalid action: the
+    ``buy now``. Verb and argument are case-insensitive, and a run of whitespace in a click argument
+    (a non-breaking space included) counts as one space: option values are listed that way, while the
+    observation shows them as the catalog has them. Any other string is an invalid action: the
     state does not change, the reward is 0 and ``info["last_action_error"]`` says why. ``step`` never
     raises.
 
@@ -161,22 +175,22 @@ class WebShopEnv(gym.Env[str, str]):
         self.split = resolve_split(self.goals, goals, split)
         self._task_of_goal = {g: t for t, g in reversed(list(enumerate(self.split)))}
         self.search_index = get_index(self.catalog)
+        load_nlp()  # the type reward's tagger: now, so that no step() pays for it or raises without a model
 
         self._goal: dict[str, Any] | None = None
         self._goal_index = -1
         self._task_index = -1
         self._page = "search"
-        self._keywords = ""
         self._results: list[int] = []
         self._results_page = 1
         self._asin: str | None = None
         self._options: dict[str, str] = {}
         self._visited: set[str] = set()
         self._steps = 0
-        self._done_reward: float | None = None
+        #: set by click[buy now]: (reward, reward details, purchased {asin, options, price})
+        self._purchase: tuple[float, dict[str, Any], dict[str, Any]] | None = None
         self._clickables: dict[str, tuple] = {}
         self._obs = ""
-        self._closed = False
 
     @property
     def num_tasks(self) -> int:
@@ -188,6 +202,12 @@ class WebShopEnv(gym.Env[str, str]):
         """The current goal dict (None before the first reset)."""
         return self._goal
 
+    @property
+    def data_files(self) -> tuple[Path, ...]:
+        """The data files this env loaded: products, attributes/synthetic instructions and human instructions if any."""
+        files = self.catalog.files
+        return tuple(p for p in (files.products, files.attributes, files.human) if p is not None)
+
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         """Apply one ``search[...]``/``click[...]`` action; never raises."""
         if self._goal is None:
@@ -195,16 +215,13 @@ class WebShopEnv(gym.Env[str, str]):
         if self._page == "done":
             return self._obs, 0.0, True, False, self._info("the episode has ended with a purchase; call reset()")
         self._steps += 1
-        reward = 0.0
         error = self._apply(action)
         terminated = self._page == "done"
-        if terminated:
-            reward = float(self._done_reward)
         truncated = not terminated and self._steps >= self.max_steps
         info = self._info(error)
+        reward = 0.0
         if terminated:
-            info["reward_details"] = dict(self._reward_details)
-            info["purchased"] = dict(self._purchased)
+            reward, info["reward_details"], info["purchased"] = self._purchase
         return self._obs, reward, terminated, truncated, info
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
@@ -212,17 +229,17 @@ class WebShopEnv(gym.Env[str, str]):
         super().reset(seed=seed)
         options = options or {}
         if options.get("goal_index") is not None:
-            goal_index = self._int_option(options["goal_index"], "goal_index", len(self.goals))
+            goal_index = int_option(options["goal_index"], "goal_index", len(self.goals))
             task_index = self._task_of_goal.get(goal_index, -1)
         else:
             if options.get("task_index") is not None:
-                task_index = self._int_option(options["task_index"], "task_index", self.num_tasks)
+                task_index = int_option(options["task_index"], "task_index", self.num_tasks)
             else:
                 task_index = int(self.np_random.integers(self.num_tasks))
             goal_index = self.split[task_index]
         self._goal, self._goal_index, self._task_index = self.goals[goal_index], goal_index, task_index
         self._steps = 0
-        self._done_reward = None
+        self._purchase = None
         self._visited = set()
         self._go_search_page()
         return self._obs, self._info("")
@@ -245,7 +262,6 @@ class WebShopEnv(gym.Env[str, str]):
                 return f"search[...] works only on the search page (this is the {self._page} page); click[back to search] first"
             if not arg:
                 return "search[] needs keywords, e.g. search[red cotton t-shirt]"
-            self._keywords = arg
             self._results = self.search_index.search(arg, TOP_K)
             self._go_results(1)
             return ""
@@ -276,7 +292,6 @@ class WebShopEnv(gym.Env[str, str]):
 
     def _go_search_page(self) -> None:
         self._page = "search"
-        self._keywords = ""
         self._results = []
         self._results_page = 1
         self._asin = None
@@ -298,9 +313,7 @@ class WebShopEnv(gym.Env[str, str]):
         product = self.catalog.by_asin[self._asin]
         price = self.catalog.prices[self._asin]
         total, details = get_reward(product, self._goal, price, self._options, verbose=True, option_matching=self.option_matching)
-        self._done_reward = float(total)
-        self._reward_details = {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v) for k, v in details.items()}
-        self._purchased = {"asin": self._asin, "options": dict(self._options), "price": price}
+        self._purchase = (total, details, {"asin": self._asin, "options": dict(self._options), "price": price})
         self._page = "done"
         self._render()
 
@@ -342,7 +355,7 @@ class WebShopEnv(gym.Env[str, str]):
                 (TEXT, "Purchased"),
                 (TEXT, self._asin),
                 (TEXT, "Your score (min 0.0, max 1.0)"),
-                (TEXT, f"{self._done_reward:.4f}"),
+                (TEXT, f"{self._purchase[0]:.4f}"),
             ]
         else:
             product = self.catalog.by_asin[self._asin]
@@ -356,7 +369,7 @@ class WebShopEnv(gym.Env[str, str]):
                     elements.append((TEXT, name))
                     for value in values:
                         elements.append((OPTION_CHOSEN if value in chosen else OPTION, value))
-                        option_clicks[value] = ("option", name, value)
+                        option_clicks[clickable_key(value)] = ("option", name, value)
                 elements += [
                     (TEXT, product["Title"]),
                     (TEXT, f"Price: {product['Price']}"),
@@ -396,15 +409,5 @@ class WebShopEnv(gym.Env[str, str]):
             "options": dict(self._options),
         }
 
-    @staticmethod
-    def _int_option(value: Any, name: str, n: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, (int,)) and not (hasattr(value, "__index__")):
-            raise ValueError(f"reset option {name} must be an int in 0..{n - 1}, got {value!r}")
-        value = int(value)
-        if not 0 <= value < n:
-            raise ValueError(f"reset option {name}={value} is out of range 0..{n - 1}")
-        return value
-
     def close(self) -> None:
-        """Release nothing but mark the env closed (catalog and index are shared per process); idempotent."""
-        self._closed = True
+        """Nothing to release: the catalog, goals, search index and tagger are shared per process; idempotent."""

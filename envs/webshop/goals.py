@@ -119,21 +119,17 @@ def human_goals(catalog: Catalog, rng: random.Random) -> list[dict[str, Any]]:
     return goals
 
 
-_CACHE: dict[tuple[int, str], list[dict[str, Any]]] = {}
-
-
 def get_goals(catalog: Catalog, kind: str = "synthetic") -> list[dict[str, Any]]:
-    """The shuffled goal list of ``kind`` ("synthetic" | "human") for a catalog; built once per process."""
+    """The shuffled goal list of ``kind`` ("synthetic" | "human") for a catalog; built once, kept on the catalog."""
     if kind not in GOAL_KINDS:
         raise ValueError(f"goals must be one of {GOAL_KINDS}, got {kind!r}")
-    key = (id(catalog), kind)
-    if key not in _CACHE:
+    if kind not in catalog.goal_lists:
         rng = random.Random()
         rng.setstate(catalog.rng_state)
         goals = synthetic_goals(catalog, rng) if kind == "synthetic" else human_goals(catalog, rng)
         random.Random(SHUFFLE_SEED).shuffle(goals)
-        _CACHE[key] = goals
-    return _CACHE[key]
+        catalog.goal_lists[kind] = goals
+    return catalog.goal_lists[kind]
 
 
 def _synthetic_train(goals: Sequence[dict[str, Any]]) -> list[int]:

@@ -30,8 +30,6 @@ SEP = " [SEP] "
 OBSERVATION_MODES = ("text", "text_rich")
 DONE_TITLE = "Thank you for shopping with us!"
 
-#: page types page_type() returns ("done" only for the observation after buying).
-PAGE_TYPES = ("search", "results", "item", "item_sub", "done")
 _SPLIT = re.compile(r"\n|\[SEP\]")
 _RESULTS_LINE = re.compile(r"Page \d+ \(Total results: \d+\)")
 

