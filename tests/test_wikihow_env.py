@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -12,6 +13,7 @@ from gymnasium.utils.env_checker import check_env
 import rlem_gym  # noqa: F401  (registers the ids)
 from rlem_gym.envs.wikihow import WikiHowOracle, instruction_pattern
 from rlem_gym.envs.wikihow.env import WikiHowEnv, parse_action
+from rlem_gym.envs.wikihow.search import TitleSearch
 
 LEI = "make_a_lei-4"
 FUZZ_WORDS = ["how", "to", "make", "lei", "fear", "stock", "¿", '"', ")", "\n"]
@@ -71,6 +73,44 @@ def test_task_sets_and_contract_info(env):
         env.reset(options={"task_index": 70})
     with pytest.raises(ValueError, match="task_set"):
         WikiHowEnv(task_set="nope")
+    files = env.unwrapped.data_files
+    assert isinstance(files, tuple) and all(isinstance(f, Path) and f.is_file() for f in files)
+    assert [f.name for f in files] == ["wikihow_bundle.json.gz"]
+
+
+@pytest.mark.parametrize("bad", [2.7, True, "3", None])
+def test_task_index_must_be_an_int(bad):
+    e = WikiHowEnv(task_set="microcanon70")
+    with pytest.raises(ValueError, match="task_index"):
+        e.reset(options={"task_index": bad})
+    assert e.reset(options={"task_index": np.int64(3)})[1]["task_index"] == 3
+
+
+def test_step_before_reset_is_an_error_not_a_crash():
+    e = WikiHowEnv(task_set="microcanon70")
+    for action in ("SCROLL(DOWN)", "INPUT(2, make a lei)", "CLICK(0)"):
+        obs, r, term, trunc, info = e.step(action)
+        assert (obs, r, term, trunc) == ("", 0.0, False, False)
+        assert info["last_action_error"] == "call reset() before step()"
+    obs, info = e.reset(options={"task_id": LEI})
+    assert e.step("INPUT(2, make a lei)")[1] == 1.0
+
+
+def test_cached_screens_hand_out_fresh_id_lists(env):
+    _obs, info = env.reset(options={"task_index": 0})
+    info["clickable_ids"].clear()
+    info["input_ids"].append(99)
+    info["task_lines"].clear()
+    *_rest, info2 = env.step("GOBACK")  # invalid: same (cached) screen
+    assert info2["clickable_ids"] and info2["input_ids"] == [2] and info2["task_lines"]
+
+
+def test_search_ties_keep_corpus_order_at_the_cut_off():
+    titles = [f"Cook Rice Number{i}" for i in range(300)] + ["Bake Bread", "Cook Rice"]
+    search = TitleSearch(titles)
+    # "Cook Rice" is shorter, so it scores higher; the 300 others tie: the first ones are kept
+    assert search.search("rice", k=20) == ["Cook Rice"] + titles[:19]
+    assert search.search("bread", k=20) == ["Bake Bread"]  # zero scores are dropped
 
 
 def test_seeded_resets_and_rollouts_are_deterministic():

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rlem_gym.envs.wikihow import screens
 from rlem_gym.envs.wikihow.env import WikiHowEnv
+from rlem_gym.envs.wikihow.site import Site
 
 DATA = Path(__file__).parent / "data"
 LINE = re.compile(r'^<(p|div|button|img|input)((?: [a-z]+="[^"]*")*)>(?:(.*)</\1>)?$')
@@ -92,6 +94,36 @@ def test_element_counts_per_page_type_are_within_the_real_range(stats):
     # article and search tops sit where the real ones do
     assert real["article_top"][0] <= int(np.median(counts["article"])) <= real["article_top"][1]
     assert real["search_results"][0] <= int(np.median(counts["search"])) <= real["search_results"][1]
+
+
+def test_search_screen_does_not_depend_on_what_was_opened_before():
+    site = Site()  # fresh: no article built yet
+
+    def search_then_open() -> str:
+        env = WikiHowEnv(task_set=["make_a_lei-4"])
+        env.site = site
+        obs, _info = env.reset(options={"task_index": 0})
+        obs = env.step("INPUT(2, make a lei)")[0]
+        for i, row in enumerate(obs.split("\n")):
+            if row.endswith(">How to Make a Lei</div>"):
+                env.step(f"CLICK({i})")
+                return obs
+        raise AssertionError(obs)
+
+    first = search_then_open()
+    assert search_then_open() == first
+    art = site.article("Make a Lei")
+    assert f">{art.views:,} views</p>" in first
+    assert site.search_stats("Make a Lei")[::2] == (art.views, art.expert)
+
+
+def test_category_cards_flag_expert_articles_as_the_articles_do():
+    site = Site()
+    for name in ("Crafts", "Hobbies and Crafts", "Financial Stocks"):
+        cat = site.category(name)
+        _header, body = screens.category_body(site, name)
+        flagged = {e.target[1] for e in body if e.text == "Expert"}
+        assert flagged == {t for t in cat.articles if site.article(t).expert}, name
 
 
 # ---------------------------------------------------------------- replays

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import html
 import json
 import re
 from pathlib import Path
 
 from rlem_gym.atomic import atomic_write_bytes
+from rlem_gym.envs.wikihow.screens import parse_screen
 from rlem_gym.envs.wikihow.site import (
     BUNDLE_NAME,
     ROOTS,
@@ -56,29 +56,6 @@ CURATED_CHAINS: dict[str, list[str]] = {
         "Health", "Mental Health", "Autism Spectrum", "Supporting Autistic People",
     ],
 }
-
-_LINE = re.compile(r'^<(\w+)((?: [a-z]+="[^"]*")*)>(.*?)(?:</\w+>)?$')
-_ATTR = re.compile(r' ([a-z]+)="([^"]*)"')
-
-
-def parse_screen(screen: str) -> list[dict]:
-    """Split a real simplified-HTML screen into rows {tag, attrs, text, clickable}."""
-    rows = []
-    for line in screen.split("\n"):
-        m = _LINE.match(line)
-        if not m:
-            continue
-        attrs = dict(_ATTR.findall(m.group(2)))
-        rows.append(
-            {
-                "tag": m.group(1),
-                "attrs": attrs,
-                "text": html.unescape(m.group(3)),
-                "clickable": attrs.get("clickable") == "true",
-            }
-        )
-    return rows
-
 
 #: top-level categories of real crumbs whose root the screens do not show (our reading).
 KNOWN_ROOTS = {
@@ -428,8 +405,6 @@ def build(src: Path) -> dict:
     for key, name in (("train_S0", "rememberer_train_S0.txt"), ("train_S1", "rememberer_train_S1.txt")):
         stems = [x.strip() for x in (src / "task_lists" / name).read_text().splitlines() if x.strip()]
         sets[key] = [by_stem[s] for s in stems]
-    for rec in articles.values():  # methods: the real first heading, synthetic steps
-        rec.setdefault("real_fields", [])
     return {
         "version": 1,
         "stopwords": stop,
@@ -466,12 +441,9 @@ def screen_stats(screens: list[dict]) -> dict:
     tags: dict[str, set[str]] = {}
     counts: dict[str, list[int]] = {}
     for s in screens:
-        lines = s["screen"].split("\n")
-        counts.setdefault(s["page_type_heuristic"], []).append(len(lines))
-        for line in lines:
-            m = _LINE.match(line)
-            if m:
-                tags.setdefault(m.group(1), set()).update(a for a, _v in _ATTR.findall(m.group(2)))
+        counts.setdefault(s["page_type_heuristic"], []).append(len(s["screen"].split("\n")))
+        for r in parse_screen(s["screen"]):
+            tags.setdefault(r["tag"], set()).update(r["attrs"])
     allc = [c for v in counts.values() for c in v]
     return {
         "source": "derived/rememberer_debug_screens.json (246 real screens, Apache-2.0 / CC BY-NC-SA 3.0)",
@@ -488,7 +460,7 @@ def write_test_data(src: Path, out_dir: Path) -> None:
     screens = json.loads((src / "derived/rememberer_debug_screens.json").read_text())
     out_dir.mkdir(parents=True, exist_ok=True)
     stats = json.dumps(screen_stats(screens), indent=1).encode()
-    atomic_write_bytes(out_dir / "wikihow_screen_stats.json", stats, mode=0o644)
+    atomic_write_bytes(out_dir / "wikihow_screen_stats.json", stats)
     for f in sorted((src / "rememberer/replay-data").glob("*_W4(eA).jsonl")):
         shutil.copyfile(f, out_dir / ("wikihow_replay_" + f.name.replace("(", "_").replace(")", "")))
 
@@ -504,7 +476,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"--src {args.src} does not look like shared/data/wikihow (no task_lists/)")
     bundle = build(args.src)
     data = gzip.compress(json.dumps(bundle, ensure_ascii=False, sort_keys=True).encode("utf-8"), mtime=0)
-    atomic_write_bytes(args.out, data, mode=0o644)
+    atomic_write_bytes(args.out, data)
     if args.test_data is not None:
         write_test_data(args.src, args.test_data)
     print(f"wrote {args.out} ({len(data) / 1e6:.2f} MB, {len(bundle['tasks'])} tasks, {len(bundle['titles'])} titles)")

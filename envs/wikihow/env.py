@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import gymnasium as gym
 
+from rlem_gym.envs.common import int_option
 from rlem_gym.envs.wikihow import screens
 from rlem_gym.envs.wikihow.search import TitleSearch
-from rlem_gym.envs.wikihow.site import Site, default_site, stable_int
+from rlem_gym.envs.wikihow.site import Site, bundle_path, default_site, stable_int
 from rlem_gym.envs.wikihow.tasks import SubGoal, Task
 from rlem_gym.envs.wikihow.tasks import task_set as load_task_set
 from rlem_gym.spaces import sanitize, text_space
@@ -45,6 +47,16 @@ def parse_action(action: str) -> tuple[str, object, str]:
     if _GOBACK.match(a):
         return "GOBACK", None, ""
     return "", None, f"cannot parse {a[:60]!r}; use CLICK(id), INPUT(id, text), SCROLL(UP|DOWN|LEFT|RIGHT) or GOBACK"
+
+
+@dataclass(frozen=True)
+class Screen:
+    """A rendered screen: its elements, the observation text and the ids ``info`` reports."""
+
+    elements: list[screens.Element]
+    obs: str
+    clickable_ids: tuple[int, ...]
+    input_ids: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -91,7 +103,8 @@ class WikiHowEnv(gym.Env):
     ``task_lines`` (command list), ``instruction`` (latest revealed instruction, "" before the
     first sub-goal), ``subgoals_total``, ``subgoals_done``, ``page`` (home / search / article /
     author / category / about / reference), ``task_id``, ``task_index``, ``clickable_ids``,
-    ``input_ids`` and ``last_action_error`` ("" when the action was valid).
+    ``input_ids`` and ``last_action_error`` ("" when the action was valid; a ``step()`` before the
+    first ``reset()`` changes nothing and reports "call reset() before step()").
 
     ## Arguments
     ``gym.make("rlem_gym/WikiHow-v0", task_set="microcanon70", max_steps=None, render_mode="ansi")``:
@@ -129,20 +142,25 @@ class WikiHowEnv(gym.Env):
         self.observation_space = text_space()
         self.action_space = text_space()
         self._body_cache: dict[tuple, tuple[list, list]] = {}
-        self._screen_cache: dict[tuple, tuple[list, str]] = {}
-        self._task: Task = self.tasks[0]
-        self._task_index = 0
+        self._screen_cache: dict[tuple, Screen] = {}
+        self._task: Task | None = None
+        self._task_index = -1
         self._view = ViewState("home")
         self._history: list[ViewState] = []
         self._done = 0
         self._steps = 0
-        self._elements: list[screens.Element] = []
-        self._obs = ""
-        self._keyword_rx: re.Pattern[str] | None = None
-        self._closed = False
+        self._screen = Screen([], "", (), ())
+
+    @property
+    def data_files(self) -> tuple[Path, ...]:
+        """The data files this env loaded: the WikiHow bundle (tasks, titles and real article facts)."""
+        return (bundle_path(),)
 
     # ------------------------------------------------------------------ API
     def step(self, action: str) -> tuple[str, float, bool, bool, dict]:
+        """Apply one ``CLICK``/``INPUT``/``SCROLL``/``GOBACK`` action; never raises."""
+        if self._task is None:
+            return self._screen.obs, 0.0, False, False, self._info("call reset() before step()")
         self._steps += 1
         error, events = self._apply(action)
         reward = 0.0
@@ -153,38 +171,33 @@ class WikiHowEnv(gym.Env):
             self._render_view()
         terminated = self._done >= len(self._task.subgoals)
         truncated = not terminated and self.max_steps is not None and self._steps >= self.max_steps
-        return self._obs, reward, terminated, truncated, self._info(error)
+        return self._screen.obs, reward, terminated, truncated, self._info(error)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[str, dict]:
         super().reset(seed=seed)
         options = options or {}
         if "task_id" in options:
-            ids = [t.task_id for t in self.tasks]
             key = options["task_id"]
             matches = [i for i, t in enumerate(self.tasks) if key in (t.task_id, t.file_stem)]
             if not matches:
-                raise ValueError(f"task_id {key!r} is not in this task set ({len(ids)} tasks); check env.unwrapped.tasks")
+                raise ValueError(f"task_id {key!r} is not in this task set ({self.num_tasks} tasks); check env.unwrapped.tasks")
             index = matches[0]
         elif "task_index" in options:
-            index = int(options["task_index"])
-            if not 0 <= index < self.num_tasks:
-                raise ValueError(f"task_index {index} out of range; this task set has {self.num_tasks} tasks (0..{self.num_tasks - 1})")
+            index = int_option(options["task_index"], "task_index", self.num_tasks)
         else:
             index = int(self.np_random.integers(self.num_tasks))
         self._task_index = index
         self._task = self.tasks[index]
-        kws = "|".join(re.escape(k) for k in self._task.keywords) or re.escape(self._task.title_lower)
-        self._keyword_rx = re.compile(rf"\b({kws})\b", re.I)
         self._view = ViewState("home", key=self._task.task_id)
         self._history = []
         self._done = 0
         self._steps = 0
         self._render_view()
-        return self._obs, self._info("")
+        return self._screen.obs, self._info("")
 
     def render(self) -> str | None:
         if self.render_mode == "ansi":
-            return self._obs
+            return self._screen.obs
         return None
 
     # -------------------------------------------------------------- helpers
@@ -229,28 +242,34 @@ class WikiHowEnv(gym.Env):
     def _render_view(self) -> None:
         v = self._view
         key = (v.page, v.key, v.crumb, v.scroll)
-        hit = self._screen_cache.get(key)
-        if hit is None:
+        screen = self._screen_cache.get(key)
+        if screen is None:
             header, body = self._body(v)
             window = screens.WINDOW[v.page]
             elements = header + body[v.scroll : v.scroll + window] + [screens.STATUS_BAR]
-            obs = sanitize("\n".join(screens.render_element(i, e) for i, e in enumerate(elements)))
+            screen = Screen(
+                elements,
+                sanitize("\n".join(screens.render_element(i, e) for i, e in enumerate(elements))),
+                tuple(i for i, e in enumerate(elements) if e.clickable),
+                tuple(i for i, e in enumerate(elements) if e.is_input),
+            )
             if len(self._screen_cache) > 1024:
                 self._screen_cache.clear()
-            hit = self._screen_cache[key] = (elements, obs)
-        self._elements, self._obs = hit
+            self._screen_cache[key] = screen
+        self._screen = screen
 
     def _info(self, error: str) -> dict:
+        task = self._task
         return {
-            "task_lines": self._task.lines,
-            "instruction": self._task.instruction_after(self._done),
-            "subgoals_total": len(self._task.subgoals),
+            "task_lines": list(task.lines) if task else [],
+            "instruction": task.instruction_after(self._done) if task else "",
+            "subgoals_total": len(task.subgoals) if task else 0,
             "subgoals_done": self._done,
             "page": self._view.page,
-            "task_id": self._task.task_id,
+            "task_id": task.task_id if task else "",
             "task_index": self._task_index,
-            "clickable_ids": [i for i, e in enumerate(self._elements) if e.clickable],
-            "input_ids": [i for i, e in enumerate(self._elements) if e.is_input],
+            "clickable_ids": list(self._screen.clickable_ids),
+            "input_ids": list(self._screen.input_ids),
             "last_action_error": error,
         }
 
@@ -261,9 +280,10 @@ class WikiHowEnv(gym.Env):
         self._view = view
 
     def _element(self, index: int) -> tuple[screens.Element | None, str]:
-        if not 0 <= index < len(self._elements):
-            return None, f"no element with id {index} on the screen (ids 0..{len(self._elements) - 1})"
-        return self._elements[index], ""
+        elements = self._screen.elements
+        if not 0 <= index < len(elements):
+            return None, f"no element with id {index} on the screen (ids 0..{len(elements) - 1})"
+        return elements[index], ""
 
     def _apply(self, action: str) -> tuple[str, list[tuple[str, str]]]:
         """Carry out ``action``; returns (error, events). On error nothing changes."""
@@ -276,7 +296,8 @@ class WikiHowEnv(gym.Env):
                 return error, []
             if not el.clickable:
                 return f"element {arg} is not clickable", []
-            return self._tap(el), []
+            self._tap(el)
+            return "", []
         if verb == "INPUT":
             index, text = arg
             el, error = self._element(index)
@@ -309,45 +330,29 @@ class WikiHowEnv(gym.Env):
         self._view = self._history.pop()
         return "", []
 
-    def _tap(self, el: screens.Element) -> str:
-        kind = el.target[0] if el.target else "noop"
-        if kind == "noop":
-            return ""
+    def _tap(self, el: screens.Element) -> None:
+        """Follow a tapped element's target: open the page it names ("noop" and unknown kinds do nothing)."""
+        kind, *arg = el.target or ("noop",)
+        key = arg[0] if arg else ""
+        if kind in ("category", "parent"):  # "<" on a top-level category, or an unknown name: home
+            kind = "category" if key and self.site.category(key) is not None else "home"
         if kind == "home":
             self._go(ViewState("home", key=self._task.task_id))
-        elif kind == "search_open":
-            self._go(ViewState("search", key=""))
-        elif kind == "clear":
-            self._go(ViewState("search", key=""))
-        elif kind == "article":
-            self._go(ViewState("article", key=el.target[1]))
-        elif kind == "reference":
-            self._go(ViewState("reference", key=el.target[1]))
-        elif kind == "author":
-            self._go(ViewState("author", key=el.target[1]))
-        elif kind in ("category", "parent"):
-            name = el.target[1]
-            if name and self.site.category(name) is not None:
-                self._go(ViewState("category", key=name))
-            else:
-                self._go(ViewState("home", key=self._task.task_id))
-        elif kind == "about":
-            self._go(ViewState("about"))
-        return ""
+        elif kind in ("search_open", "clear"):
+            self._go(ViewState("search"))
+        elif kind in ("article", "reference", "author", "category", "about"):
+            self._go(ViewState(kind, key=key))
 
     def _satisfied(self, goal: SubGoal, events: list[tuple[str, str]]) -> bool:
         v = self._view
         if goal.kind == "search":
-            return any(kind == "search" and self._keyword_rx.search(q) for kind, q in events)
+            return any(kind == "search" and self._task.keyword_rx.search(q) for kind, q in events)
         if goal.kind == "about":
             return v.page == "about"
-        if goal.kind == "reference":
-            return v.page == "reference" and v.key.lower() == self._task.title.lower()
-        if goal.kind in ("article", "author", "category"):
+        if goal.kind in ("article", "author", "category", "reference"):
             return v.page == goal.kind and v.key.lower() == goal.target.lower()
         return False
 
     def close(self) -> None:
-        self._closed = True
         self._body_cache.clear()
         self._screen_cache.clear()

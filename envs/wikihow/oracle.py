@@ -7,11 +7,11 @@ sees: ``info["task_lines"]``, ``info["subgoals_done"]``, ``info["page"]`` and th
 
 from __future__ import annotations
 
-import html
 import re
 
-_ROW = re.compile(r'^<(\w+)((?: [a-z]+="[^"]*")*)>(.*?)(?:</\w+>)?$')
-_ATTR = re.compile(r' ([a-z]+)="([^"]*)"')
+from rlem_gym.envs.wikihow.screens import parse_screen
+from rlem_gym.envs.wikihow.site import words_of
+
 _STOP = frozenset(
     "a about above after again against all am an and any are as at be because been before being "
     "below between both but by can could did do does doing down during each few for from further "
@@ -21,27 +21,6 @@ _STOP = frozenset(
     "this those through to too under until up very was we were what when where which while who whom "
     "why with would you your yours yourself yourselves".split()
 )
-
-
-def parse_screen(screen: str) -> list[dict]:
-    """Screen lines as dicts {id, tag, text, clickable, cls, alt} (the env's own format)."""
-    rows = []
-    for line in screen.split("\n"):
-        m = _ROW.match(line)
-        if not m:
-            continue
-        attrs = dict(_ATTR.findall(m.group(2)))
-        rows.append(
-            {
-                "id": int(attrs.get("id", -1)),
-                "tag": m.group(1),
-                "text": html.unescape(m.group(3)),
-                "clickable": attrs.get("clickable") == "true",
-                "cls": attrs.get("class", ""),
-                "alt": html.unescape(attrs.get("alt", "")),
-            }
-        )
-    return rows
 
 
 def parse_goal(line: str) -> tuple[str, str]:
@@ -65,11 +44,8 @@ def parse_goal(line: str) -> tuple[str, str]:
 class WikiHowOracle:
     """Solve WikiHow tasks by script: ``act(observation, info) -> action string``."""
 
-    def __init__(self) -> None:
-        self._crumb_up = 0
-
     def reset(self) -> None:
-        self._crumb_up = 0
+        """Nothing to forget: the policy reads only the current screen and info."""
 
     def act(self, observation: str, info: dict) -> str:
         """The next action for the current screen and the next unfired sub-goal."""
@@ -82,15 +58,15 @@ class WikiHowOracle:
         page = info["page"]
         inputs = info["input_ids"]
 
-        def find(text: str, clickable: bool = True) -> int | None:
+        def find(text: str) -> int | None:
             low = text.lower()
             for r in rows:
-                if r["text"].strip().lower() == low and (r["clickable"] or not clickable):
+                if r["text"].strip().lower() == low and r["clickable"]:
                     return r["id"]
             return None
 
         if kind == "search":
-            words = [w for w in re.findall(r"[\w']+", target.lower()) if w not in _STOP]
+            words = [w for w in words_of(target) if w not in _STOP]
             return f"INPUT({inputs[0]}, {' '.join(words) or target})"
         if kind == "article":
             hit = find(f"How to {target}")
@@ -117,7 +93,9 @@ class WikiHowOracle:
             hit = find("References")
             return f"CLICK({hit})" if hit is not None else "SCROLL(DOWN)"
         if kind == "category":
-            hit = find(target.upper()) or find(target)
+            hit = find(target.upper())
+            if hit is None:
+                hit = find(target)
             if hit is not None:
                 return f"CLICK({hit})"
             # climb: open the parent crumb, then follow "<" links on the category pages

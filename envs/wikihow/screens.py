@@ -9,12 +9,11 @@ moved by SCROLL) and the status-bar row.
 
 from __future__ import annotations
 
+import html
+import re
 from dataclasses import dataclass
 
 from rlem_gym.envs.wikihow.site import Article, Site, pick, slug, stable_int
-
-#: page kinds reported as ``info["page"]``.
-PAGES = ("home", "search", "article", "author", "category", "about", "reference")
 
 #: body rows visible at once per page kind (chosen so element counts match the real screens).
 WINDOW = {"home": 8, "search": 51, "article": 16, "author": 9, "category": 21, "about": 8, "reference": 12}
@@ -68,6 +67,36 @@ def render_element(index: int, e: Element) -> str:
     if e.tag in ("img", "input"):
         return f"<{e.tag}{attrs}>"
     return f"<{e.tag}{attrs}>{_esc_text(e.text)}</{e.tag}>"
+
+
+_ROW = re.compile(r'^<(\w+)((?: [a-z]+="[^"]*")*)>(.*?)(?:</\w+>)?$')
+_ATTR = re.compile(r' ([a-z]+)="([^"]*)"')
+
+
+def parse_screen(screen: str) -> list[dict]:
+    """Screen lines (ours or real recorded ones) as dicts {id, tag, attrs, text, clickable, cls, alt}.
+
+    ``attrs`` and ``cls`` are the raw attribute strings, ``text`` and ``alt`` are unescaped, ``id`` is -1
+    when the line has none. Lines that are not one element are skipped.
+    """
+    rows = []
+    for line in screen.split("\n"):
+        m = _ROW.match(line)
+        if not m:
+            continue
+        attrs = dict(_ATTR.findall(m.group(2)))
+        rows.append(
+            {
+                "id": int(attrs.get("id", -1)),
+                "tag": m.group(1),
+                "attrs": attrs,
+                "text": html.unescape(m.group(3)),
+                "clickable": attrs.get("clickable") == "true",
+                "cls": attrs.get("class", ""),
+                "alt": html.unescape(attrs.get("alt", "")),
+            }
+        )
+    return rows
 
 
 def _hexid(*parts: str) -> str:
@@ -252,7 +281,7 @@ def category_body(site: Site, name: str) -> tuple[list[Element], list[Element]]:
     label = pick(("Featured Articles", f"Articles about {c.name}"), "label", c.name.lower())
     body.append(Element("div", label, clickable=True, target=("noop",)))
     for t in c.articles:
-        body += _article_card(t, with_expert=stable_int("exp", t.lower()) % 3 != 0)
+        body += _article_card(t, with_expert=site.article(t).expert)
     return header, body
 
 

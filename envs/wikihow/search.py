@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 
-import numpy as np
+from rlem_gym.envs.common import top_k_positive
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 
@@ -45,11 +45,8 @@ class TitleSearch:
         toks = [t for t in tokenize(query) if t in self._vocab]
         result: list[str] = []
         if toks:
-            scores = self._bm25.get_scores(toks)
-            kk = min(k, len(scores))
-            top = np.argpartition(-scores, kk - 1)[:kk]
-            top = top[np.lexsort((top, -scores[top]))]  # by score, ties by corpus order
-            result = [self.titles[int(d)] for d in top if scores[d] > 0]
+            top = top_k_positive(self._bm25.get_scores(toks), k)  # by score, ties by corpus order
+            result = [self.titles[int(d)] for d in top]
         q = key[0]
         q = q[len("how to "):] if q.startswith("how to ") else q
         q = q.strip(" \"'.")

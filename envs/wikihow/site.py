@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 #: package-data bundle built by ``rlem_gym.envs.wikihow.build_data``.
 BUNDLE_NAME = "wikihow_bundle.json.gz"
@@ -267,12 +268,16 @@ class Category:
     synthetic: bool
 
 
+def bundle_path() -> Path:
+    """Where the shipped ``wikihow_bundle.json.gz`` lies (inside the installed package)."""
+    return Path(str(resources.files("rlem_gym.envs.wikihow").joinpath("data", BUNDLE_NAME)))
+
+
 @lru_cache(maxsize=1)
 def load_bundle() -> dict:
     """Read the shipped ``wikihow_bundle.json.gz`` once per process."""
-    ref = resources.files("rlem_gym.envs.wikihow").joinpath("data", BUNDLE_NAME)
     try:
-        blob = ref.read_bytes()
+        blob = bundle_path().read_bytes()
     except FileNotFoundError as exc:  # pragma: no cover - packaging error
         raise FileNotFoundError(
             f"WikiHow data bundle {BUNDLE_NAME} is missing; rebuild it with "
@@ -384,13 +389,6 @@ class Site:
         self._parents: dict[str, str | None] | None = None
 
     # ---------------------------------------------------------------- articles
-    def exact_title(self, title: str) -> str:
-        """The exact (known) capitalisation of a title; title-cased when unknown."""
-        return self._title_by_lower.get(title.lower(), title)
-
-    def has_article(self, title: str) -> bool:
-        return title.lower() in self._title_by_lower
-
     def article(self, title: str) -> Article:
         """The article with this title (real facts over synthesis)."""
         low = title.lower()
@@ -436,13 +434,9 @@ class Site:
     def _build_author_index(self) -> dict[str, list[str]]:
         index: dict[str, list[str]] = {}
         for t in self.all_titles:
-            low = t.lower()
-            rec = self._curated.get(low)
-            names = rec.get("coauthors") if rec and "coauthors" in rec else None
-            if names is None:
-                names = [synth_author_name(t, 0)]
-            for n in names[:1]:
-                index.setdefault(n.lower(), []).append(t)
+            rec = self._curated.get(t.lower())
+            names = (rec.get("coauthors") if rec else None) or [synth_author_name(t, 0)]
+            index.setdefault(names[0].lower(), []).append(t)  # listed under its first author
         return index
 
     def author(self, name: str) -> Author:
@@ -526,9 +520,6 @@ class Site:
         self._categories[low] = cat
         return cat
 
-    def is_root(self, name: str) -> bool:
-        return name.lower() in {r.lower() for r in ROOTS}
-
     # ------------------------------------------------------------------- misc
     def about_lines(self) -> list[tuple[str, str, str]]:
         """(tag, class, text) rows of the real "why people trust wikiHow" page."""
@@ -536,14 +527,16 @@ class Site:
         return [tuple(r) for r in rows]
 
     def search_stats(self, title: str) -> tuple[int, str, bool]:
-        """(views, "N months ago", expert co-authored) shown for a title in search results."""
-        art = self._articles.get(title.lower())
+        """(views, "N months ago", expert co-authored) shown for a title in search results.
+
+        Views and the expert flag are the article's own, so the results screen is the same
+        whatever was opened before; only the age is seeded separately.
+        """
+        art = self.article(title)
         seed = stable_int("stats", title.lower())
-        views = art.views if art else 1000 + seed % 2_500_000
         if (seed >> 13) % 3:
             n, unit = 1 + (seed >> 9) % 11, "month"
         else:
             n, unit = 1 + (seed >> 9) % 4, "year"
         age = f"{n} {unit}{'s' if n > 1 else ''} ago"
-        expert = art.expert if art else (seed >> 17) % 3 != 0
-        return views, age, expert
+        return art.views, age, art.expert

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
-from rlem_gym.envs.wikihow.site import load_bundle
+from rlem_gym.envs.wikihow.site import load_bundle, words_of
 
 #: the task-set names accepted by ``WikiHowEnv(task_set=...)``.
 TASK_SETS = ("microcanon70", "canonical178", "train_S0", "train_S1")
@@ -19,7 +19,8 @@ TASK_SETS = ("microcanon70", "canonical178", "train_S0", "train_S1")
 
 @dataclass(frozen=True)
 class SubGoal:
-    """One sub-goal: its kind and target (article title, author name or category name)."""
+    """One sub-goal: its kind and target (article title, author name or category name; for
+    ``reference`` the task's article, whose reference list is meant)."""
 
     kind: str
     """"search", "article", "about", "author", "category" or "reference"."""
@@ -41,13 +42,17 @@ class Task:
     synthetic_targets: bool
     """True where the author / category targets were synthesised (no real task file)."""
 
-    @property
-    def lines(self) -> list[str]:
+    @cached_property
+    def lines(self) -> tuple[str, ...]:
         """The command list shown to the agent (first line plus one "Then, ..." per sub-goal)."""
-        out = [f"Search an article to learn how to {self.title_lower}."]
-        for g in self.subgoals[1:]:
-            out.append("Then, " + _lower_first(instruction_for(g)))
-        return out
+        first = f"Search an article to learn how to {self.title_lower}."
+        return (first, *("Then, " + _lower_first(instruction_for(g)) for g in self.subgoals[1:]))
+
+    @cached_property
+    def keyword_rx(self) -> re.Pattern[str]:
+        """Matches a submitted query that holds a search keyword (the whole title when there are none)."""
+        kws = "|".join(re.escape(k) for k in self.keywords) or re.escape(self.title_lower)
+        return re.compile(rf"\b({kws})\b", re.I)
 
     def instruction_after(self, done: int) -> str:
         """The instruction revealed once ``done`` sub-goals have fired ("" before any)."""
@@ -77,8 +82,7 @@ def instruction_for(goal: SubGoal) -> str:
 
 def keywords_of(title_lower: str, stopwords: frozenset[str]) -> tuple[str, ...]:
     """Title words minus stop words, in order, without duplicates."""
-    words = re.findall(r"[\w']+", title_lower.lower())
-    return tuple(dict.fromkeys(w for w in words if w not in stopwords))
+    return tuple(dict.fromkeys(w for w in words_of(title_lower) if w not in stopwords))
 
 
 @lru_cache(maxsize=1)
@@ -88,15 +92,16 @@ def all_tasks() -> dict[str, Task]:
     stop = frozenset(bundle["stopwords"])
     out: dict[str, Task] = {}
     for rec in bundle["tasks"]:
+        title = rec["steps"][1]["title"]
         goals = []
         for s in rec["steps"]:
             kind = s["type"]
-            target = s.get("title") or s.get("author") or s.get("category") or ""
+            target = title if kind == "reference" else s.get("title") or s.get("author") or s.get("category") or ""
             goals.append(SubGoal(kind, target))
         out[rec["task_id"]] = Task(
             task_id=rec["task_id"],
             file_stem=rec["file_stem"],
-            title=rec["steps"][1]["title"],
+            title=title,
             title_lower=rec["title_lower"],
             subgoals=tuple(goals),
             keywords=keywords_of(rec["title_lower"], stop),
