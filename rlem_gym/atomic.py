@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
+import stat
 from pathlib import Path
 from typing import Any
+
+_TMP_FLAGS = (
+    os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+)
 
 
 def fsync_dir(directory: str | os.PathLike[str]) -> None:
@@ -28,20 +34,37 @@ def fsync_dir(directory: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+def _create_temp(path: Path) -> tuple[int, str]:
+    """Open a new ``.<name>.<random>.tmp`` next to ``path``, created ``0o666 & ~umask`` like ``open()``."""
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, _TMP_FLAGS, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary file name next to {path}")  # pragma: no cover
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int | None = None) -> None:
     """Write ``data`` to ``path`` (parent folders created) so that readers never see a partial file.
 
-    ``mode`` sets the file's permission bits (the temp file is created ``0o600``); ``None`` keeps them.
-    On any error the temp file is removed and the old ``path``, if any, is left as it was.
+    ``mode`` sets the file's permission bits; ``None`` keeps those of the file being replaced, and
+    gives a new file ``0o666 & ~umask`` (what ``open()`` would). On any error the temp file is
+    removed and the old ``path``, if any, is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        if mode is None:
+            try:
+                mode = stat.S_IMODE(os.stat(path).st_mode)
+            except FileNotFoundError:
+                pass  # a new file: the umask already applied
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, path)

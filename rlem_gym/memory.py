@@ -23,11 +23,12 @@ from __future__ import annotations
 import heapq
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 
 from rlem_gym import qlearning
+from rlem_gym.embeddings import embedder_identity
 from rlem_gym.similarity import Matcher, MemoryKey
 from rlem_gym.trajectory import LAST_ACTIONS, Step
 
@@ -96,10 +97,6 @@ class Record:
     def sorted_actions(self) -> list[tuple[str, ActionStats]]:
         """The actions by Q, highest first (ties keep insertion order)."""
         return sorted(self.actions.items(), key=lambda kv: -kv[1].q)
-
-    def max_q(self) -> float:
-        """max_a Q of the merged table (0 when empty)."""
-        return max((s.q for s in self.actions.values()), default=0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,12 +198,9 @@ class ExperienceMemory:
     ) -> None:
         if capacity < 1 or action_capacity < 1:
             raise ValueError("capacity and action_capacity must be >= 1")
-        if n_step is not None and n_step < 1:
-            raise ValueError(f"n_step must be None (full return) or >= 1, got {n_step}")
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"gamma must be in [0, 1], got {gamma}")
-        if update_mode not in ("mean", "const"):
-            raise ValueError(f"update_mode must be 'mean' or 'const', got {update_mode!r}")
+        qlearning.check_n_step(n_step)
+        qlearning.check_gamma(gamma)
+        qlearning.check_update_mode(update_mode)
         self.matcher = matcher
         self.capacity = int(capacity)
         self.action_capacity = int(action_capacity)
@@ -235,7 +229,7 @@ class ExperienceMemory:
         self._feat_canon: dict[str, str] = {}
         self._embedder = matcher.embedder
         self._index = None
-        self._task_rep: dict[str, int] = {}  # task -> a live record id holding its vector
+        self._task_vec: dict[str, np.ndarray] = {}  # task -> its vector, while the task has records
         self._groups: dict[str, dict[str, list[int]]] = {}  # task -> feature -> ids (scan path)
         self._pending: list | None = None
         if self._embedder is not None:
@@ -301,7 +295,6 @@ class ExperienceMemory:
         if self.n_step is not None:
             bootstrap = [self._bootstrap_value(keys[t + self.n_step], choice[t]) if t + self.n_step < T else 0.0 for t in range(T)]
         targets = qlearning.compute_targets(rewards, self.n_step, self.gamma, bootstrap)
-        self._prepare_vectors({task})  # one batch (at most one new task per episode)
         for t, step in enumerate(trajectory):
             rec = self.get(keys[t]) or self._insert(keys[t])
             self._tick += 1
@@ -326,12 +319,17 @@ class ExperienceMemory:
             return qlearning.double_q_value(q[table], q[1 - table])
         return qlearning.state_value({a: s.q for a, s in rec.actions.items()})
 
+    def _trim_actions(self, table: dict[str, ActionStats], room: int = 0) -> None:
+        """Drop actions by the action eviction policy until ``room`` more fit within ``action_capacity``."""
+        excess = len(table) - (self.action_capacity - room)
+        if excess > 0:  # nsmallest is stable: ties drop the earlier-inserted action, as min() did
+            for a in heapq.nsmallest(excess, table, key=lambda a: self._action_evict_key(a, table[a])):
+                del table[a]
+
     def _update_action(self, table: dict[str, ActionStats], action: str, target: float, reward: float, reason: str) -> None:
         st = table.get(action)
         if st is None:
-            if len(table) >= self.action_capacity:
-                drop = min(table, key=lambda a: self._action_evict_key(a, table[a]))
-                del table[drop]
+            self._trim_actions(table, room=1)
             table[action] = ActionStats(q=float(target), visits=1, last_reward=reward, reason=reason or "")
             return
         st.visits += 1
@@ -373,18 +371,19 @@ class ExperienceMemory:
     def _retrieve_scan(self, query: MemoryKey, qfeat: str, k: int) -> list[Retrieved]:
         tasks = list(self._groups)
         tsims = self.matcher.task_similarities(query.task, tasks)
-        scored: list[tuple[float, int, float, float, list[int]]] = []
+        scored: list[tuple[float, float, float, list[int]]] = []
         for task, ts in zip(tasks, tsims.tolist()):
             for feat, ids in self._groups[task].items():
                 os_ = 1.0 if feat == qfeat else 0.0
-                scored.append((-float(self.matcher.combine(ts, os_)), ids[0], ts, os_, ids))
-        scored.sort(key=lambda x: (x[0], x[1]))
+                scored.append((float(self.matcher.combine(ts, os_)), ts, os_, ids))
+        scored.sort(key=lambda x: -x[0])
         out: list[Retrieved] = []
-        for neg, _, ts, os_, ids in scored:
-            for rid in ids:
-                out.append(Retrieved(self._records[rid], -neg, ts, os_, rid))
-                if len(out) == k:
-                    return out
+        for score, tied in itertools.groupby(scored, key=lambda x: x[0]):
+            # groups with equal scores interleave: the oldest records (lowest ids) first
+            best = heapq.nsmallest(k - len(out), ((rid, ts, os_) for _, ts, os_, ids in tied for rid in ids))
+            out += [Retrieved(self._records[rid], score, ts, os_, rid) for rid, ts, os_ in best]
+            if len(out) == k:
+                break
         return out
 
     def _task_sims_by_text(self, query_task: str, tasks: list[str]) -> np.ndarray:
@@ -407,6 +406,9 @@ class ExperienceMemory:
         inserted_at: int | None = None,
         record_id: int | None = None,
     ) -> Record:
+        """Add an empty record (evicting at capacity); the caller fills it, then pushes it on the heap once."""
+        if self._index is not None and vector is None:
+            vector = self._task_vectors([key.task])[0]  # before eviction may drop the task's last record
         while len(self._records) >= self.capacity:
             self._flush_pending()
             self._evict_one()
@@ -425,16 +427,14 @@ class ExperienceMemory:
         self._by_key[key] = record_id
         self._task_count[key.task] = self._task_count.get(key.task, 0) + 1
         if self._index is not None:
-            if vector is None:
-                vector = self._task_vectors([key.task])[0]
             if self._pending is not None:
                 self._pending.append((record_id, vector, self._feat_ids[feat]))
             else:
                 self._index.add(np.array([record_id]), vector.reshape(1, -1), np.array([self._feat_ids[feat]]))
-            self._task_rep.setdefault(key.task, record_id)
+            if key.task not in self._task_vec:
+                self._task_vec[key.task] = np.array(vector, dtype=np.float32)
         else:
             self._groups.setdefault(key.task, {}).setdefault(feat, []).append(record_id)
-        self._push(rec)
         return rec
 
     def _intern_feature(self, feat: str) -> str:
@@ -478,10 +478,9 @@ class ExperienceMemory:
             self._task_count[task] = n
         else:
             del self._task_count[task]
+            self._task_vec.pop(task, None)
         if self._index is not None:
             self._index.remove([rec.id])
-            if self._task_rep.get(task) == rec.id:
-                del self._task_rep[task]
         else:
             feats = self._groups[task]
             ids = feats[rec.feature]
@@ -492,22 +491,14 @@ class ExperienceMemory:
                     del self._groups[task]
 
     # ------------------------------------------------------------------ vectors
-    def _prepare_vectors(self, tasks: Iterable[str]) -> None:
-        """Encode, in one batch, the tasks that have no stored vector yet (warms the embedder cache)."""
-        if self._index is None:
-            return
-        todo = [t for t in dict.fromkeys(tasks) if t not in self._task_rep]
-        if todo:
-            self._embedder.encode(todo)
-
     def _task_vectors(self, tasks: Sequence[str]) -> np.ndarray:
         """Vectors of ``tasks``: stored ones are reused, the rest encoded in one batch."""
         out = np.empty((len(tasks), self._embedder.dim), dtype=np.float32)
         todo: list[int] = []
         for i, t in enumerate(tasks):
-            rid = self._task_rep.get(t)
-            if rid is not None and rid in self._index:
-                out[i] = self._index.vectors([rid])[0]
+            vec = self._task_vec.get(t)
+            if vec is not None:
+                out[i] = vec
             else:
                 todo.append(i)
         if todo:
@@ -570,9 +561,12 @@ class ExperienceMemory:
                 rec.tables = [dict(tables[0]), dict(tables[1])]
             else:  # a single-table source trains table A
                 rec.tables = [dict(tables[0]), {}]
+            for tbl in rec.tables:
+                self._trim_actions(tbl)
             rec.actions = merge_tables(rec.tables)
         else:
             rec.actions = dict(tables[0]) if len(tables) == 1 else merge_tables(tables)
+            self._trim_actions(rec.actions)
         rec.visits = int(it.get("visits", rec.visits))
         rec.updated_at = int(it.get("updated_at", rec.updated_at))
         rec.last_actions = tuple(it.get("last_actions", ()))[-LAST_ACTIONS:]
@@ -614,16 +608,14 @@ class ExperienceMemory:
                     }
                 )
                 if reuse and orec.key.task not in vectors:
-                    vectors[orec.key.task] = other._index.vectors([orec.id])[0]
+                    vectors[orec.key.task] = other._task_vec[orec.key.task]
                 continue
             dst_tables = mine.tables if mine.tables is not None else [mine.actions]
             for dst, src in zip(dst_tables, src_tables):
                 for a, s in src.items():
                     d = dst.get(a)
                     if d is None:
-                        if len(dst) >= self.action_capacity:
-                            drop = min(dst, key=lambda x: self._action_evict_key(x, dst[x]))
-                            del dst[drop]
+                        self._trim_actions(dst, room=1)
                         dst[a] = ActionStats(s.q, s.visits, s.last_reward, s.reason)
                     else:
                         d.q = qlearning.merged_q(d.q, d.visits, s.q, s.visits)
@@ -643,10 +635,10 @@ class ExperienceMemory:
         return self
 
     def _check_same_embedder(self, other: "ExperienceMemory") -> None:
-        a, b = self._embedder, other._embedder
-        if a is not None and b is not None and (a.name != b.name or a.dim != b.dim):
+        a, b = embedder_identity(self._embedder), embedder_identity(other._embedder)
+        if a is not None and b is not None and a != b:
             raise EmbedderMismatchError(
-                f"cannot merge memories built with different embedders ({b.name}, {b.dim}-d into {a.name}, {a.dim}-d)"
+                f"cannot merge memories built with different embedders ({b['name']}, {b['dim']}-d into {a['name']}, {a['dim']}-d)"
             )
 
     # ------------------------------------------------------------------ persistence

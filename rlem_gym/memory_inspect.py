@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from rlem_gym.atomic import atomic_write_text
-from rlem_gym.memory import MemoryFormatError
+from rlem_gym.memory import MemoryFormatError, merge_tables
 
 
 @dataclass(frozen=True)
 class ActionRow:
-    """One entry of a record's action table (merged over double-Q tables)."""
+    """One entry of a record's action table (merged over double-Q tables as the memory merges them)."""
 
     action: str
     q: float
@@ -52,27 +52,15 @@ class RecordView:
 
 def read_saved_memory(path: str | Path) -> tuple[dict[str, Any], list[RecordView]]:
     """(header, records) of a memory directory written by ``ExperienceMemory.save``."""
-    from rlem_gym.persistence import read_document
+    from rlem_gym.persistence import parse_table, read_document
 
     root, manifest, doc = read_document(path)
     try:
         tasks = doc["tasks"]
-        fields = doc.get("action_fields", ["action", "q", "visits", "last_reward", "reason"])
         views = []
         for r in doc["records"]:
-            merged: dict[str, list[ActionRow]] = {}
-            for table in r["tables"]:
-                for entry in table:
-                    row = dict(zip(fields, entry))
-                    merged.setdefault(row["action"], []).append(
-                        ActionRow(row["action"], float(row["q"]), int(row["visits"]), float(row["last_reward"]),
-                                  str(row.get("reason", "")))
-                    )
-            actions = []
-            for action, rows in merged.items():
-                q = sum(x.q for x in rows) / len(rows)
-                last = rows[-1]
-                actions.append(ActionRow(action, q, sum(x.visits for x in rows), last.last_reward, last.reason))
+            table = merge_tables([parse_table(t) for t in r["tables"]])  # one table: itself
+            actions = [ActionRow(a, s.q, s.visits, s.last_reward, s.reason) for a, s in table.items()]
             actions.sort(key=lambda a: (-a.q, a.action))
             views.append(
                 RecordView(

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from rlem_gym.atomic import atomic_write_bytes
+from rlem_gym.embeddings import embedder_identity
 from rlem_gym.memory import ActionStats, EmbedderMismatchError, ExperienceMemory, MemoryFormatError
 from rlem_gym.similarity import Matcher, MemoryKey
 
@@ -97,7 +98,6 @@ def save_memory(memory: ExperienceMemory, path: str | os.PathLike[str]) -> Path:
     rec_name = f"records-{gen}.json"
     atomic_write_bytes(root / rec_name, rec_bytes)
     files["records"] = {"name": rec_name, "bytes": len(rec_bytes), "sha256": hashlib.sha256(rec_bytes).hexdigest()}
-    emb = memory.matcher.embedder
     if vecs is not None:
         buf = io.BytesIO()
         np.savez(buf, vectors=np.ascontiguousarray(vecs, dtype=np.float32))
@@ -110,7 +110,7 @@ def save_memory(memory: ExperienceMemory, path: str | os.PathLike[str]) -> Path:
         "format_version": FORMAT_VERSION,
         "generation": gen,
         "records": len(memory),
-        "embedder": None if (emb is None or vecs is None) else {"name": emb.name, "dim": int(emb.dim)},
+        "embedder": None if vecs is None else embedder_identity(memory.matcher.embedder),
         "files": files,
     }
     atomic_write_bytes(root / MANIFEST, json.dumps(manifest, indent=1).encode("utf-8"))
@@ -189,7 +189,7 @@ def _check_embedder(root: Path, saved: Any, matcher: Matcher) -> bool:
         return False
     if not isinstance(saved, dict):
         raise MemoryFormatError(f"{root / MANIFEST}: bad embedder entry")
-    if saved.get("name") != emb.name or saved.get("dim") != int(emb.dim):
+    if {k: saved.get(k) for k in ("name", "dim")} != embedder_identity(emb):
         raise EmbedderMismatchError(
             f"the memory at {root} was built with the embedder {saved.get('name')!r} ({saved.get('dim')}-d) but the "
             f"matcher uses {emb.name!r} ({emb.dim}-d): load it with "
@@ -198,7 +198,8 @@ def _check_embedder(root: Path, saved: Any, matcher: Matcher) -> bool:
     return True
 
 
-def _parse_table(raw: Any) -> dict[str, ActionStats]:
+def parse_table(raw: Any) -> dict[str, ActionStats]:
+    """One saved action table (rows of ``action_fields``) as action -> :class:`~rlem_gym.memory.ActionStats`."""
     out = {}
     for a, q, visits, last_reward, reason in raw:
         out[str(a)] = ActionStats(float(q), int(visits), float(last_reward), str(reason))
@@ -242,7 +243,7 @@ def load_memory(path: str | os.PathLike[str], matcher: Matcher, **overrides: Any
                     "inserted_at": int(r["inserted_at"]),
                     "updated_at": int(r["updated_at"]),
                     "visits": int(r["visits"]),
-                    "tables": [_parse_table(t) for t in r["tables"]],
+                    "tables": [parse_table(t) for t in r["tables"]],
                     "last_actions": [str(a) for a in r["last_actions"]],
                     "last_reward": float(r["last_reward"]),
                     "total_reward": float(r["total_reward"]),

@@ -129,7 +129,13 @@ def import_official_pool(
     if memory is None:
         target = ExperienceMemory(matcher, **memory_kwargs)
     else:
-        target = ExperienceMemory(matcher, capacity=max(1, len(items)), double_q=memory.double_q)
+        target = ExperienceMemory(
+            matcher,
+            capacity=max(1, len(items)),
+            action_capacity=memory.action_capacity,
+            action_eviction=memory.action_eviction,
+            double_q=memory.double_q,
+        )
     try:
         target._bulk_insert(items)
     except ValueError as exc:

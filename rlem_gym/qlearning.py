@@ -45,12 +45,11 @@ def compute_targets(
     ``bootstrap[t]`` is V(o_{t+n}), the value the step-t target bootstraps from (ignored, and may be
     absent, when t+n >= T or ``n`` is None). ``n=None`` gives full returns, ``n=1`` one-step targets.
     """
-    _check_gamma(gamma)
+    check_gamma(gamma)
+    check_n_step(n)
     T = len(rewards)
     if n is None:
         return discounted_returns(rewards, gamma)
-    if n < 1:
-        raise ValueError(f"n_step must be None (full return) or >= 1, got {n}")
     if bootstrap is not None and len(bootstrap) < T:
         raise ValueError(f"bootstrap needs one value per step ({T}), got {len(bootstrap)}")
     targets = []
@@ -94,21 +93,37 @@ def updated_q(q: float, target: float, visits: int, mode: UpdateMode = "mean", l
         if visits < 1:
             raise ValueError(f"visits must be >= 1 in mean mode, got {visits}")
         alpha = 1.0 / visits
-    elif mode == "const":
-        alpha = lr
     else:
-        raise ValueError(f"update_mode must be 'mean' or 'const', got {mode!r}")
+        check_update_mode(mode)
+        alpha = lr
     return q + alpha * (target - q)
 
 
 def merged_q(q_a: float, n_a: int, q_b: float, n_b: int) -> float:
-    """Visit-weighted mean of two estimates of the same Q (used to merge memories or double-Q tables)."""
+    """Visit-weighted mean of two estimates of the same Q (used to merge two memories).
+
+    The double-Q view of a record is not this: :func:`rlem_gym.memory.merge_tables` averages the
+    tables' Q values unweighted.
+    """
     total = n_a + n_b
     if total <= 0:
         return (q_a + q_b) / 2.0
     return (q_a * n_a + q_b * n_b) / total
 
 
-def _check_gamma(gamma: float) -> None:
+def check_gamma(gamma: float) -> None:
+    """Raise ValueError unless the discount ``gamma`` is in [0, 1]."""
     if not 0.0 <= gamma <= 1.0:
         raise ValueError(f"gamma must be in [0, 1], got {gamma}")
+
+
+def check_n_step(n: int | None) -> None:
+    """Raise ValueError unless ``n`` is None (full return) or >= 1."""
+    if n is not None and n < 1:
+        raise ValueError(f"n_step must be None (full return) or >= 1, got {n}")
+
+
+def check_update_mode(mode: str) -> None:
+    """Raise ValueError unless ``mode`` is "mean" or "const"."""
+    if mode not in ("mean", "const"):
+        raise ValueError(f"update_mode must be 'mean' or 'const', got {mode!r}")

@@ -14,12 +14,14 @@ memory never import an env. Both paper matchers are here: :class:`WebShopMatcher
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
+from rapidfuzz.distance import LCSseq
 
-from rlem_gym.embeddings import Embedder
+from rlem_gym.embeddings import Embedder, embedder_identity
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,12 @@ class MemoryKey:
     """The currently revealed instruction (WikiHow); empty for WebShop."""
 
 
+@functools.lru_cache(maxsize=8192)
+def _words(text: str) -> tuple[str, ...]:
+    """The lower-cased whitespace tokens of ``text`` (cached: stored tasks are compared on every query)."""
+    return tuple(text.lower().split())
+
+
 def lcs_similarity(a: str, b: str, unit: str = "word") -> float:
     """Normalised longest-common-subsequence similarity in [0, 1]: LCS(a, b) / max(len(a), len(b)).
 
@@ -41,10 +49,8 @@ def lcs_similarity(a: str, b: str, unit: str = "word") -> float:
     from the same template but naming different articles score well below 1; ``unit="char"``
     compares characters. Two empty strings score 1. Uses rapidfuzz's LCSseq.
     """
-    from rapidfuzz.distance import LCSseq
-
     if unit == "word":
-        return float(LCSseq.normalized_similarity(a.lower().split(), b.lower().split()))
+        return float(LCSseq.normalized_similarity(_words(a), _words(b)))
     if unit == "char":
         return float(LCSseq.normalized_similarity(a, b))
     raise ValueError(f"unit must be 'word' or 'char', got {unit!r}")
@@ -94,12 +100,7 @@ class Matcher:
 
     def describe(self) -> dict:
         """A JSON-able description saved with a memory (name, lam, embedder)."""
-        emb = self.embedder
-        return {
-            "name": self.name,
-            "lam": self.lam,
-            "embedder": None if emb is None else {"name": emb.name, "dim": int(emb.dim)},
-        }
+        return {"name": self.name, "lam": self.lam, "embedder": embedder_identity(self.embedder)}
 
 
 def _check_lam(lam: float) -> float:
@@ -167,4 +168,8 @@ class WikiHowMatcher(Matcher):
         return str(self.pattern_fn(key.instruction))
 
     def task_similarities(self, query_task, tasks, query_vec=None, vecs=None):
-        return np.array([lcs_similarity(query_task, t, self.unit) for t in tasks], dtype=np.float64)
+        sim = LCSseq.normalized_similarity
+        if self.unit == "word":
+            query = _words(query_task)
+            return np.array([sim(query, _words(t)) for t in tasks], dtype=np.float64)
+        return np.array([sim(query_task, t) for t in tasks], dtype=np.float64)

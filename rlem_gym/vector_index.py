@@ -76,7 +76,6 @@ class VectorIndex:
         self._trained_at = 0  # rows present when the ivf index was trained (0 = flat stage)
         self._tombstones: set[int] = set()  # hnsw only
         self._dirty = False  # rebuild before next search ("rebuild" deletion)
-        self.rebuilds = 0
         self._reset_index()
 
     # ------------------------------------------------------------------ public
@@ -86,25 +85,10 @@ class VectorIndex:
     def __contains__(self, idx: int) -> bool:
         return idx in self._row_of
 
-    @property
-    def faiss_size(self) -> int:
-        """Rows the FAISS index holds (tombstoned ones included): for diagnostics."""
-        return 0 if self._index is None else int(self._index.ntotal)
-
-    @property
-    def ids(self) -> np.ndarray:
-        """Ids of all live rows (a copy)."""
-        return self._ids[: self._n].copy()
-
     def vectors(self, ids: np.ndarray | list[int]) -> np.ndarray:
         """The raw unit vectors of ``ids`` (rows in the same order)."""
         rows = np.fromiter((self._row_of[int(i)] for i in ids), dtype=np.int64, count=len(ids))
         return self._vecs[rows]
-
-    def features(self, ids: np.ndarray | list[int]) -> np.ndarray:
-        """The interned features of ``ids``."""
-        rows = np.fromiter((self._row_of[int(i)] for i in ids), dtype=np.int64, count=len(ids))
-        return self._feats[rows]
 
     def add(self, ids: np.ndarray, vecs: np.ndarray, feats: np.ndarray) -> None:
         """Add rows (ids must be new); ``vecs`` are unit-norm float32 of shape (n, dim)."""
@@ -193,7 +177,6 @@ class VectorIndex:
             aug = self._augment(self._vecs[start:stop], self._feats[start:stop])
             self._index.add_with_ids(aug, self._ids[start:stop])
         self._dirty = False
-        self.rebuilds += 1
 
     def set_search_params(self, *, nprobe: int | None = None, ef_search: int | None = None) -> None:
         """Tune recall/speed at query time (ivf nprobe, hnsw efSearch)."""

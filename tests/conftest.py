@@ -7,6 +7,25 @@ import importlib.util
 import pytest
 
 
+# ----------------------------------------------------------------------------- memory / similarity
+@pytest.fixture(scope="session")
+def minilm():
+    """The shipped all-MiniLM-L6-v2 embedder (loaded once per session)."""
+    from rlem_gym.embeddings import default_embedder
+
+    return default_embedder()
+
+
+def _first_word(observation: str) -> str:
+    return observation.split(maxsplit=1)[0]
+
+
+@pytest.fixture(scope="session")
+def page_kind():
+    """A tiny page classifier for WebShopMatcher tests: the first word of the observation."""
+    return _first_word
+
+
 # ----------------------------------------------------------------------------- LLM backends
 @pytest.fixture(scope="session")
 def hf_llm():

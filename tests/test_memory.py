@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import re
+import zlib
+from collections import Counter
 
 import numpy as np
 import pytest
 
+from rlem_gym.envs.wikihow.patterns import instruction_pattern
 from rlem_gym.memory import ActionStats, ExperienceMemory, MemoryKey, Retrieved
 from rlem_gym.similarity import WebShopMatcher, WikiHowMatcher
 from rlem_gym.trajectory import Step
 
-try:
-    from rlem_gym.envs.wikihow.patterns import instruction_pattern
-except ImportError:  # pragma: no cover
-
-    def instruction_pattern(instruction: str) -> str:
-        return re.sub(r'"[^"]*"', '"…"', instruction)
-
-
 TASK = "Search an article to learn how to hide gauges.\nThen, access the article \"How to Hide Gauges\""
-
-
-def page_kind(observation: str) -> str:
-    return observation.split(maxsplit=1)[0]
 
 
 def episode(rewards=(0.0, 0.0, 1.0), obs=("A", "B", "C"), actions=("a0", "b0", "c0"), reasons=("", "", "")):
@@ -36,13 +26,6 @@ def mem(**kw) -> ExperienceMemory:
 
 def q(m: ExperienceMemory, obs: str, action: str, task: str = TASK) -> float:
     return m.get(MemoryKey(task, obs)).actions[action].q
-
-
-@pytest.fixture(scope="module")
-def minilm():
-    from rlem_gym.embeddings import default_embedder
-
-    return default_embedder()
 
 
 # ----------------------------------------------------------------------------- Q-learning semantics
@@ -256,7 +239,7 @@ GOALS = [
 ]
 
 
-def test_webshop_retrieval_finds_the_right_record_among_distractors(minilm):
+def test_webshop_retrieval_finds_the_right_record_among_distractors(minilm, page_kind):
     m = ExperienceMemory(WebShopMatcher(minilm, page_kind))
     for g in GOALS:
         m.update(g, [Step("search page", "search[x]", 0.0), Step(f"results for {g}", "click[b0]", 0.0), Step(f"item {g}", "click[buy now]", 1.0)])
@@ -273,7 +256,7 @@ def test_webshop_retrieval_finds_the_right_record_among_distractors(minilm):
 
 
 @pytest.mark.parametrize("index", ["flat", "ivf", "hnsw"])
-def test_index_stays_consistent_under_eviction(minilm, index):
+def test_index_stays_consistent_under_eviction(minilm, page_kind, index):
     opts = {"ivf_min": 32, "nprobe": 64} if index == "ivf" else {}
     m = ExperienceMemory(WebShopMatcher(minilm, page_kind), capacity=40, index=index, index_options=opts)
     for i in range(120):
@@ -292,3 +275,60 @@ def test_index_stays_consistent_under_eviction(minilm, index):
         key=lambda r: (-(0.5 * float(minilm.encode([r.key.task])[0] @ qv) + 0.5 * (r.feature == "results")), r.id),
     )[:3]
     assert [h.record_id for h in hits] == [r.id for r in exact]
+
+
+# ----------------------------------------------------------------------------- review fixes
+class CountingEmbedder:
+    """A deterministic fake embedder (no cache) that counts how often each text is encoded."""
+
+    name, dim = "test/hash-embedder", 16
+
+    def __init__(self):
+        self.calls: Counter[str] = Counter()
+
+    def encode(self, texts):
+        rows = []
+        for t in texts:
+            self.calls[t] += 1
+            v = np.random.default_rng(zlib.crc32(t.encode())).standard_normal(self.dim)
+            rows.append(v / np.linalg.norm(v))
+        return np.asarray(rows, dtype=np.float32).reshape(len(texts), self.dim)
+
+
+def test_a_task_is_encoded_once_even_after_the_record_that_held_its_vector_is_evicted(page_kind):
+    emb = CountingEmbedder()
+    m = ExperienceMemory(WebShopMatcher(emb, page_kind), capacity=3)
+    m.update("task t", [Step("search a", "x", 0.0), Step("results b", "y", 1.0)])
+    m.update("task u", [Step("search c", "z", 0.0)])
+    m.update("task u", [Step("item d", "z", 0.0)])  # evicts the first record of "task t"
+    assert MemoryKey("task t", "search a") not in m and MemoryKey("task t", "results b") in m
+    m.retrieve("task t", "results e", k=2)
+    tasks, vecs = m.task_vectors()
+    assert emb.calls == {"task t": 1, "task u": 1}
+    assert np.array_equal(vecs[tasks.index("task t")], CountingEmbedder().encode(["task t"])[0])
+    m.update("task v", [Step("search f", "x", 0.0)])  # a new task at capacity: still one encode
+    assert emb.calls["task v"] == 1
+
+
+def test_scan_retrieval_breaks_ties_by_age_across_groups():
+    m = ExperienceMemory(WikiHowMatcher(instruction_pattern, lam=1.0))  # lam 1: every record of TASK ties
+    for i, ins in enumerate(("Check the reference list", 'Access the article "How to X"', "Check the reference list")):
+        m.update(TASK, [Step(f"s{i}", "a", 0.0, instruction=ins)])
+    assert [h.record_id for h in m.retrieve(TASK, "q", "Check the reference list", k=2)] == [0, 1]
+    assert [h.record_id for h in m.retrieve(TASK, "q", "Check the reference list", k=3)] == [0, 1, 2]
+
+
+def test_merged_tables_respect_action_capacity():
+    big = mem()
+    for a, r in (("a1", 0.5), ("a2", -0.2), ("a3", 0.3)):
+        big.update(TASK, [Step("A", a, r)])
+    for double_q in (False, True):
+        small = mem(action_capacity=2, double_q=double_q)
+        small.merge(big)  # a new key: inserted with the whole table, then trimmed
+        rec = small.get(MemoryKey(TASK, "A"))
+        assert set(rec.actions) == {"a1", "a3"}  # |-0.2| lowest
+        assert all(len(t) <= 2 for t in rec.tables or [rec.actions])
+    small = mem(action_capacity=2)
+    small.update(TASK, [Step("A", "a4", 0.9)])
+    small.merge(big)  # a shared key: one eviction per new action, in table order
+    assert set(small.get(MemoryKey(TASK, "A")).actions) == {"a4", "a3"}

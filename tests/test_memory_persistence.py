@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -16,33 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlem_gym.memory import EmbedderMismatchError, ExperienceMemory, MemoryFormatError, MemoryKey, import_official_pool
+from rlem_gym.envs.wikihow.patterns import instruction_pattern
+from rlem_gym.memory import EmbedderMismatchError, ExperienceMemory, MemoryFormatError, import_official_pool
 from rlem_gym.similarity import WebShopMatcher, WikiHowMatcher
 from rlem_gym.trajectory import Step
-
-try:
-    from rlem_gym.envs.wikihow.patterns import instruction_pattern
-except ImportError:  # pragma: no cover
-
-    def instruction_pattern(instruction: str) -> str:
-        text = re.sub(r"(author page of|page of category)\s+.+$", r"\1 …", instruction.strip(), flags=re.I)
-        return re.sub(r'"[^"]*"', '"…"', text).rstrip(".")
-
 
 DATA = Path(__file__).parent / "data"
 POOL = DATA / "init_pool5.q.yaml"
 SHARED_POOLS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wikihow" / "rememberer" / "history-pools"
-
-
-def page_kind(observation: str) -> str:
-    return observation.split(maxsplit=1)[0]
-
-
-@pytest.fixture(scope="module")
-def minilm():
-    from rlem_gym.embeddings import default_embedder
-
-    return default_embedder()
 
 
 class Renamed:
@@ -87,7 +67,7 @@ def test_round_trip_wikihow(tmp_path):
     assert ExperienceMemory.load(tmp_path / "mem", WikiHowMatcher(instruction_pattern), capacity=1).capacity == 1
 
 
-def test_round_trip_webshop_reuses_vectors_and_refuses_another_embedder(minilm, tmp_path):
+def test_round_trip_webshop_reuses_vectors_and_refuses_another_embedder(minilm, page_kind, tmp_path):
     m = ExperienceMemory(WebShopMatcher(minilm, page_kind))
     m.update("i want red running shoes", [Step("search p", "search[red shoes]", 0.0), Step("results p", "click[b1]", 1.0)])
     m.update("a usb microphone", [Step("search p", "search[mic]", 0.0)])
@@ -128,7 +108,7 @@ def _rewrite(path: Path, data: bytes, manifest_entry: str | None = None) -> None
 
 
 @pytest.fixture()
-def saved(minilm, tmp_path):
+def saved(minilm, page_kind, tmp_path):
     m = ExperienceMemory(WebShopMatcher(minilm, page_kind))
     m.update("i want red running shoes", [Step("search p", "search[red shoes]", 0.0)])
     m.save(tmp_path / "mem")
@@ -276,3 +256,66 @@ def test_import_every_official_pool_in_shared():
     assert total >= 80
     big = import_official_pool(SHARED_POOLS / "annotated_pool-auto.q.yaml", WikiHowMatcher(instruction_pattern))
     assert len(big) == 38 and any(r.key.instruction == "" for r in big.records())
+
+
+# ----------------------------------------------------------------------------- review fixes
+def test_load_with_a_smaller_action_capacity_trims_the_tables(tmp_path):
+    m = ExperienceMemory(WikiHowMatcher(instruction_pattern), double_q=True, seed=1)
+    for a, r in (("a1", 0.5), ("a2", -0.2), ("a3", 0.3), ("a4", 0.9)):
+        for _ in range(3):  # both tables get every action under this seed
+            m.update("task", [Step("s", a, r)])
+    assert all(len(t) == 4 for t in m.records()[0].tables)
+    m.save(tmp_path / "mem")
+    for double_q in (True, False):
+        loaded = ExperienceMemory.load(tmp_path / "mem", WikiHowMatcher(instruction_pattern), action_capacity=2, double_q=double_q)
+        rec = loaded.records()[0]
+        assert set(rec.actions) == {"a1", "a4"}  # the two lowest |Q| are dropped
+        assert all(len(t) <= 2 for t in rec.tables or [rec.actions])
+
+
+def test_atomic_writes_keep_the_existing_mode_or_follow_the_umask(tmp_path):
+    import stat
+
+    from rlem_gym.atomic import atomic_write_bytes, atomic_write_text
+
+    def mode(p):
+        return stat.S_IMODE(p.stat().st_mode)
+
+    old = os.umask(0o022)
+    try:
+        p = tmp_path / "new.txt"
+        atomic_write_text(p, "x")
+        assert mode(p) == 0o644  # like open(): 0o666 & ~umask, not mkstemp's private 0o600
+        p.chmod(0o640)
+        atomic_write_text(p, "y")
+        assert mode(p) == 0o640 and p.read_text() == "y"  # a rewrite keeps the file's mode
+        atomic_write_bytes(p, b"z", mode=0o600)
+        assert mode(p) == 0o600 and p.read_bytes() == b"z"
+        wikihow_memory().save(tmp_path / "mem")
+        assert {mode(f) for f in (tmp_path / "mem").iterdir()} == {0o644}
+        os.umask(0o077)
+        atomic_write_text(tmp_path / "private.txt", "s")
+        assert mode(tmp_path / "private.txt") == 0o600
+    finally:
+        os.umask(old)
+    assert not [f for f in tmp_path.iterdir() if f.name.endswith(".tmp")]
+
+
+def test_inspector_shows_the_merged_double_q_table_the_agent_sees(tmp_path):
+    from rlem_gym.memory import ActionStats, merge_tables
+    from rlem_gym.memory_inspect import read_saved_memory
+
+    m = ExperienceMemory(WikiHowMatcher(instruction_pattern), double_q=True)
+    m.update("task", [Step("s", "x", 1.0)])
+    rec = m.records()[0]
+    rec.tables = [
+        {"x": ActionStats(1.0, visits=3, last_reward=1.0, reason="often"), "y": ActionStats(-1.0, 1, -1.0, "")},
+        {"x": ActionStats(0.0, visits=1, last_reward=-1.0, reason="once")},
+    ]
+    rec.actions = merge_tables(rec.tables)
+    m.save(tmp_path / "mem")
+    _, views = read_saved_memory(tmp_path / "mem")
+    agent = ExperienceMemory.load(tmp_path / "mem", WikiHowMatcher(instruction_pattern)).records()[0]
+    shown = [(a.action, a.q, a.visits, a.last_reward, a.reason) for a in views[0].actions]
+    assert shown == [(a, s.q, s.visits, s.last_reward, s.reason) for a, s in agent.sorted_actions()]
+    assert shown[0] == ("x", 0.5, 4, 1.0, "often")  # the most visited table's reward and reason

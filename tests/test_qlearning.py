@@ -85,3 +85,8 @@ def test_bad_arguments():
         ql.compute_targets(REWARDS, None, 1.5)
     with pytest.raises(ValueError, match="n_step"):
         ql.compute_targets(REWARDS, 0)
+    # the same checks guard ExperienceMemory's settings
+    for check, bad, good in ((ql.check_gamma, -0.1, 0.0), (ql.check_n_step, 0, None), (ql.check_update_mode, "median", "const")):
+        check(good)
+        with pytest.raises(ValueError):
+            check(bad)

@@ -2,33 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
 
+from rlem_gym.envs.wikihow.patterns import instruction_pattern
 from rlem_gym.similarity import MemoryKey, WebShopMatcher, WikiHowMatcher, lcs_similarity
-
-try:  # the env packages export these; the memory itself never imports an env
-    from rlem_gym.envs.wikihow.patterns import instruction_pattern
-except ImportError:  # pragma: no cover - local stand-in with the same contract
-
-    def instruction_pattern(instruction: str) -> str:
-        text = re.sub(r"^then,?\s+", "", " ".join(instruction.split()), flags=re.I)
-        text = re.sub(r"(author page of|page of category)\s+.+$", r"\1 …", text, flags=re.I)
-        return re.sub(r'"[^"]*"', '"…"', text).rstrip(".").capitalize()
-
-
-def page_kind(observation: str) -> str:
-    """A tiny page classifier for the tests: the first word of the observation."""
-    return observation.split(maxsplit=1)[0]
-
-
-@pytest.fixture(scope="session")
-def minilm():
-    from rlem_gym.embeddings import default_embedder
-
-    return default_embedder()
 
 
 # ----------------------------------------------------------------------------- LCS
@@ -89,7 +67,7 @@ def test_embedder_is_normalised_batched_and_cached(minilm):
     assert load_embedder("all-MiniLM-L6-v2") is minilm  # one model per process
 
 
-def test_webshop_task_similarity_is_a_real_cosine(minilm):
+def test_webshop_task_similarity_is_a_real_cosine(minilm, page_kind):
     """The official relevance matcher always returned 1.0: ours is the cosine of embeddings."""
     m = WebShopMatcher(minilm, page_kind)
     q = MemoryKey("i want a noise cancelling usb microphone", "results p1")
@@ -105,3 +83,14 @@ def test_webshop_task_similarity_is_a_real_cosine(minilm):
     other_page = MemoryKey(near.task, "item x")
     assert m.score(q, other_page)[2] == 0.0
     assert m.score(q, other_page)[0] == pytest.approx(0.5 * s_near[1])
+
+
+# ----------------------------------------------------------------------------- the text charset
+def test_sanitize_replaces_exactly_the_code_points_outside_charset():
+    from rlem_gym.spaces import CHARSET, REPLACEMENT, sanitize
+
+    allowed = frozenset(CHARSET)
+    every = "".join(map(chr, range(0x110000)))  # surrogates included
+    expected = "".join(c if c in allowed else REPLACEMENT for c in every)
+    assert sanitize(every, max_length=len(every)) == expected
+    assert sanitize("ab\x00c", max_length=3) == "ab?"
