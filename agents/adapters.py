@@ -121,7 +121,8 @@ class EnvAdapter(ABC):
             return self.noop_action
         if policy == "random_valid":
             return choose(rng, candidates)
-        fresh = [c for c in candidates if c not in set(recent)]
+        avoid = set(recent)
+        fresh = [c for c in candidates if c not in avoid]
         return (fresh or candidates)[0]
 
     # -- memory ---------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ class StepInfo:
     retrieved: list[Any] = field(default_factory=list)
     """The memory records retrieved for this step (Rememberer only)."""
     retrieved_ids: list[int] = field(default_factory=list)
-    """Ids of the retrieved records."""
+    """Ids of the retrieved records whose exemplars are in the prompt (those dropped to fit the budget are not)."""
     fallback: bool = False
     """True when no valid action could be parsed and the fallback policy chose the action."""
     fallback_reason: str = ""

@@ -3,7 +3,8 @@
 :class:`LLMAgent` is the base of the Rememberer (and its static-exemplar variant) and of ReAct:
 it holds the LLM, the env adapter and the generation settings, gives the prompt budget, and
 makes the LLM call with the prompt's answer cue as the reply's ``response_prefix`` (so chat
-models continue the cue instead of chatting), counting tokens in ``self.stats``.
+models continue the cue instead of chatting), counting calls, tokens, steps, fallbacks and episodes
+in ``self.stats``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from rlem_gym.agents.adapters import EnvAdapter, check_fallback_policy, get_adapter
-from rlem_gym.agents.base import Agent
+from rlem_gym.agents.base import Agent, StepInfo
 from rlem_gym.prompts import BuiltPrompt, prompt_budget
 
 if TYPE_CHECKING:
@@ -51,8 +52,12 @@ class LLMAgent(Agent):
         self.max_tokens = int(max_tokens)
         self.temperature = float(temperature)
         self.stop = list(stop) if stop else None
-        self.seed = int(seed)
         self.margin = int(margin)
+        self.reseed(seed)
+
+    def reseed(self, seed: int) -> None:
+        """Seed ``self.rng`` (random fallback, random advice) and the LLM calls with ``seed``."""
+        self.seed = int(seed)
         self.rng = np.random.default_rng(self.seed)
 
     def prompt_budget(self) -> int:
@@ -76,3 +81,16 @@ class LLMAgent(Agent):
         self.stats.prompt_tokens += completion.prompt_tokens
         self.stats.completion_tokens += completion.completion_tokens
         return completion
+
+    def record_step(self, step: StepInfo) -> str:
+        """Count one decision (and its fallback, if ``step.fallback``), keep it as ``last_step``; returns its action."""
+        self.stats.steps += 1
+        self.stats.fallbacks += int(step.fallback)
+        self.last_step = step
+        return step.action
+
+    def episode_over(self, terminated: bool, truncated: bool) -> bool:
+        """Whether the episode ended with this transition; counts it in ``stats.episodes`` when it did."""
+        done = bool(terminated or truncated)
+        self.stats.episodes += int(done)
+        return done

@@ -27,6 +27,7 @@ from rlem_gym.agents.adapters import EnvAdapter
 from rlem_gym.agents.base import StepInfo
 from rlem_gym.agents.llm_agent import LLMAgent
 from rlem_gym.prompts import DEFAULT_MARGIN_TOKENS, build_react_prompt
+from rlem_gym.trajectory import LAST_ACTIONS
 
 if TYPE_CHECKING:
     from rlem_gym.llm.base import LLM
@@ -68,13 +69,11 @@ class ReActAgent(LLMAgent):
         self.head = f"{self.adapter.react_preamble}\n\n{example}\n\nNow the new episode."
         self._transcript: list[str] = []
         self._actions: list[str] = []
-        self._started = False
 
     def reset(self, obs: str, info: dict[str, Any]) -> None:
         """Start a new transcript from the first observation."""
         self._transcript = [self.adapter.react_observation(obs, info or {}, first=True)]
         self._actions = []
-        self._started = False
         self.last_step = StepInfo()
 
     def act(self, obs: str, info: dict[str, Any]) -> str:
@@ -82,9 +81,8 @@ class ReActAgent(LLMAgent):
         info = info or {}
         if not self._transcript:
             self.reset(obs, info)
-        elif self._started:
+        elif self._actions:  # the first observation is already the transcript's start
             self._transcript.append("Observation:\n" + self.adapter.react_observation(obs, info, first=False))
-        self._started = True
 
         budget = self.prompt_budget()
         thoughts: list[str] = []
@@ -106,10 +104,9 @@ class ReActAgent(LLMAgent):
                 thoughts.append(line.text)
                 self._transcript += [f"Action: think[{line.text}]", "Observation: OK."]
                 continue
-            if line.kind == "act":
-                canon = self.adapter.canonicalize(line.text)
-                if canon is not None and self.adapter.is_valid(canon, info):
-                    action = canon
+            if line.kind == "act":  # line.text is canonical (the adapter's extract_actions)
+                if self.adapter.is_valid_canonical(line.text, info):
+                    action = line.text
                 else:
                     why = f"invalid action {line.text[:80]!r}"
             elif line.kind == "think":
@@ -119,26 +116,26 @@ class ReActAgent(LLMAgent):
             break
         fallback = action is None
         if action is None:
-            action = self.adapter.fallback(obs, info, self.fallback_policy, self.rng, recent=self._actions[-5:])
+            action = self.adapter.fallback(
+                obs, info, self.fallback_policy, self.rng, recent=self._actions[-LAST_ACTIONS:]
+            )
         self._transcript.append(f"Action: {action}")
         self._actions.append(action)
-        self.stats.steps += 1
-        self.stats.fallbacks += int(fallback)
-        self.last_step = StepInfo(
-            prompt=prompt,
-            raw_output="\n".join(outputs),
-            action=action,
-            reason=thoughts[-1] if thoughts else "",
-            parsed=list(thoughts),
-            fallback=fallback,
-            fallback_reason=why if fallback else "",
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            latency_s=latency,
+        return self.record_step(
+            StepInfo(
+                prompt=prompt,
+                raw_output="\n".join(outputs),
+                action=action,
+                reason=thoughts[-1] if thoughts else "",
+                parsed=list(thoughts),
+                fallback=fallback,
+                fallback_reason=why if fallback else "",
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                latency_s=latency,
+            )
         )
-        return action
 
     def observe(self, action: str, reward: float, terminated: bool, truncated: bool, info: dict[str, Any]) -> None:
         """ReAct keeps no memory; the next observation arrives with the next ``act``."""
-        if terminated or truncated:
-            self.stats.episodes += 1
+        self.episode_over(terminated, truncated)

@@ -34,7 +34,7 @@ from rlem_gym.agents.adapters import EnvAdapter
 from rlem_gym.agents.base import StepInfo
 from rlem_gym.agents.llm_agent import LLMAgent
 from rlem_gym.prompts import DEFAULT_MARGIN_TOKENS, Exemplar, PromptInput, build_advice_prompt
-from rlem_gym.trajectory import Step
+from rlem_gym.trajectory import LAST_ACTIONS, Step
 
 if TYPE_CHECKING:
     from rlem_gym.llm.base import LLM
@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 
 #: stop strings: the model starting a new exemplar or echoing the prompt ends the advice
 DEFAULT_STOP: tuple[str, ...] = ("```", "\n---", "Now the new input", "\nExample", "\n\n\n")
-#: how many past actions the prompt shows (the paper's "Last 5 Actions")
-HISTORY_LENGTH = 5
 
 
 def exemplar_from_record(
@@ -161,7 +159,7 @@ class Rememberer(LLMAgent):
             task=task,
             observation=observation,
             instruction=instruction,
-            last_actions=tuple(self._last_actions[-HISTORY_LENGTH:]),
+            last_actions=tuple(self._last_actions[-LAST_ACTIONS:]),
             last_reward=self._last_reward,
             total_reward=self._total_reward,
             available_actions=available,
@@ -189,26 +187,25 @@ class Rememberer(LLMAgent):
             "observation": observation,
             "instruction": instruction,
             "action": action,
-            "reason": reason,
+            "reason": "" if fallback_reason else reason,  # a fallback's label is not the model's reason
             "available": available,
         }
-        self.stats.steps += 1
-        self.stats.fallbacks += int(bool(fallback_reason))
-        self.last_step = StepInfo(
-            prompt=built.text,
-            raw_output=completion.text,
-            action=action,
-            reason=reason,
-            parsed=parsed,
-            retrieved=retrieved,
-            retrieved_ids=[e.record_id for e in exemplars if e.record_id is not None],
-            fallback=bool(fallback_reason),
-            fallback_reason=fallback_reason,
-            prompt_tokens=completion.prompt_tokens,
-            completion_tokens=completion.completion_tokens,
-            latency_s=completion.latency_s,
+        return self.record_step(
+            StepInfo(
+                prompt=built.text,
+                raw_output=completion.text,
+                action=action,
+                reason=reason,
+                parsed=parsed,
+                retrieved=retrieved,
+                retrieved_ids=[e.record_id for e in built.exemplars_used if e.record_id is not None],
+                fallback=bool(fallback_reason),
+                fallback_reason=fallback_reason,
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+                latency_s=completion.latency_s,
+            )
         )
-        return action
 
     def _recall(self, task: str, observation: str, instruction: str) -> tuple[list[Any], list[Exemplar]]:
         """Step 1: retrieve the top-k records and turn each into an exemplar (most similar first)."""
@@ -222,12 +219,14 @@ class Rememberer(LLMAgent):
         return list(retrieved), exemplars
 
     def _choose(self, parsed: ParsedAdvice, obs: str, info: dict[str, Any]) -> tuple[str, str, str]:
-        """Step 5: ``(action, reason, fallback_reason)``; fallback_reason is "" when the model's advice was used."""
+        """Step 5: ``(action, reason, fallback_reason)``; fallback_reason is "" when the model's advice was used.
+
+        A fallback's reason is the label ``"fallback (<policy>)"``, shown in ``last_step`` only, never stored in memory.
+        """
         tried = []
-        for advice in parsed.encouraged:
-            action = self.adapter.canonicalize(advice.action)
-            if action is not None and self.adapter.is_valid(action, info):
-                return action, advice.reason, ""
+        for advice in parsed.encouraged:  # parsed actions are canonical (the adapter's extract_actions)
+            if self.adapter.is_valid_canonical(advice.action, info):
+                return advice.action, advice.reason, ""
             tried.append(advice.action)
         if tried:
             why = f"no valid Encouraged action ({len(tried)} invalid, first: {tried[0][:80]!r})"
@@ -235,7 +234,7 @@ class Rememberer(LLMAgent):
             why = "only Discouraged actions in the reply"
         else:
             why = "no action in the reply"
-        avoid = self._last_actions[-HISTORY_LENGTH:] + [a.action for a in parsed.discouraged]
+        avoid = self._last_actions[-LAST_ACTIONS:] + [a.action for a in parsed.discouraged]
         action = self.adapter.fallback(obs, info, self.fallback_policy, self.rng, recent=avoid)
         return action, f"fallback ({self.fallback_policy})", why
 
@@ -252,7 +251,7 @@ class Rememberer(LLMAgent):
                     reward=float(reward),
                     reason=pending["reason"] if action == pending["action"] else "",
                     instruction=pending["instruction"],
-                    last_actions=tuple(self._last_actions[-HISTORY_LENGTH:]),
+                    last_actions=tuple(self._last_actions[-LAST_ACTIONS:]),
                     last_reward=self._last_reward,
                     total_reward=self._total_reward,
                     available_actions=pending["available"],
@@ -261,11 +260,9 @@ class Rememberer(LLMAgent):
         self._last_actions.append(str(action))
         self._last_reward = float(reward)
         self._total_reward += float(reward)
-        if terminated or truncated:
-            self.stats.episodes += 1
-            # 6. update: the RLEM Q-learning update over the whole episode, train mode only
-            if self.training and self.memory is not None and self._steps:
-                self.memory.update(self._task, list(self._steps))
+        # 6. update (train mode, at episode end): the RLEM Q-learning update over the whole episode
+        if self.episode_over(terminated, truncated) and self.training and self.memory is not None and self._steps:
+            self.memory.update(self._task, list(self._steps))
 
     @property
     def episode_steps(self) -> list[Step]:

@@ -49,6 +49,12 @@ def _canonical(verb: str, arg: str) -> str | None:
     return f"{verb}[{arg}]"
 
 
+def _clickables(info: dict[str, Any]) -> list[str]:
+    """The page's clickable elements as actions name them (lower-case), blank ones left out."""
+    avail = info.get("available_actions") or {}
+    return [str(c).lower() for c in avail.get("clickables", ()) if str(c).strip()]
+
+
 def search_keywords(instruction: str, max_words: int = 12) -> str:
     """Key words for a fallback search: the instruction without its price clause, cut short."""
     text = _PRICE_CLAUSE_RE.sub("", instruction or "")
@@ -75,8 +81,7 @@ class WebShopAdapter(EnvAdapter):
     def available_actions(self, info: dict[str, Any]) -> tuple[str, ...]:
         avail = info.get("available_actions") or {}
         listed = ["search"] if avail.get("has_search_bar") else []
-        listed += [str(c).lower() for c in avail.get("clickables", ()) if str(c).strip()]
-        return tuple(listed)
+        return tuple(listed + _clickables(info))
 
     def react_example(self) -> str:
         return REACT_EXAMPLE
@@ -94,18 +99,16 @@ class WebShopAdapter(EnvAdapter):
         return found
 
     def is_valid_canonical(self, action: str, info: dict[str, Any]) -> bool:
-        avail = info.get("available_actions") or {}
         if action.startswith("search["):
-            return bool(avail.get("has_search_bar"))
-        target = action[len("click[") : -1]
-        return target in {str(c).lower() for c in avail.get("clickables", ())}
+            return bool((info.get("available_actions") or {}).get("has_search_bar"))
+        return action[len("click[") : -1] in _clickables(info)
 
     def fallback_candidates(self, obs: str, info: dict[str, Any]) -> list[str]:
         avail = info.get("available_actions") or {}
         out = []
         if avail.get("has_search_bar"):
             out.append(f"search[{search_keywords(str(info.get('instruction', '')))}]")
-        clickables = [str(c).lower() for c in avail.get("clickables", ()) if str(c).strip()]
+        clickables = _clickables(info)
         out += [f"click[{c}]" for c in clickables if c not in _NAVIGATION and c != "search"]
         out += [f"click[{c}]" for c in clickables if c in _NAVIGATION]
         return out

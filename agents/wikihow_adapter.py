@@ -15,6 +15,7 @@ import numpy as np
 
 from rlem_gym.advice import AdviceLine
 from rlem_gym.agents.adapters import EnvAdapter, choose
+from rlem_gym.envs.wikihow.oracle import parse_goal
 from rlem_gym.prompts import (
     WIKIHOW_PREAMBLE,
     WIKIHOW_REACT_PREAMBLE,
@@ -35,7 +36,6 @@ _ACTION_RE = re.compile(
     re.IGNORECASE,
 )
 _CLICKABLE_ID_RE = re.compile(r'id="(\d+)"\s+clickable="true"')
-_SEARCH_TASK_RE = re.compile(r"search an article to learn how to (.+?)\.?$", re.IGNORECASE)
 DIRECTIONS = ("UP", "DOWN", "LEFT", "RIGHT")
 NOOP_ACTION = "NOOP"
 
@@ -53,9 +53,9 @@ def _ids(info: dict[str, Any], key: str) -> set[int]:
 def search_keywords(task_lines: Sequence[str]) -> str:
     """Key words for a fallback search, from the task's ``Search an article to learn how to X.`` line."""
     for line in task_lines:
-        match = _SEARCH_TASK_RE.search(str(line).strip())
-        if match:
-            return match.group(1).strip()
+        kind, target = parse_goal(str(line))
+        if kind == "search" and target.strip():
+            return target.strip()
     return " ".join(str(task_lines[0]).split()[:6]) if task_lines else "wikihow"
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from rlem_gym.advice import AdviceLine, render_advice
 from rlem_gym.llm.base import truncate_to_tokens
+from rlem_gym.trajectory import LAST_ACTIONS
 
 if TYPE_CHECKING:
     from rlem_gym.llm.base import LLM
@@ -137,7 +138,7 @@ def render_webshop_input(inp: PromptInput) -> str:
     The env's pages start with the instruction; when an observation does not hold the task text,
     a ``Task:`` part is added on top so the model always sees what to buy.
     """
-    actions = "\n".join(f"- {a}" for a in inp.last_actions[-5:])
+    actions = "\n".join(f"- {a}" for a in inp.last_actions[-LAST_ACTIONS:])
     available = "\n".join(f"- {a}" for a in inp.available_actions)
     task = f"Task:\n{inp.task}\n" if inp.task and inp.task not in inp.observation else ""
     return (
@@ -148,7 +149,7 @@ def render_webshop_input(inp: PromptInput) -> str:
 
 def render_wikihow_input(inp: PromptInput) -> str:
     """The WikiHow input block (the official Rememberer layout)."""
-    actions = "\n".join(inp.last_actions[-5:])
+    actions = "\n".join(inp.last_actions[-LAST_ACTIONS:])
     return (
         f"```\nTask:\n{inp.task}\nLast 5 Actions:\n{actions}\nScreen:\n{inp.observation}\n"
         f"Instruction:\n{inp.instruction}\nLast Reward:\n{_fmt_reward(inp.last_reward)}\n"
@@ -224,9 +225,8 @@ def build_advice_prompt(
     cue = llm.count_tokens(response_prefix) if response_prefix else 0
     room = budget - cue
 
-    def built(text: str, truncated: int = 0, dropped: int = 0, hard: bool = False) -> BuiltPrompt:
-        return BuiltPrompt(text, llm.count_tokens(text) + cue, budget, truncated, dropped, hard, list(exemplars),
-                           response_prefix)
+    def built(text: str, tokens: int, truncated: int = 0, dropped: int = 0, hard: bool = False) -> BuiltPrompt:
+        return BuiltPrompt(text, tokens + cue, budget, truncated, dropped, hard, list(exemplars), response_prefix)
 
     def render(exs: Sequence[Exemplar], q: PromptInput) -> str:
         return assemble_advice_prompt(
@@ -234,8 +234,9 @@ def build_advice_prompt(
         )
 
     text = render(exemplars, query)
-    if llm.count_tokens(text) <= room:
-        return built(text)
+    tokens = llm.count_tokens(text)
+    if tokens <= room:
+        return built(text, tokens)
 
     dropped = 0
     while True:
@@ -251,9 +252,9 @@ def build_advice_prompt(
     observations = [e.input.observation for e in exemplars] + [query.observation]
     sizes = [llm.count_tokens(o) if o else 0 for o in observations]
     available = room - fixed
-    truncated = 0
     for _attempt in range(6):
         caps = _water_fill(sizes, available)
+        truncated = 0
         cut = []
         for obs, size, cap in zip(observations, sizes, caps):
             if size > cap:
@@ -265,11 +266,11 @@ def build_advice_prompt(
         text = render(exs, replace(query, observation=cut[-1]))
         tokens = llm.count_tokens(text)
         if tokens <= room:
-            return built(text, truncated, dropped)
+            return built(text, tokens, truncated, dropped)
         available -= (tokens - room) + max(8, available // 20)
-        truncated = 0
     # last resort (the fixed text alone overflows): keep the end, which holds the new input
-    return built(truncate_to_tokens(llm, text, room, keep="end"), truncated, dropped, True)
+    text = truncate_to_tokens(llm, text, room, keep="end")
+    return built(text, llm.count_tokens(text), truncated, dropped, True)
 
 
 def build_react_prompt(
@@ -281,13 +282,13 @@ def build_react_prompt(
     cue = llm.count_tokens(response_prefix) if response_prefix else 0
     room = budget - cue
 
-    def built(text: str, truncated: int = 0, hard: bool = False) -> BuiltPrompt:
-        return BuiltPrompt(text, llm.count_tokens(text) + cue, budget, truncated, hard_truncated=hard,
-                           response_prefix=response_prefix)
+    def built(text: str, tokens: int, truncated: int = 0, hard: bool = False) -> BuiltPrompt:
+        return BuiltPrompt(text, tokens + cue, budget, truncated, hard_truncated=hard, response_prefix=response_prefix)
 
     text = head + sep + history
-    if llm.count_tokens(text) <= room:
-        return built(text)
+    tokens = llm.count_tokens(text)
+    if tokens <= room:
+        return built(text, tokens)
     space = room - llm.count_tokens(head + sep) - _JOIN_SLACK
     if space >= 32:
         cut = _fit_text(llm, history, space)
@@ -299,5 +300,6 @@ def build_react_prompt(
             text = head + sep + cut
             tokens = llm.count_tokens(text)
         if tokens <= room:
-            return built(text, 1)
-    return built(truncate_to_tokens(llm, head + sep + history, room, keep="end"), 1, True)
+            return built(text, tokens, 1)
+    text = truncate_to_tokens(llm, head + sep + history, room, keep="end")
+    return built(text, llm.count_tokens(text), 1, True)

@@ -110,6 +110,16 @@ def test_first_valid_fallback_avoids_recent_actions():
     assert (first, second) == ("click[3 ounce]", "click[description]")
 
 
+def test_reseed_sets_the_seed_and_replays_the_generator():
+    agent = Rememberer(ScriptedLLM(["junk"]), None, "webshop", fallback="random_valid", seed=7)
+    agent.reset("p", ITEM)
+    draws = [agent.act("p", ITEM) for _ in range(8)]
+    agent.reseed(7)
+    assert agent.seed == 7 and [agent.act("p", ITEM) for _ in range(8)] == draws
+    agent.reseed(8)
+    assert agent.seed == 8 and agent.rng.integers(1 << 30) == np.random.default_rng(8).integers(1 << 30)
+
+
 def test_wikihow_choice_and_fallback():
     info = {
         "task_lines": ["Search an article to learn how to clean utensils."],
@@ -173,6 +183,15 @@ def test_exemplar_truncation_keeps_the_end_of_observations():
     built = build_advice_prompt(llm, preamble="P", render_input=WEBSHOP.render_input, exemplars=[ex], query=PromptInput("t", "short obs"), budget=1000)
     assert built.tokens <= 1000 and built.truncated_observations == 1
     assert "THE-END" in built.text and "START" not in built.text and "short obs" in built.text
+
+
+def test_last_resort_cut_still_reports_the_truncated_observation():
+    # the task alone overflows the budget: every water-fill attempt fails and the last-resort cut runs
+    llm = ScriptedLLM([""])
+    query = PromptInput("task " * 400, "observation " * 100)
+    built = build_advice_prompt(llm, preamble="P", render_input=WEBSHOP.render_input, exemplars=[], query=query, budget=200)
+    assert built.hard_truncated and built.tokens <= 200
+    assert built.truncated_observations == 1
 
 
 # --------------------------------------------------------------------------------------- ReAct
@@ -314,6 +333,37 @@ def test_second_episode_retrieves_first_episode_records():
     assert step.retrieved[0].record.key.observation == SCREENS[0]  # the exact same situation ranks first
     assert "Encouraged:\nINPUT(2, clean utensils) -> 2.0 type the key words\nDiscouraged:\n" in step.prompt
     assert step.prompt.index("Example 1:") < step.prompt.index("Now the new input:")
+
+
+def test_fallback_label_is_not_stored_as_the_models_reason():
+    memory = wikihow_memory()
+    agent = Rememberer(ScriptedLLM(["I do not know."]), memory, "wikihow").train()
+    info = wikihow_info()
+    agent.reset(SCREENS[0], info)
+    action = agent.act(SCREENS[0], info)
+    assert agent.last_step.fallback and agent.last_step.reason == "fallback (first_valid)"
+    agent.observe(action, 1.0, True, False, info)
+    assert [s.reason for s in agent.episode_steps] == [""]
+    ((stats,),) = [list(r.actions.values()) for r in memory.records()]
+    assert stats.reason == ""
+
+
+def test_retrieved_ids_name_only_the_exemplars_left_in_the_prompt():
+    long_task = ["Search an article to learn how to clean utensils.", "Then, check the reference list " + "very " * 600]
+    memory = wikihow_memory()
+    llm = ScriptedLLM(REPLIES)
+    agent = Rememberer(llm, memory, "wikihow", k=2).train()
+    agent.reset(SCREENS[0], {"task_lines": long_task})
+    for t, screen in enumerate(SCREENS):
+        info = {"task_lines": long_task, "instruction": "", "clickable_ids": [2, 3], "input_ids": [2]}
+        agent.observe(agent.act(screen, info), REWARDS[t], t == len(SCREENS) - 1, False, info)
+    # each exemplar repeats the ~760-token task: in this window the query and one exemplar fit, two do not
+    llm.context_length = 2300
+    agent.reset(SCREENS[0], info)
+    agent.act(SCREENS[0], info)
+    step = agent.last_step
+    assert len(step.retrieved) == 2 and "Example 1:" in step.prompt and "Example 2:" not in step.prompt
+    assert step.retrieved_ids == [step.retrieved[0].record.id]
 
 
 def test_eval_mode_never_updates():

@@ -147,13 +147,50 @@ def test_rememberer_webshop_episode_end_to_end(backend, max_steps, k, request):
 
 
 @pytest.mark.slow
-def test_react_and_static_agents_run_a_real_step(fast_llm, webshop_env):
+def test_react_and_static_agents_run_a_real_step(fast_llm, webshop_env, monkeypatch):
+    """One real step of each agent; the checks hold whatever the 135M model says."""
+    from rlem_gym.advice import ReActLine, parse_advice, parse_react_line
+
+    calls = []  # (prompt, response_prefix, completion) of every LLM call
+    generate = fast_llm.generate
+
+    def recording_generate(prompt, **kwargs):
+        completion = generate(prompt, **kwargs)
+        calls.append((prompt, kwargs.get("response_prefix", ""), completion))
+        return completion
+
+    monkeypatch.setattr(fast_llm, "generate", recording_generate)
     obs, info = webshop_env.reset(seed=1, options={"task_index": 1})
     for agent in (ReActAgent(fast_llm, "webshop", max_tokens=24, max_thinks=1), StaticExemplarAgent(fast_llm, adapter="webshop", max_tokens=32)):
+        calls.clear()
         agent.reset(obs, info)
         action = agent.act(obs, info)
+        step = agent.last_step
         assert WEBSHOP.is_valid(action, info) and agent.stats.llm_calls >= 1
         assert agent.last_step.raw_output is not None and agent.last_step.prompt_tokens > 0
+        # the counters and the step record agree with the calls that were made
+        assert agent.stats.steps == 1 and agent.stats.llm_calls == len(calls)
+        assert agent.stats.fallbacks == int(step.fallback) and bool(step.fallback_reason) == step.fallback
+        assert step.action == action and step.prompt == calls[-1][0]
+        assert step.raw_output == "\n".join(c.text for _, _, c in calls)
+        assert step.prompt_tokens == sum(c.prompt_tokens for _, _, c in calls)
+        for prompt, prefix, completion in calls:
+            if hasattr(fast_llm, "prompt_ids"):  # the backend's own count of what the model is fed
+                assert completion.prompt_tokens == len(fast_llm.prompt_ids(prompt, prefix))
+            else:  # the chat template only adds tokens
+                assert completion.prompt_tokens >= fast_llm.count_tokens(prompt + prefix)
+        # without a fallback, the action is the one the model's (last) reply names
+        prefix, reply = calls[-1][1], calls[-1][2].text
+        if isinstance(agent, ReActAgent):
+            assert prefix == "Action:" and len(calls) == len(step.parsed) + 1
+            if not step.fallback:
+                assert parse_react_line(prefix + reply, WEBSHOP.extract_actions) == ReActLine("act", action)
+        else:
+            parsed = parse_advice(prefix + reply, WEBSHOP.extract_actions)
+            assert prefix == "Encouraged:\n" and parsed == step.parsed
+            if not step.fallback:
+                valid = [a for a in parsed.encouraged if WEBSHOP.is_valid(a.action, info)]
+                assert valid and (valid[0].action, valid[0].reason) == (action, step.reason)
 
 
 # ------------------------------------------------------------------------------ WikiHow adapter
