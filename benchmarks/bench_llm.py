@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import platform
 import statistics
@@ -23,6 +22,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from rlem_gym.atomic import atomic_write_json
+from rlem_gym.benchmarks._measure import machine_line
+from rlem_gym.benchmarks.runner import fresh_llm_cache
 from rlem_gym.llm import LLM, make_llm
 
 WORDS = (
@@ -91,13 +93,11 @@ def build_suffix(llm: LLM, target_tokens: int, step: int) -> str:
 def run_mode(llm: LLM, preamble: str, suffixes: list[str], *, reuse: bool, gen_tokens: int) -> ModeResult:
     """One warm-up step (not timed) then one timed generation per suffix."""
     res = ModeResult(llm.name, "reuse" if reuse else "no-reuse")
-    reset = getattr(llm, "reset_cache", None)
-    if reset is not None:
-        reset()
+    fresh_llm_cache(llm)
     llm.generate(preamble + suffixes[0], max_tokens=2)  # warm-up: fills the prefix cache, pages weights in
     for suffix in suffixes[1:]:
-        if not reuse and reset is not None:
-            reset()
+        if not reuse:
+            fresh_llm_cache(llm)
         cpu0 = time.process_time()
         out = llm.generate(preamble + suffix, max_tokens=gen_tokens)
         res.cpu_s.append(time.process_time() - cpu0)
@@ -110,7 +110,7 @@ def run_mode(llm: LLM, preamble: str, suffixes: list[str], *, reuse: bool, gen_t
 
 def decode_speed(llm: LLM, n: int = 32) -> float:
     """Generated tokens per second on a short prompt (decode-bound)."""
-    getattr(llm, "reset_cache", lambda: None)()
+    fresh_llm_cache(llm)
     out = llm.generate("Write a long story about the sea.", max_tokens=n, stop=None)
     return out.completion_tokens / out.latency_s
 
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     print()
     print(f"load average at end: {os.getloadavg()[0]:.1f} (start {load0:.1f}); threads={args.threads or os.cpu_count()}")
-    print(f"machine: {platform.machine()}, python {platform.python_version()}; steps={args.steps}, "
+    print(f"machine: {machine_line()}, python {platform.python_version()}; steps={args.steps}, "
           f"preamble~{args.preamble_tokens}, suffix~{args.suffix_tokens}, gen<={args.gen_tokens} tokens")
     print("| backend | decode tok/s | prompt tok | reused tok | gen tok | p50 no reuse: wall / CPU (s) "
           "| p50 reuse: wall / CPU (s) | saving (wall, CPU) |")
@@ -169,8 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"{no.p50 / re.p50:.1f}x, {no.cpu_p50 / re.cpu_p50:.1f}x |")
     raw = {"args": vars(args), "decode_tok_s": speeds, "results": [asdict(r) | {"p50": r.p50} for r in results]}
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(raw, f, indent=2)
+        atomic_write_json(args.json, raw)
     return raw
 
 

@@ -27,9 +27,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
+import io
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -37,6 +37,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from rlem_gym.atomic import atomic_write_bytes
+from rlem_gym.benchmarks._measure import machine_line, percentile_ms
 
 PAGES = ("search", "results", "item", "item_sub")
 N_QUERIES = 200
@@ -69,7 +72,9 @@ def goal_vectors() -> tuple[list[str], np.ndarray]:
     t0 = time.perf_counter()
     vecs = default_embedder().encode(texts)
     print(f"# encoded {len(texts)} real goals in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    np.savez(CACHE, texts=np.array(texts), vectors=vecs)
+    buf = io.BytesIO()
+    np.savez(buf, texts=np.array(texts), vectors=vecs)
+    atomic_write_bytes(CACHE, buf.getvalue())  # a killed run leaves no torn cache behind
     return texts, vecs
 
 
@@ -102,10 +107,6 @@ def synth_vectors(real: np.ndarray, n: int, seed: int) -> np.ndarray:
     return out
 
 
-def pct(xs, q):
-    return float(np.percentile(np.asarray(xs) * 1000.0, q))
-
-
 # --------------------------------------------------------------------------- (a) official approach
 def official_scan(model, records, query_task, query_page, k=2):
     """The official lookup: encode every stored instruction again, per query, in a Python loop."""
@@ -134,9 +135,9 @@ def bench_official(n_records=500, n_queries=5):
     return {
         "n": n_records,
         "queries": n_queries,
-        "p50_ms": pct(lat, 50),
-        "p99_ms": pct(lat, 99),
-        "per_record_ms": pct(lat, 50) / n_records,
+        "p50_ms": percentile_ms(lat, 50),
+        "p99_ms": percentile_ms(lat, 99),
+        "per_record_ms": percentile_ms(lat, 50) / n_records,
         "load_avg": os.getloadavg()[0],
     }
 
@@ -151,7 +152,7 @@ def bench_cold_query_encode(n=30):
         t0 = time.perf_counter()
         model.encode([t], normalize_embeddings=True)
         lat.append(time.perf_counter() - t0)
-    return {"p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99)}
+    return {"p50_ms": percentile_ms(lat, 50), "p99_ms": percentile_ms(lat, 99)}
 
 
 # --------------------------------------------------------------------------- (b)/(c) ours, one size per process
@@ -218,7 +219,7 @@ def child(n: int, hnsw: bool) -> dict:
     out["bulk_insert_per_s"] = n / build_s
     run_queries(m, queries[:10])  # warm-up
     lat, flat_tops = run_queries(m, queries)
-    out["flat"] = {"p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99)}
+    out["flat"] = {"p50_ms": percentile_ms(lat, 50), "p99_ms": percentile_ms(lat, 99)}
     # (c) ivf over the same records: switch the index kind and rebuild (the flat FAISS index is freed)
     results = {}
     kinds = [("ivf", {"nprobe": p}) for p in (8, 16, 32)]
@@ -237,7 +238,7 @@ def child(n: int, hnsw: bool) -> dict:
         lat, tops = run_queries(m, queries)
         recall = float(np.mean([len(set(a) & set(b)) / max(1, len(b)) for a, b in zip(tops, flat_tops)]))
         name = kind + (f"@nprobe{opts['nprobe']}" if "nprobe" in opts else "")
-        results[name] = {"p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "recall@2": recall}
+        results[name] = {"p50_ms": percentile_ms(lat, 50), "p99_ms": percentile_ms(lat, 99), "recall@2": recall}
     out["approx"] = results
     out["rss_total_mb"] = rss_bytes() / 2**20
     if n <= REAL_POOL:
@@ -283,7 +284,7 @@ def report(official, cold, rows) -> str:
         "## Memory retrieval (`rlem_gym.memory`)",
         "",
         "Command: `python -m rlem_gym.benchmarks.bench_memory --write` (sizes 500, 10k, 100k, 1M; 200 queries each).",
-        f"Date {datetime.date.today().isoformat()}, machine: {machine_line()}.",
+        f"Date {datetime.date.today().isoformat()}, machine: {machine_line()} at the end of the run.",
         "WebShop matcher (page type + MiniLM instruction cosine, lam 0.5), k = 2. Real MiniLM vectors of the",
         "WebShop human goals up to 10k records; beyond, synthesised near them: normalise(e_i + a e_j + 0.05 z),",
         "a ~ U(0, 0.5). Warm latencies exclude encoding the query (cached per task); cold adds one encode.",
@@ -348,25 +349,6 @@ def report(official, cold, rows) -> str:
     return "\n".join(lines) + "\n"
 
 
-def machine_line() -> str:
-    """CPU count, model and memory of this machine, plus the 1-min load average at report time."""
-    model = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = f"{platform.machine()} {line.split(':', 1)[1].strip()}"
-                break
-    except OSError:
-        pass
-    try:
-        mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-        mem = f", {mem_gb:.0f} GB"
-    except (ValueError, OSError, AttributeError):
-        mem = ""
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{os.cpu_count()}-core {model}{mem}, 1-min load average {load:.1f} at the end of the run"
-
-
 def choose_ivf(approx: dict) -> str:
     """The fastest ivf setting with recall@2 >= 0.95 (else the most accurate one)."""
     ivf = {k: v for k, v in approx.items() if k.startswith("ivf@")}
@@ -377,8 +359,6 @@ def choose_ivf(approx: dict) -> str:
 
 
 def write_section(text: str, path: Path) -> None:
-    from rlem_gym.atomic import atomic_write_bytes
-
     old = path.read_text() if path.is_file() else "# rlem-gym benchmark results\n"
     start = old.find("## Memory retrieval")
     if start >= 0:  # replace the section in place

@@ -14,12 +14,11 @@ Run: ``python -m rlem_gym.benchmarks.bench_webshop_env [--steps 20000] [--copies
 from __future__ import annotations
 
 import argparse
-import platform
-import resource
-import statistics
 import time
 
 import numpy as np
+
+from rlem_gym.benchmarks._measure import latency_summary, machine_line, peak_rss_mb
 
 
 def _random_valid_loop(n_steps: int, seed: int = 0) -> tuple[float, int, int]:
@@ -46,18 +45,14 @@ def _random_valid_loop(n_steps: int, seed: int = 0) -> tuple[float, int, int]:
 
 
 def _latencies(index, queries: list[str], repeat: int = 3) -> list[float]:
+    """Seconds per ``index.search`` call, every query ``repeat`` times."""
     out = []
     for _ in range(repeat):
         for q in queries:
             t = time.perf_counter()
             index.search(q)
-            out.append((time.perf_counter() - t) * 1000)
+            out.append(time.perf_counter() - t)
     return out
-
-
-def _summary(ms: list[float]) -> str:
-    ms = sorted(ms)
-    return f"median {statistics.median(ms):.2f} ms, p95 {ms[int(0.95 * (len(ms) - 1))]:.2f} ms, max {ms[-1]:.2f} ms"
 
 
 def main() -> None:
@@ -80,7 +75,7 @@ def main() -> None:
     print(f"random valid-action loop: {args.steps} steps, {resets} resets, {buys} purchases: {sps:,.0f} steps/s")
 
     queries = [g["instruction_text"] for g in get_goals(catalog, "synthetic")[:200]]
-    print(f"search @ {len(catalog):,} products: {_summary(_latencies(index, queries))}")
+    print(f"search @ {len(catalog):,} products: {latency_summary(_latencies(index, queries))}")
 
     rng = np.random.default_rng(0)
     base = [search_text(p).split() for p in catalog.products]
@@ -96,9 +91,8 @@ def main() -> None:
     build_s = time.perf_counter() - t0
     del texts
     print(f"synthetic catalog: {big.n_docs:,} products (made in {synth_s:.1f} s, indexed in {build_s:.1f} s)")
-    print(f"search @ {big.n_docs:,} products: {_summary(_latencies(big, queries))}")
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS: {peak_mb:,.0f} MB; python {platform.python_version()}, {platform.machine()}")
+    print(f"search @ {big.n_docs:,} products: {latency_summary(_latencies(big, queries))}")
+    print(f"peak RSS: {peak_rss_mb():,.0f} MB; machine: {machine_line()}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ import time
 
 import numpy as np
 
+from rlem_gym.benchmarks._measure import latency_summary, machine_line, peak_rss_mb
+
 
 def random_valid_action(rng: np.random.Generator, info: dict, words: list[str]) -> str:
     """A uniformly drawn valid action: CLICK a clickable id, INPUT words, SCROLL or GOBACK."""
@@ -68,9 +70,10 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"cold start (bundle + site + BM25 index over {len(search.titles)} titles): {cold:.2f} s")
     print(f"random valid-action policy: {sps:,.0f} steps/s over {args.steps} steps ({n_resets} resets)")
-    print(f"reset latency: median {np.median(resets) * 1e3:.3f} ms, p95 {np.percentile(resets, 95) * 1e3:.3f} ms")
-    print(f"search latency (uncached): median {np.median(lat) * 1e3:.2f} ms, p95 {np.percentile(lat, 95) * 1e3:.2f} ms")
+    print(f"reset latency: {latency_summary(resets, digits=3)}")
+    print(f"search latency (uncached): {latency_summary(lat)}")
     print(f"target >= 1,000 steps/s: {'met' if sps >= 1000 else 'NOT met'} (ratio {sps / 1000:.1f}x)")
+    print(f"peak RSS: {peak_rss_mb():,.0f} MB; machine: {machine_line()}")
 
 
 if __name__ == "__main__":

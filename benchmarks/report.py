@@ -74,7 +74,12 @@ def aggregate(
     errors: Sequence[dict[str, Any]] = (),
     n_boot: int = 2000,
 ) -> dict[str, Any]:
-    """The results dict: ``rows`` (one per agent), ``learning_curve`` and run ``progress``."""
+    """The results dict: ``rows`` (one per agent), ``learning_curve`` and run ``progress``.
+
+    ``errors``: the error records of failed test episodes. A failed training episode is committed
+    as a record with ``status`` "error"; it is left out of the learning curve and counted, with
+    ``errors``, in ``progress["failed"]``.
+    """
     rows: list[dict[str, Any]] = []
     test_records = [r for r in records if r["phase"] == "test"]
     for agent in agents:
@@ -86,7 +91,8 @@ def aggregate(
             row[key] = est.as_dict()
         rows.append(row)
     curve: list[dict[str, Any]] = []
-    train_records = [r for r in records if r["phase"] == "train"]
+    train_records = [r for r in records if r["phase"] == "train" and r.get("status") != "error"]
+    train_failed = sum(1 for r in records if r["phase"] == "train" and r.get("status") == "error")
     for epoch in range(epochs):
         mine = [r for r in train_records if r["epoch"] == epoch]
         if not mine:
@@ -103,7 +109,7 @@ def aggregate(
             "test_episodes_done": done,
             "test_episodes_expected": expected_test if expected_test is not None else done,
             "train_episodes_done": len(train_records),
-            "failed": len(errors),
+            "failed": len(errors) + train_failed,
         },
     }
 

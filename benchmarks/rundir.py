@@ -164,13 +164,22 @@ class RunDir:
         finished = self.finished_ids()
         kept: list[str] = []
         dropped = 0
-        for line in iter_jsonl(path):
-            if line.get("item") in finished:
-                kept.append(json.dumps(line, ensure_ascii=False))
-            else:
-                dropped += 1
-        with open(path, "rb") as fh:
-            raw_lines = sum(1 for _ in fh)
-        if dropped or raw_lines != len(kept):
-            atomic_write_text(path, "".join(k + "\n" for k in kept))
+        changed = False  # a dropped, torn or blank line: the file is rewritten
+        with open(path, encoding="utf-8") as fh:
+            for raw in fh:
+                line = raw.strip()
+                try:
+                    step = json.loads(line) if line else None
+                except json.JSONDecodeError:  # a torn last line from a kill mid-write
+                    step = None
+                if not isinstance(step, dict):
+                    changed = True
+                elif step.get("item") in finished:
+                    kept.append(line + "\n")
+                    changed |= raw != kept[-1]
+                else:
+                    dropped += 1
+                    changed = True
+        if changed:
+            atomic_write_text(path, "".join(kept))
         return dropped

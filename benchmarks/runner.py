@@ -33,7 +33,7 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from rlem_gym.atomic import atomic_write_json
 from rlem_gym.benchmarks.report import aggregate, write_results
@@ -48,6 +48,11 @@ if TYPE_CHECKING:
 LLMFactory = Callable[[], "LLM"]
 #: where training checkpoints keep the memory (relative to the seed's train dir)
 _CKPT_PREFIX = "memory_after_"
+
+
+def _ckpt_name(n_done: int) -> str:
+    """The checkpoint (in the seed's train dir) of the memory after its first ``n_done`` training episodes."""
+    return f"{_CKPT_PREFIX}{n_done:05d}"
 
 
 class RunError(RuntimeError):
@@ -88,8 +93,6 @@ class WorkItem:
     task: Task
     epoch: int = 0
     episode_seed: int = 0
-    order: int = 0
-    """Position within the phase (training items run in this order)."""
 
     @property
     def id(self) -> str:
@@ -105,7 +108,6 @@ class WorkItem:
             "seed": self.seed,
             "epoch": self.epoch,
             "episode_seed": self.episode_seed,
-            "order": self.order,
             "task": {"index": self.task.index, "options": self.task.options, "label": self.task.label},
         }
 
@@ -123,6 +125,7 @@ class WorkItem:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "WorkItem":
+        """Inverse of :meth:`as_dict`; other keys (e.g. ``order`` of older versions) are ignored."""
         t = d["task"]
         return cls(
             phase=d["phase"],
@@ -131,7 +134,6 @@ class WorkItem:
             task=Task(t["index"], dict(t["options"]), t["label"]),
             epoch=d["epoch"],
             episode_seed=d["episode_seed"],
-            order=d["order"],
         )
 
 
@@ -149,11 +151,11 @@ def plan(cfg: BenchConfig, train: Split | None, test: Split) -> tuple[list[WorkI
             for epoch in range(cfg.epochs):
                 for task in train.tasks:
                     train_items.append(
-                        WorkItem("train", "rememberer", seed, task, epoch, episode_seed(seed, j), order=j)
+                        WorkItem("train", "rememberer", seed, task, epoch, episode_seed(seed, j))
                     )
                     j += 1
     test_items = [
-        WorkItem("test", agent, seed, task, 0, episode_seed(seed, task.index), order=task.index)
+        WorkItem("test", agent, seed, task, 0, episode_seed(seed, task.index))
         for seed in cfg.seeds
         for agent in cfg.agents
         for task in test.tasks
@@ -309,10 +311,14 @@ def seed_episode(agent: Any, seed: int) -> None:
     """
     import numpy as np
 
-    if hasattr(agent, "seed") and not callable(agent.seed):
-        agent.seed = int(seed)
-    if hasattr(agent, "rng"):
-        agent.rng = np.random.default_rng(seed)
+    reseed = getattr(agent, "reseed", None)
+    if callable(reseed):
+        reseed(int(seed))
+    else:  # agents without ``reseed``: set the same two attributes from here
+        if hasattr(agent, "seed") and not callable(agent.seed):
+            agent.seed = int(seed)
+        if hasattr(agent, "rng"):
+            agent.rng = np.random.default_rng(seed)
     memory = getattr(agent, "memory", None)
     if memory is not None and getattr(agent, "training", False) and hasattr(memory, "rng"):
         memory.rng = np.random.default_rng(seed)
@@ -330,15 +336,19 @@ def run_episode(
 
     This is the only function in rlem-gym that calls ``env.step``. Truncation comes from the
     env's TimeLimit wrapper. ``log`` receives one dict per step (the ``episodes.jsonl`` line).
+    The record's LLM calls, tokens and fallbacks are the episode's change of ``agent.stats``
+    (an agent may call the LLM more than once per step, e.g. ReAct's thoughts).
     Exceptions propagate; the caller decides whether they fail the episode or the run.
     """
     t0 = time.perf_counter()
     seed_episode(agent, item.episode_seed)
+    fresh_llm_cache(getattr(agent, "llm", None))
+    before = _stat_counts(agent)
     obs, info = env.reset(seed=item.episode_seed, options=dict(item.task.options))
     agent.reset(obs, info)
     instruction = str(info.get("instruction", ""))
     total = 0.0
-    steps = prompt_tokens = completion_tokens = llm_calls = fallbacks = invalid = 0
+    steps = invalid = 0
     actions: list[str] = []
     terminated = truncated = False
     while not (terminated or truncated):
@@ -349,10 +359,6 @@ def run_episode(
         total += reward
         steps += 1
         actions.append(action)
-        prompt_tokens += int(st.prompt_tokens)
-        completion_tokens += int(st.completion_tokens)
-        llm_calls += 1 if (st.prompt or st.raw_output or st.prompt_tokens) else 0
-        fallbacks += int(bool(st.fallback))
         error = next_info.get("last_action_error") or ""
         invalid += int(bool(error))
         if log is not None:
@@ -381,6 +387,7 @@ def run_episode(
         agent.observe(action, reward, terminated, truncated, next_info)
         obs, info = next_obs, next_info
     success, normalized = episode_success(env_name, total, info)
+    used = {k: v - before[k] for k, v in _stat_counts(agent).items()}
     return {
         **item.record_fields(),
         "episode_seed": item.episode_seed,
@@ -393,12 +400,22 @@ def run_episode(
         "truncated": bool(truncated),
         "actions": actions,
         "invalid_actions": invalid,
-        "llm_calls": llm_calls,
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "fallbacks": fallbacks,
+        "llm_calls": used["llm_calls"],
+        "prompt_tokens": used["prompt_tokens"],
+        "completion_tokens": used["completion_tokens"],
+        "fallbacks": used["fallbacks"],
         "wall_s": round(time.perf_counter() - t0, 3),
     }
+
+
+#: the ``agent.stats`` counters a completion record reports per episode
+_STAT_FIELDS = ("llm_calls", "prompt_tokens", "completion_tokens", "fallbacks")
+
+
+def _stat_counts(agent: Any) -> dict[str, int]:
+    """The agent's lifetime counters (:class:`~rlem_gym.agents.base.AgentStats`) now."""
+    stats = agent.stats
+    return {k: int(getattr(stats, k)) for k in _STAT_FIELDS}
 
 
 # --------------------------------------------------------------------------------------------
@@ -525,7 +542,6 @@ class EpisodeContext:
 
     def run_test(self, item: WorkItem, log: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
         agent = self.test_agent(item.agent, item.seed)
-        fresh_llm_cache(self.llm)
         return run_episode(self.env("test"), agent, item, env_name=self.cfg.env, log=log)
 
     def close(self) -> None:
@@ -562,6 +578,27 @@ def _is_llm_error(exc: BaseException) -> bool:
     return isinstance(exc, LLMError)
 
 
+def _tally_add(tally: list[int], record: dict[str, Any]) -> None:
+    """Count a committed episode into ``[successes, episodes]`` (a failed training episode is not counted)."""
+    if record.get("status") == "error":
+        return
+    tally[0] += int(bool(record["success"]))
+    tally[1] += 1
+
+
+def _attempt(
+    ctx: EpisodeContext, item: WorkItem, log: Callable[[dict[str, Any]], None] | None
+) -> tuple[str, dict[str, Any]]:
+    """Run one test episode: ``("ok", record)``, or ``("llm_error" | "error", failure record)``.
+
+    A failure is reported with its traceback; the caller stops the run on an LLM error.
+    """
+    try:
+        return "ok", ctx.run_test(item, log)
+    except Exception as exc:
+        return ("llm_error" if _is_llm_error(exc) else "error"), failure_record(item, exc)
+
+
 # --------------------------------------------------------------------------------------------
 # local worker processes
 # --------------------------------------------------------------------------------------------
@@ -582,18 +619,18 @@ def _worker_log(line: dict[str, Any]) -> None:
 
 
 def _worker_run(item_dict: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    item = WorkItem.from_dict(item_dict)
-    try:
-        return "ok", _WORKER["ctx"].run_test(item, _worker_log)
-    except Exception as exc:  # reported with its traceback; LLM errors stop the run in the parent
-        return ("llm_error" if _is_llm_error(exc) else "error"), failure_record(item, exc)
+    return _attempt(_WORKER["ctx"], WorkItem.from_dict(item_dict), _worker_log)
 
 
 # --------------------------------------------------------------------------------------------
 # Ray actors
 # --------------------------------------------------------------------------------------------
 class _RayEpisodeWorker:
-    """A Ray actor: holds one EpisodeContext (the LLM is loaded once per actor)."""
+    """A Ray actor: holds one EpisodeContext (the LLM is loaded once per actor).
+
+    The frozen test memories arrive as bytes (:func:`_pack_tree`) and are written to a private
+    temp folder, a copy that :meth:`close` deletes (the run folder keeps the originals).
+    """
 
     def __init__(self, cfg_dict: dict[str, Any], splits: dict[str, Split], llm_factory: LLMFactory,
                  memories: dict[int, dict[str, bytes]]) -> None:
@@ -602,33 +639,28 @@ class _RayEpisodeWorker:
         self._tmp = tempfile.mkdtemp(prefix="rlem-ray-mem-")
         paths: dict[int, str] = {}
         for seed, files in memories.items():
-            root = Path(self._tmp) / f"seed{seed}"
+            root = Path(self._tmp) / f"seed{seed}" / "memory"
             for rel, data in files.items():
                 dest = root / rel
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_bytes(data)
-            paths[seed] = str(root / "memory")
+            paths[seed] = str(root)
         self.ctx = EpisodeContext(BenchConfig.from_dict(cfg_dict), splits, llm_factory, paths)
 
     def run(self, item_dict: dict[str, Any]) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
-        item = WorkItem.from_dict(item_dict)
         lines: list[dict[str, Any]] = []
-        try:
-            return "ok", self.ctx.run_test(item, lines.append), lines
-        except Exception as exc:
-            return ("llm_error" if _is_llm_error(exc) else "error"), failure_record(item, exc), lines
+        status, payload = _attempt(self.ctx, WorkItem.from_dict(item_dict), lines.append)
+        return status, payload, lines
+
+    def close(self) -> None:
+        """Free the model and delete this actor's memory copies (only its own temp folder)."""
+        self.ctx.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
 
 
-def _pack_tree(path: Path, name: str = "memory") -> dict[str, bytes]:
-    """The bytes of a saved memory (a file or a folder), keyed by path relative to its parent."""
-    out: dict[str, bytes] = {}
-    if path.is_dir():
-        for p in sorted(path.rglob("*")):
-            if p.is_file():
-                out[str(Path(name) / p.relative_to(path))] = p.read_bytes()
-    else:
-        out[name] = path.read_bytes()
-    return out
+def _pack_tree(path: Path) -> dict[str, bytes]:
+    """The bytes of the files of a saved memory folder, keyed by path relative to it."""
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -647,20 +679,21 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _data_hashes(env: Any) -> dict[str, str]:
-    """SHA-256 of the env's data files, when the env says which it read (``data_files``)."""
-    files = getattr(env.unwrapped, "data_files", None)
+def _env_data_files(env: Any) -> tuple[Path, ...]:
+    """The data files an env read (its ``data_files``; none for an env that does not say)."""
+    return tuple(Path(f) for f in getattr(env.unwrapped, "data_files", None) or ())
+
+
+def _data_hashes(files: Iterable[Path]) -> dict[str, str]:
+    """File name -> SHA-256 of each existing file in ``files`` (read in 1 MiB chunks)."""
     out: dict[str, str] = {}
-    if not files:
-        return out
-    for f in files:
-        p = Path(f)
+    for p in files:
         if p.is_file():
             h = hashlib.sha256()
             with open(p, "rb") as fh:
                 for chunk in iter(lambda: fh.read(1 << 20), b""):
                     h.update(chunk)
-            out[str(p.name)] = h.hexdigest()
+            out[p.name] = h.hexdigest()
     return out
 
 
@@ -698,11 +731,14 @@ class Runner:
         self.echo = echo or (lambda msg: print(msg, file=sys.stderr))
         self._ctx: EpisodeContext | None = None
         self.splits: dict[str, Split] = {}
+        self._data_files: dict[Path, None] = {}  # ordered set, filled while the splits are resolved
 
     # -- setup ----------------------------------------------------------------------------------
     def _resolve_splits(self) -> tuple[Split | None, Split]:
         def mk(kwargs: dict[str, Any]) -> Any:
-            return make_env(self.cfg, kwargs)
+            env = make_env(self.cfg, kwargs)
+            self._data_files.update(dict.fromkeys(_env_data_files(env)))
+            return env
 
         needs_train = "rememberer" in self.cfg.agents and self.cfg.epochs > 0
         train = resolve_split(self.cfg, self.cfg.train_split, mk) if needs_train else None
@@ -728,24 +764,19 @@ class Runner:
                     "pass another --out, or --fresh to start it over"
                 )
             return
-        env = make_env(self.cfg, test.env_kwargs)
-        try:
-            hashes = _data_hashes(env)
-        finally:
-            env.close()
         atomic_write_json(
             path,
             {
                 "config": self.cfg.to_dict(),
                 "command": sys.argv,
                 "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "model": self.cfg.llm or "smollm2 (shipped SmolLM2-135M-Instruct via HF transformers)",
+                "model": self.cfg.model_label,
                 "seeds": list(self.cfg.seeds),
                 "splits": {
                     name: {"spec": s.spec, "env_kwargs": s.env_kwargs, "tasks": [t.label for t in s.tasks]}
                     for name, s in self.splits.items()
                 },
-                "data_hashes": hashes,
+                "data_hashes": _data_hashes(self._data_files),
                 "versions": _versions(),
                 "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
             },
@@ -772,10 +803,12 @@ class Runner:
             return load_memory(self.cfg, path)
         return new_memory(self.cfg, seed)
 
-    def _train_seed(self, seed: int, items: list[WorkItem], log: StepLog, bar: Any) -> None:
-        """Sequential training of one seed, checkpointing the memory after every episode."""
+    def _train_seed(self, seed: int, items: list[WorkItem], finished: set[str], log: StepLog, bar: Any) -> None:
+        """Sequential training of one seed, checkpointing the memory after every episode.
+
+        ``finished``: the ids of the items committed before this run started.
+        """
         final = self.run_dir.memory_dir(seed) / "memory"
-        finished = self.run_dir.finished_ids()
         tdir = self.run_dir.train_dir(seed)
         # resume position: the longest prefix of committed training items
         pos = 0
@@ -785,8 +818,7 @@ class Runner:
             bar.update(len(items))
             return
         if pos > 0:
-            rec = read_json(self.run_dir.record_path(items[pos - 1].id))
-            ckpt = tdir / rec["checkpoint"]
+            ckpt = tdir / _ckpt_name(pos)
             if not memory_saved(ckpt):
                 raise RunError(f"training checkpoint {ckpt} is missing: rerun with --fresh to start over")
             memory = load_memory(self.cfg, ckpt)
@@ -797,11 +829,12 @@ class Runner:
             agent = make_bench_agent(self.cfg, "rememberer", self.ctx.llm, memory)
             agent.train()
             env = self.ctx.env("train")
-            wins = 0
+            epoch_sr = [0, 0]  # [successes, episodes] of the current epoch, failed episodes left out
             for j in range(pos, len(items)):
                 item = items[j]
+                if j == pos or item.epoch != items[j - 1].epoch:
+                    epoch_sr = self._epoch_tally(items[:j], item.epoch)
                 self.on_event("episode_start", {"item": item.id})
-                fresh_llm_cache(self.ctx.llm)
                 try:
                     record = run_episode(env, agent, item, env_name=self.cfg.env, log=log.write)
                 except Exception as exc:
@@ -814,28 +847,31 @@ class Runner:
                     record = {**err, "status": "error", "steps": 0, "return": 0.0, "normalized_return": 0.0,
                               "success": False}
                     # the memory may hold a half update: go back to the last checkpoint (deterministic)
-                    prev = self._last_ckpt(items, j)
-                    memory = load_memory(self.cfg, tdir / prev) if prev else self._initial_memory(seed)
+                    memory = load_memory(self.cfg, tdir / _ckpt_name(j)) if j else self._initial_memory(seed)
                     agent = make_bench_agent(self.cfg, "rememberer", self.ctx.llm, memory)
                     agent.train()
                 # checkpoint, then commit the record that points at it
-                name = f"{_CKPT_PREFIX}{j + 1:05d}"
+                name = _ckpt_name(j + 1)
                 memory.save(str(tdir / name))
                 record["checkpoint"] = name
                 record.setdefault("status", "ok")
                 self.run_dir.write_record(item.id, record)
                 self._prune_checkpoints(tdir, keep=name)
-                wins += int(bool(record.get("success")))
+                _tally_add(epoch_sr, record)
                 bar.update(1)
-                bar.set_postfix_str(f"epoch {item.epoch + 1} train SR={100 * wins / (j - pos + 1):.0f}%")
+                if epoch_sr[1]:
+                    bar.set_postfix_str(f"epoch {item.epoch + 1} train SR={100 * epoch_sr[0] / epoch_sr[1]:.0f}%")
                 self.on_event("episode_done", {"item": item.id, "record": record})
         # the memory after training, in the run folder (the memory's own atomic save)
         memory.save(str(final))
 
-    def _last_ckpt(self, items: list[WorkItem], j: int) -> str | None:
-        if j == 0:
-            return None
-        return read_json(self.run_dir.record_path(items[j - 1].id)).get("checkpoint")
+    def _epoch_tally(self, done: list[WorkItem], epoch: int) -> list[int]:
+        """[successes, episodes] of ``epoch`` over the committed items ``done`` (non-empty on resume)."""
+        tally = [0, 0]
+        for item in done:
+            if item.epoch == epoch:
+                _tally_add(tally, read_json(self.run_dir.record_path(item.id)))
+        return tally
 
     @staticmethod
     def _prune_checkpoints(tdir: Path, keep: str) -> None:
@@ -861,9 +897,7 @@ class Runner:
         if status == "ok":
             payload["status"] = "ok"
             self.run_dir.write_record(payload["item"], payload)
-            t = tally.setdefault(payload["agent"], [0, 0])
-            t[0] += int(payload["success"])
-            t[1] += 1
+            _tally_add(tally.setdefault(payload["agent"], [0, 0]), payload)
             self.on_event("episode_done", {"item": payload["item"], "record": payload})
         elif status == "llm_error":
             raise RunError(f"the model failed ({payload['error']}): fix it and rerun the same command to resume")
@@ -876,11 +910,7 @@ class Runner:
     def _test_serial(self, items: list[WorkItem], log: StepLog, bar: Any, tally: dict[str, list[int]]) -> None:
         for item in items:
             self.on_event("episode_start", {"item": item.id})
-            try:
-                status, payload = "ok", self.ctx.run_test(item, log.write)
-            except Exception as exc:
-                status, payload = ("llm_error" if _is_llm_error(exc) else "error"), failure_record(item, exc)
-            self._commit(status, payload, bar, tally)
+            self._commit(*_attempt(self.ctx, item, log.write), bar, tally)
 
     def _test_processes(self, items: list[WorkItem], bar: Any, tally: dict[str, list[int]]) -> None:
         import multiprocessing as mp
@@ -916,9 +946,8 @@ class Runner:
                      include_dashboard=False, configure_logging=False)
         except Exception as exc:  # ConnectionError and friends
             raise RunError(f"cannot connect to the Ray cluster {address!r} ({exc}): start it or pass --ray local") from None
-        memories = {}
-        for seed, path in self._memory_paths().items():
-            memories[seed] = _pack_tree(Path(path))
+        # the memories go into the object store once; every actor gets the same reference
+        memories = ray.put({seed: _pack_tree(Path(path)) for seed, path in self._memory_paths().items()})
         actor_cls = ray.remote(num_cpus=1)(_RayEpisodeWorker)
         n = min(self.cfg.ray_workers, len(items))
         actors = [actor_cls.remote(self.cfg.to_dict(), self.splits, self.llm_factory, memories) for _ in range(n)]
@@ -928,6 +957,12 @@ class Runner:
                 log.write_many(lines)
                 self._commit(status, payload, bar, tally)
         finally:
+            # each actor deletes its temp copies of the memories once its queued episodes are done
+            # (at once after a finished test phase); one still busy after 10 s keeps its copies
+            try:
+                ray.wait([a.close.remote() for a in actors], num_returns=len(actors), timeout=10)
+            except Exception:  # noqa: BLE001 - cleanup must not hide the run's own error
+                pass
             for a in actors:
                 ray.kill(a)
             if address is None:
@@ -976,60 +1011,64 @@ class Runner:
                         continue
                     with tqdm(total=len(mine), desc=f"train rememberer seed {seed}", unit="ep", disable=disable,
                               dynamic_ncols=True) as bar:
-                        self._train_seed(seed, mine, log, bar)
+                        self._train_seed(seed, mine, finished, log, bar)
                 self._prepare_test_memories()
                 if self._ctx is not None and (cfg.workers > 1 or cfg.ray is not None):
                     self._ctx.close()  # free the main process's model before workers load theirs
                     self._ctx = None
-                pending = [i for i in test_items if i.id not in finished]
                 tally: dict[str, list[int]] = {}
                 for rec in self.run_dir.records():
                     if rec["phase"] == "test":
-                        t = tally.setdefault(rec["agent"], [0, 0])
-                        t[0] += int(rec["success"])
-                        t[1] += 1
-                with tqdm(total=len(test_items), initial=len(test_items) - len(pending), desc="test",
+                        _tally_add(tally.setdefault(rec["agent"], [0, 0]), rec)
+                with tqdm(total=len(test_items), initial=len(test_items) - len(pending_test), desc="test",
                           unit="ep", disable=disable, dynamic_ncols=True) as bar:
-                    if pending:
+                    if pending_test:
                         if cfg.ray is not None:
-                            self._test_ray(pending, log, bar, tally)
+                            self._test_ray(pending_test, log, bar, tally)
                         elif cfg.workers > 1:
-                            self._test_processes(pending, bar, tally)
+                            self._test_processes(pending_test, bar, tally)
                         else:
-                            self._test_serial(pending, log, bar, tally)
+                            self._test_serial(pending_test, log, bar, tally)
         finally:
             if self._ctx is not None:
                 self._ctx.close()
                 self._ctx = None
-        return self.finish(train, test)
+        return finish_run(cfg, self.run_dir, train, test)
 
-    def finish(self, train: Split | None, test: Split) -> dict[str, Any]:
-        """Aggregate the records into results.{md,csv,json} and draw the plots."""
-        from rlem_gym.benchmarks.plots import make_plots
 
-        cfg = self.cfg
-        results = aggregate(
-            self.run_dir.records(),
-            agents=cfg.agents,
-            seeds=cfg.seeds,
-            test_tasks=[t.index for t in test.tasks],
-            train_tasks=[t.index for t in train.tasks] if train else [],
-            epochs=cfg.epochs if train else 0,
-            expected_test=len(cfg.agents) * len(cfg.seeds) * len(test.tasks),
-            errors=self.run_dir.errors(),
-            n_boot=cfg.bootstrap,
-        )
-        results["errors"] = [{k: e[k] for k in ("item", "error", "traceback")} for e in self.run_dir.errors()]
-        write_results(self.run_dir.root, results, run_meta(cfg, train, test))
-        make_plots(results, self.run_dir.root, title=f"{cfg.env}: {cfg.llm or 'SmolLM2-135M (HF)'}")
-        return results
+def finish_run(cfg: BenchConfig, run_dir: RunDir, train: Split | None, test: Split) -> dict[str, Any]:
+    """Aggregate a run folder's records into results.{md,csv,json} and draw the plots.
+
+    ``results["errors"]`` lists every failed episode: test episodes still to retry (``errors/``)
+    and committed training episodes whose memory update was dropped.
+    """
+    from rlem_gym.benchmarks.plots import make_plots
+
+    records = run_dir.records()
+    errors = run_dir.errors()
+    results = aggregate(
+        records,
+        agents=cfg.agents,
+        seeds=cfg.seeds,
+        test_tasks=[t.index for t in test.tasks],
+        train_tasks=[t.index for t in train.tasks] if train else [],
+        epochs=cfg.epochs if train else 0,
+        expected_test=len(cfg.agents) * len(cfg.seeds) * len(test.tasks),
+        errors=errors,
+        n_boot=cfg.bootstrap,
+    )
+    failed = errors + [r for r in records if r.get("status") == "error"]
+    results["errors"] = [{k: e[k] for k in ("item", "error", "traceback")} for e in failed]
+    write_results(run_dir.root, results, run_meta(cfg, train, test))
+    make_plots(results, run_dir.root, title=f"{cfg.env}: {cfg.model_label}")
+    return results
 
 
 def run_meta(cfg: BenchConfig, train: Split | None, test: Split) -> dict[str, Any]:
     """The header facts of results.md/json."""
     return {
         "env": cfg.env,
-        "model": cfg.llm or "smollm2 (HF)",
+        "model": cfg.model_label,
         "seeds": list(cfg.seeds),
         "agents": list(cfg.agents),
         "train_split": train.spec if train else None,
@@ -1059,8 +1098,5 @@ def rerender(run_root: str | Path) -> dict[str, Any]:
     test = split_of("test")
     if test is None:
         raise ConfigError(f"{rd.config_path} lists no test split: rerun the bench command")
-    runner = Runner.__new__(Runner)
-    runner.cfg = cfg
-    runner.run_dir = rd
-    return runner.finish(split_of("train"), test)
+    return finish_run(cfg, rd, split_of("train"), test)
 

@@ -142,7 +142,7 @@ def _run(cfg: BenchConfig, *, fresh: bool, title: str) -> int:
     results = runner.run()
     wall = time.perf_counter() - t0
     prog = results["progress"]
-    print(f"\n{title}: {cfg.env}, model {cfg.llm or 'smollm2 (SmolLM2-135M-Instruct, HF)'}, "
+    print(f"\n{title}: {cfg.env}, model {cfg.model_label}, "
           f"seeds {','.join(map(str, cfg.seeds))}, test {cfg.test_split} "
           f"({prog['test_episodes_done']}/{prog['test_episodes_expected']} episodes, {prog['failed']} failed)")
     print(markdown_table(results))
@@ -264,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
+    """The failures that end with one line on stderr (imported only when something failed)."""
     from rlem_gym.benchmarks.runner import RunError
     from rlem_gym.llm.base import LLMError
     from rlem_gym.models import ModelNotFoundError
@@ -282,16 +283,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point ``rlem-gym``."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    expected = _expected_errors()
     try:
         return int(args.func(args) or 0)
-    except expected as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not isinstance(exc, _expected_errors()):
+            raise
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -181,6 +181,11 @@ class BenchConfig:
         """The registered Gymnasium id of :attr:`env`."""
         return ENV_IDS[self.env]
 
+    @property
+    def model_label(self) -> str:
+        """The model as shown in results, plots and config.json: :attr:`llm`, or what the default is."""
+        return self.llm or "smollm2 (SmolLM2-135M-Instruct, HF)"
+
     def replace(self, **changes: Any) -> "BenchConfig":
         """A copy with ``changes`` applied (presets are customised this way)."""
         return dataclasses.replace(self, **changes)

@@ -209,3 +209,85 @@ def test_local_worker_processes_give_the_serial_table(reference, tmp_path):
     assert comparable(results) == comparable(ref_results)
     assert _strip(RunDir(cfg.out).records()) == _strip(RunDir(ref_cfg.out).records())
     assert _log_lines(cfg.out) == _log_lines(ref_cfg.out)
+
+
+def test_config_records_the_hashes_of_the_env_data_files(reference):
+    from rlem_gym.envs.webshop import WebShopEnv
+
+    cfg, _ = reference
+    assert hasattr(WebShopEnv, "data_files"), "WebShopEnv.data_files (the env's data files) is not defined yet"
+    hashes = json.loads(RunDir(cfg.out).config_path.read_text())["data_hashes"]
+    assert hashes and all(len(h) == 64 for h in hashes.values())
+
+
+def test_data_hashes_are_sha256_of_the_existing_files(tmp_path):
+    from rlem_gym.benchmarks.runner import _data_hashes
+
+    (tmp_path / "a.json").write_bytes(b"x" * (3 << 20))
+    assert _data_hashes([tmp_path / "a.json", tmp_path / "missing.json"]) == {
+        "a.json": hashlib.sha256(b"x" * (3 << 20)).hexdigest()
+    }
+
+
+class ThinkThenActLLM(ScriptedLLM):
+    """ReAct replies: a thought first, then (after the transcript's "Observation: OK.") an action."""
+
+    def generate(self, prompt, *, max_tokens=128, stop=None, temperature=0.0, seed=None, response_prefix=""):
+        self.calls += 1
+        text = " search[pillow]" if prompt.rstrip().endswith("Observation: OK.") else " think[look for a pillow]"
+        return Completion(text, 7, 3, 0.0, "stop")
+
+
+def test_records_count_every_llm_call_of_a_step(tmp_path):
+    llm = ThinkThenActLLM()
+    cfg = _cfg(tmp_path, "think", agents=("react",), epochs=0, max_steps=3)
+    Runner(cfg, llm_factory=lambda: llm, echo=lambda m: None).run()
+    test = RunDir(cfg.out).records()
+    assert len(test) == 2
+    for rec in test:
+        assert rec["llm_calls"] == 2 * rec["steps"]  # one thought + one action per step
+        assert (rec["prompt_tokens"], rec["completion_tokens"]) == (7 * rec["llm_calls"], 3 * rec["llm_calls"])
+    assert sum(r["llm_calls"] for r in test) == llm.calls
+
+
+def test_training_progress_shows_the_sr_of_the_current_epoch(tmp_path, monkeypatch):
+    import rlem_gym.benchmarks.runner as runner_mod
+
+    postfixes = []
+
+    class Bar:
+        def __init__(self, *a, **kw):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n=1):
+            pass
+
+        def set_postfix_str(self, text):
+            postfixes.append(text)
+
+    def fake_episode(env, agent, item, *, env_name, log=None):
+        success = item.phase == "train" and item.epoch == 0  # epoch 1 wins everything, epoch 2 nothing
+        return {**item.record_fields(), "episode_seed": item.episode_seed, "instruction": "", "return": float(success),
+                "normalized_return": float(success), "success": success, "steps": 1, "prompt_tokens": 0,
+                "completion_tokens": 0, "llm_calls": 0, "fallbacks": 0, "wall_s": 0.0}
+
+    monkeypatch.setattr("tqdm.auto.tqdm", Bar)
+    monkeypatch.setattr(runner_mod, "run_episode", fake_episode)
+    cfg = _cfg(tmp_path, "bar", agents=("rememberer",))
+    Runner(cfg, llm_factory=scripted_factory, echo=lambda m: None).run()
+    train = [p for p in postfixes if p.startswith("epoch")]
+    assert train == ["epoch 1 train SR=100%"] * 2 + ["epoch 2 train SR=0%"] * 2
+
+
+def test_rerender_rebuilds_the_results_from_the_records(reference):
+    from rlem_gym.benchmarks.runner import rerender
+
+    cfg, results = reference
+    again = rerender(cfg.out)
+    assert comparable(again) == comparable(results) and again["progress"] == results["progress"]

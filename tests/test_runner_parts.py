@@ -10,7 +10,7 @@ import pytest
 from rlem_gym.benchmarks.report import aggregate, comparable, markdown_table, results_csv
 from rlem_gym.atomic import atomic_write_json
 from rlem_gym.benchmarks.rundir import RunDir, StepLog, iter_jsonl
-from rlem_gym.benchmarks.runner import Split, Task, _parse_indices, _parse_slice, episode_seed, plan
+from rlem_gym.benchmarks.runner import Split, Task, WorkItem, _parse_indices, _parse_slice, episode_seed, plan
 from rlem_gym.benchmarks.stats import bootstrap_ci
 from rlem_gym.config import BenchConfig, ConfigError, field_docs
 
@@ -133,3 +133,21 @@ def test_config_docs_roundtrip_and_validation():
         BenchConfig(workers=0).validate()
     with pytest.raises(ConfigError, match="unknown config keys"):
         BenchConfig.from_dict({"nope": 1})
+
+
+def test_failed_training_episodes_are_counted_not_averaged_into_the_curve():
+    recs = [_rec("rememberer", 0, 0, 1.0, phase="train", epoch=0),
+            {**_rec("rememberer", 0, 1, 0.0, phase="train", epoch=0), "status": "error"}]
+    errors = [{"phase": "test", "agent": "react", "item": "test-react-s0-t0000"}]
+    res = aggregate(recs, agents=["react"], seeds=[0], test_tasks=range(1), train_tasks=range(2), epochs=1,
+                    errors=errors, n_boot=200)
+    point = res["learning_curve"][0]
+    assert point["episodes"] == 1 and point["score"]["mean"] == 100.0 and point["success_rate"]["mean"] == 100.0
+    assert res["progress"]["failed"] == 2 and res["progress"]["train_episodes_done"] == 1
+    assert res["rows"][0]["failed"] == 1
+
+
+def test_work_items_of_older_versions_still_load():
+    item = WorkItem("train", "rememberer", 0, Task(3, {"task_index": 3}, "goal 3"), 1, 7)
+    old = {**item.as_dict(), "order": 5}  # the field older versions wrote
+    assert WorkItem.from_dict(old) == item and "order" not in item.as_dict()
