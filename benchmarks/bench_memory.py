@@ -342,8 +342,9 @@ def report(official, cold, rows) -> str:
     lines += [
         "",
         "Notes: RSS per record (from 10k up) = the raw 384-d float32 row kept for exact re-scoring and saving",
-        "(1.5 KB) + FAISS's augmented 416-d copy (1.7 KB) + the Python record (~1.5 KB); the 500-record figure is",
-        "allocator noise. IVF uses nlist = sqrt(N) and trains on <= 40 x nlist rows; the memory's default nprobe",
+        "(1.5 KB) + FAISS's augmented 416-d copy (1.7 KB) + the Python record (~1.5 KB) + the task's stored vector",
+        "(~1.6 KB per distinct task, kept so a task is never re-encoded; every record here has its own task, the",
+        "worst case); the 500-record figure is allocator noise. IVF uses nlist = sqrt(N) and trains on <= 40 x nlist rows; the memory's default nprobe",
         "is 16. HNSW (M=32) matches IVF's latency but builds slowly on 2 cores, so it is not run at 1M.",
     ]
     return "\n".join(lines) + "\n"
