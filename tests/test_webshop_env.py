@@ -1,12 +1,10 @@
 """WebShopEnv: Gymnasium API, pages and transitions, determinism, truncation, splits, the search cache."""
 
-import warnings
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
 
 import rlem_gym  # noqa: F401  (registers the ids)
 from rlem_gym.envs.webshop import WebShopEnv, page_type
@@ -29,17 +27,6 @@ def _random_valid_action(info, rng, keywords="pillow"):
     if acts["has_search_bar"]:
         choices.append(f"search[{keywords}]")
     return choices[int(rng.integers(len(choices)))]
-
-
-@pytest.mark.parametrize("mode", ["text", "text_rich"])
-def test_check_env_without_warnings(mode):
-    e = gym.make(ENV_ID, observation_mode=mode, render_mode="ansi").unwrapped
-    e.reset(seed=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        check_env(e, skip_render_check=False)
-    e.close()
-    e.close()  # idempotent
 
 
 def test_scripted_episode_buys_its_own_goal_for_reward_one(env):
