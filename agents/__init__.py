@@ -29,7 +29,7 @@ from rlem_gym.agents.rememberer import Rememberer
 from rlem_gym.agents.static import StaticExemplarAgent
 
 if TYPE_CHECKING:
-    from rlem_gym.embeddings import Embedder
+    from rlem_gym.memory.embeddings import Embedder
     from rlem_gym.llm.base import LLM
 
 #: name -> agent class (the registry the benchmark runner and CLI use)

@@ -17,8 +17,8 @@ import numpy as np
 from rlem_gym.prompts import Exemplar, PromptInput
 
 if TYPE_CHECKING:
-    from rlem_gym.embeddings import Embedder
-    from rlem_gym.similarity import Matcher
+    from rlem_gym.memory.embeddings import Embedder
+    from rlem_gym.memory.similarity import Matcher
 
 #: fallback policies (what to do when the model's reply holds no valid action)
 FALLBACK_POLICIES = ("first_valid", "random_valid", "noop")

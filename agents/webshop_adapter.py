@@ -23,8 +23,8 @@ from rlem_gym.prompts import (
 )
 
 if TYPE_CHECKING:
-    from rlem_gym.embeddings import Embedder
-    from rlem_gym.similarity import Matcher
+    from rlem_gym.memory.embeddings import Embedder
+    from rlem_gym.memory.similarity import Matcher
 
 #: ``search[...]`` / ``click[...]``, tolerant to case, spaces before the bracket, a missing ``]``
 _ACTION_RE = re.compile(r"\b(search|click)\s*\[([^\[\]\n]*)(?:\]|(?=\n)|$)", re.IGNORECASE)
@@ -121,10 +121,10 @@ class WebShopAdapter(EnvAdapter):
     def make_matcher(self, embedder: "Embedder | None" = None, lam: float = 0.5) -> "Matcher":
         """The paper's ``pgpat+insrel`` matcher: instruction embeddings + page-type equality."""
         from rlem_gym.envs.webshop import page_type
-        from rlem_gym.similarity import WebShopMatcher
+        from rlem_gym.memory.similarity import WebShopMatcher
 
         if embedder is None:
-            from rlem_gym.embeddings import default_embedder
+            from rlem_gym.memory.embeddings import default_embedder
 
             embedder = default_embedder()
         return WebShopMatcher(embedder, page_type, lam=lam)

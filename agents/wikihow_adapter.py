@@ -25,8 +25,8 @@ from rlem_gym.prompts import (
 )
 
 if TYPE_CHECKING:
-    from rlem_gym.embeddings import Embedder
-    from rlem_gym.similarity import Matcher
+    from rlem_gym.memory.embeddings import Embedder
+    from rlem_gym.memory.similarity import Matcher
 
 _ACTION_RE = re.compile(
     r"\b(?:(CLICK)\s*\(\s*(\d+)\s*\)?"
@@ -133,7 +133,7 @@ class WikiHowAdapter(EnvAdapter):
     def make_matcher(self, embedder: "Embedder | None" = None, lam: float = 0.5) -> "Matcher":
         """The paper's ``lcs+inspat`` matcher: command-list LCS + instruction-pattern equality."""
         from rlem_gym.envs.wikihow import instruction_pattern
-        from rlem_gym.similarity import WikiHowMatcher
+        from rlem_gym.memory.similarity import WikiHowMatcher
 
         return WikiHowMatcher(instruction_pattern, lam=lam, embedder=embedder)
 

@@ -65,7 +65,7 @@ def goal_vectors() -> tuple[list[str], np.ndarray]:
     if CACHE.is_file():
         with np.load(CACHE, allow_pickle=False) as z:
             return [str(t) for t in z["texts"]], z["vectors"]
-    from rlem_gym.embeddings import default_embedder
+    from rlem_gym.memory.embeddings import default_embedder
 
     path = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "webshop" / "human_goals.json"
     texts = list(dict.fromkeys(json.loads(path.read_text())))
@@ -120,7 +120,7 @@ def official_scan(model, records, query_task, query_page, k=2):
 
 
 def bench_official(n_records=500, n_queries=5):
-    from rlem_gym.embeddings import default_embedder
+    from rlem_gym.memory.embeddings import default_embedder
 
     texts, _ = goal_vectors()
     model = default_embedder()._model
@@ -143,7 +143,7 @@ def bench_official(n_records=500, n_queries=5):
 
 
 def bench_cold_query_encode(n=30):
-    from rlem_gym.embeddings import default_embedder
+    from rlem_gym.memory.embeddings import default_embedder
 
     texts, _ = goal_vectors()
     model = default_embedder()._model
@@ -158,7 +158,7 @@ def bench_cold_query_encode(n=30):
 # --------------------------------------------------------------------------- (b)/(c) ours, one size per process
 def build_memory(n, texts, vecs, index, embedder, index_options=None):
     from rlem_gym.memory import ExperienceMemory
-    from rlem_gym.similarity import WebShopMatcher
+    from rlem_gym.memory.similarity import WebShopMatcher
 
     m = ExperienceMemory(WebShopMatcher(embedder, page_kind), capacity=max(n, 1), index=index, index_options=index_options or {})
     rng = np.random.default_rng(1)
@@ -181,7 +181,7 @@ def build_memory(n, texts, vecs, index, embedder, index_options=None):
 
 
 def _key(task, obs):
-    from rlem_gym.similarity import MemoryKey
+    from rlem_gym.memory.similarity import MemoryKey
 
     return MemoryKey(task, obs)
 
@@ -268,7 +268,7 @@ def bench_eviction(n, texts, vecs, emb):
 def bench_update_inserts(texts, vecs, emb, n=2000):
     """Inserts through the public update() path (one 1-step episode per new key; vectors cached)."""
     from rlem_gym.memory import ExperienceMemory
-    from rlem_gym.similarity import WebShopMatcher
+    from rlem_gym.memory.similarity import WebShopMatcher
     from rlem_gym.trajectory import Step
 
     m = ExperienceMemory(WebShopMatcher(emb, page_kind), capacity=n)

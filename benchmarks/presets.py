@@ -1,4 +1,4 @@
-"""Named benchmark presets: instances of :class:`rlem_gym.config.BenchConfig`.
+"""Named benchmark presets: instances of :class:`rlem_gym.benchmarks.config.BenchConfig`.
 
 - ``demo``: the README's main job. WebShop small catalog, SmolLM2-135M through HF transformers on
   a 2-core CPU in under 10 minutes: the Rememberer trains 2 epochs on 3 goals (so the learning
@@ -18,7 +18,7 @@
 
 from __future__ import annotations
 
-from rlem_gym.config import BenchConfig
+from rlem_gym.benchmarks.config import BenchConfig
 
 #: the README demo (see the module docstring for what it does and does not show)
 DEMO = BenchConfig(

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from rlem_gym.atomic import atomic_write_json
 from rlem_gym.benchmarks.report import aggregate, write_results
 from rlem_gym.benchmarks.rundir import RunDir, StepLog, read_json
-from rlem_gym.config import BenchConfig, ConfigError
+from rlem_gym.benchmarks.config import BenchConfig, ConfigError
 
 if TYPE_CHECKING:
     from rlem_gym.agents.base import Agent

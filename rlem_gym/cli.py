@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from rlem_gym.config import BenchConfig, ConfigError, field_docs, field_kind
+from rlem_gym.benchmarks.config import BenchConfig, ConfigError, field_docs, field_kind
 
 PROG = "rlem-gym"
 
@@ -206,7 +206,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_memory_inspect(args: argparse.Namespace) -> int:
-    from rlem_gym.memory_inspect import inspect_memory
+    from rlem_gym.memory.inspect import inspect_memory
 
     text = inspect_memory(
         args.path, search=args.search, limit=args.limit, html=args.html, record_id=args.record

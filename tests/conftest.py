@@ -11,7 +11,7 @@ import pytest
 @pytest.fixture(scope="session")
 def minilm():
     """The shipped all-MiniLM-L6-v2 embedder (loaded once per session)."""
-    from rlem_gym.embeddings import default_embedder
+    from rlem_gym.memory.embeddings import default_embedder
 
     return default_embedder()
 

@@ -273,7 +273,7 @@ def wikihow_info(instruction: str = "") -> dict:
 
 def wikihow_memory(**kw):
     from rlem_gym.memory import ExperienceMemory
-    from rlem_gym.similarity import WikiHowMatcher
+    from rlem_gym.memory.similarity import WikiHowMatcher
 
     return ExperienceMemory(WikiHowMatcher(lambda s: s), **kw)
 

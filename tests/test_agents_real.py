@@ -118,7 +118,7 @@ def test_rememberer_webshop_episode_end_to_end(backend, max_steps, k, request):
 
     HF decodes ~7x slower than llama.cpp on 2 cores, so its run is shorter (2 steps, k=1).
     """
-    from rlem_gym.embeddings import default_embedder
+    from rlem_gym.memory.embeddings import default_embedder
     from rlem_gym.memory import ExperienceMemory, MemoryKey
 
     llm = request.getfixturevalue(backend)

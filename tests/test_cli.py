@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from rlem_gym.cli import build_parser, config_from_args, main
-from rlem_gym.config import BenchConfig
+from rlem_gym.benchmarks.config import BenchConfig
 
 
 def _err(capsys, argv):
@@ -92,7 +92,7 @@ def test_unreachable_model_server_is_one_line(capsys, tmp_path):
 
 def test_memory_inspect_lists_searches_and_writes_html(capsys, tmp_path):
     from rlem_gym.memory import ExperienceMemory
-    from rlem_gym.similarity import WikiHowMatcher
+    from rlem_gym.memory.similarity import WikiHowMatcher
     from rlem_gym.trajectory import Step
 
     mem = ExperienceMemory(WikiHowMatcher(lambda s: s))

@@ -10,7 +10,7 @@ import pytest
 
 from rlem_gym.envs.wikihow.patterns import instruction_pattern
 from rlem_gym.memory import ActionStats, ExperienceMemory, MemoryKey, Retrieved
-from rlem_gym.similarity import WebShopMatcher, WikiHowMatcher
+from rlem_gym.memory.similarity import WebShopMatcher, WikiHowMatcher
 from rlem_gym.trajectory import Step
 
 TASK = "Search an article to learn how to hide gauges.\nThen, access the article \"How to Hide Gauges\""

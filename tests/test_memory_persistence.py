@@ -17,7 +17,7 @@ import pytest
 
 from rlem_gym.envs.wikihow.patterns import instruction_pattern
 from rlem_gym.memory import EmbedderMismatchError, ExperienceMemory, MemoryFormatError, import_official_pool
-from rlem_gym.similarity import WebShopMatcher, WikiHowMatcher
+from rlem_gym.memory.similarity import WebShopMatcher, WikiHowMatcher
 from rlem_gym.trajectory import Step
 
 DATA = Path(__file__).parent / "data"
@@ -175,7 +175,7 @@ CHILD = textwrap.dedent(
     """
     import sys
     from rlem_gym.memory import ExperienceMemory
-    from rlem_gym.similarity import WikiHowMatcher
+    from rlem_gym.memory.similarity import WikiHowMatcher
     from rlem_gym.trajectory import Step
     m = ExperienceMemory(WikiHowMatcher(str), capacity=100000)
     pad = "x" * 20000
@@ -303,7 +303,7 @@ def test_atomic_writes_keep_the_existing_mode_or_follow_the_umask(tmp_path):
 
 def test_inspector_shows_the_merged_double_q_table_the_agent_sees(tmp_path):
     from rlem_gym.memory import ActionStats, merge_tables
-    from rlem_gym.memory_inspect import read_saved_memory
+    from rlem_gym.memory.inspect import read_saved_memory
 
     m = ExperienceMemory(WikiHowMatcher(instruction_pattern), double_q=True)
     m.update("task", [Step("s", "x", 1.0)])

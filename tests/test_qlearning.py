@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rlem_gym import qlearning as ql
+from rlem_gym.memory import qlearning as ql
 
 REWARDS = [1.0, 0.0, 2.0]  # a 3-step episode
 

@@ -16,7 +16,7 @@ import pytest
 from rlem_gym.benchmarks.report import comparable
 from rlem_gym.benchmarks.rundir import RunDir, iter_jsonl
 from rlem_gym.benchmarks.runner import Runner, RunError
-from rlem_gym.config import BenchConfig
+from rlem_gym.benchmarks.config import BenchConfig
 from rlem_gym.llm.base import LLM, Completion, LLMError
 
 REPLIES = (
@@ -194,7 +194,7 @@ def test_llm_error_stops_the_run_with_one_line(tmp_path):
 
 
 def test_changed_config_in_the_same_folder_is_refused(reference):
-    from rlem_gym.config import ConfigError
+    from rlem_gym.benchmarks.config import ConfigError
 
     cfg, _ = reference
     with pytest.raises(ConfigError, match="different config.*max_steps"):

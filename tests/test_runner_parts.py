@@ -12,7 +12,7 @@ from rlem_gym.atomic import atomic_write_json
 from rlem_gym.benchmarks.rundir import RunDir, StepLog, iter_jsonl
 from rlem_gym.benchmarks.runner import Split, Task, WorkItem, _parse_indices, _parse_slice, episode_seed, plan
 from rlem_gym.benchmarks.stats import bootstrap_ci
-from rlem_gym.config import BenchConfig, ConfigError, field_docs
+from rlem_gym.benchmarks.config import BenchConfig, ConfigError, field_docs
 
 
 def test_bootstrap_is_seeded_and_covers_the_mean():

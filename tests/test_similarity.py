@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rlem_gym.envs.wikihow.patterns import instruction_pattern
-from rlem_gym.similarity import MemoryKey, WebShopMatcher, WikiHowMatcher, lcs_similarity
+from rlem_gym.memory.similarity import MemoryKey, WebShopMatcher, WikiHowMatcher, lcs_similarity
 
 
 # ----------------------------------------------------------------------------- LCS
@@ -62,7 +62,7 @@ def test_embedder_is_normalised_batched_and_cached(minilm):
     single = np.vstack([minilm.encode([t]) for t in reversed(texts)])[::-1]
     assert np.allclose(batch, single, atol=1e-5)
     assert minilm.name == "sentence-transformers/all-MiniLM-L6-v2"
-    from rlem_gym.embeddings import load_embedder
+    from rlem_gym.memory.embeddings import load_embedder
 
     assert load_embedder("all-MiniLM-L6-v2") is minilm  # one model per process
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from rlem_gym.atomic import atomic_write_text
-from rlem_gym.memory import MemoryFormatError, merge_tables
+from rlem_gym.memory.persistence import parse_table, read_document
+from rlem_gym.memory.records import MemoryFormatError, merge_tables
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,6 @@ class RecordView:
 
 def read_saved_memory(path: str | Path) -> tuple[dict[str, Any], list[RecordView]]:
     """(header, records) of a memory directory written by ``ExperienceMemory.save``."""
-    from rlem_gym.persistence import parse_table, read_document
-
     root, manifest, doc = read_document(path)
     try:
         tasks = doc["tasks"]

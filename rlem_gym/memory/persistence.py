@@ -1,5 +1,9 @@
 """Save and load an :class:`~rlem_gym.memory.ExperienceMemory` safely: JSON records + NPZ vectors.
 
+:meth:`ExperienceMemory.save` / :meth:`~ExperienceMemory.load` call into this module, which never
+imports the memory class back: :func:`save_memory` reads a memory through its methods, and
+:func:`load_memory` builds one with the ``factory`` it is given (the class itself).
+
 A saved memory is a directory::
 
     memory/
@@ -28,14 +32,17 @@ import re
 import uuid
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
 from rlem_gym.atomic import atomic_write_bytes
-from rlem_gym.embeddings import embedder_identity
-from rlem_gym.memory import ActionStats, EmbedderMismatchError, ExperienceMemory, MemoryFormatError
-from rlem_gym.similarity import Matcher, MemoryKey
+from rlem_gym.memory.embeddings import embedder_identity
+from rlem_gym.memory.records import ActionStats, EmbedderMismatchError, MemoryFormatError
+from rlem_gym.memory.similarity import Matcher, MemoryKey
+
+#: the memory type built by ``factory`` (ExperienceMemory; this module does not import it: no cycle)
+M = TypeVar("M")
 
 FORMAT = "rlem-gym-memory"
 FORMAT_VERSION = 1
@@ -48,7 +55,7 @@ def _stats_json(table: dict[str, ActionStats]) -> list[list]:
     return [[a, s.q, s.visits, s.last_reward, s.reason] for a, s in table.items()]
 
 
-def memory_to_json(memory: ExperienceMemory, tasks: list[str]) -> dict[str, Any]:
+def memory_to_json(memory: Any, tasks: list[str]) -> dict[str, Any]:
     """The JSON document of a memory's records and settings (tasks referenced by index)."""
     task_idx = {t: i for i, t in enumerate(tasks)}
     records = []
@@ -84,7 +91,7 @@ def memory_to_json(memory: ExperienceMemory, tasks: list[str]) -> dict[str, Any]
     }
 
 
-def save_memory(memory: ExperienceMemory, path: str | os.PathLike[str]) -> Path:
+def save_memory(memory: Any, path: str | os.PathLike[str]) -> Path:
     """Save ``memory`` into directory ``path`` (created if needed), atomically; returns the path."""
     root = Path(path)
     if root.exists() and not root.is_dir():
@@ -193,7 +200,7 @@ def _check_embedder(root: Path, saved: Any, matcher: Matcher) -> bool:
         raise EmbedderMismatchError(
             f"the memory at {root} was built with the embedder {saved.get('name')!r} ({saved.get('dim')}-d) but the "
             f"matcher uses {emb.name!r} ({emb.dim}-d): load it with "
-            f"rlem_gym.embeddings.load_embedder({saved.get('name')!r}), or rebuild the memory"
+            f"rlem_gym.memory.embeddings.load_embedder({saved.get('name')!r}), or rebuild the memory"
         )
     return True
 
@@ -206,8 +213,14 @@ def parse_table(raw: Any) -> dict[str, ActionStats]:
     return out
 
 
-def load_memory(path: str | os.PathLike[str], matcher: Matcher, **overrides: Any) -> ExperienceMemory:
-    """Load a memory saved by :func:`save_memory` (see the module docstring for the checks)."""
+def load_memory(
+    path: str | os.PathLike[str], matcher: Matcher, *, factory: Callable[..., M], **overrides: Any
+) -> M:
+    """Load a memory saved by :func:`save_memory` (see the module docstring for the checks).
+
+    ``factory(matcher, **settings)`` builds the empty memory (:class:`~rlem_gym.memory.ExperienceMemory`
+    or a subclass; :meth:`ExperienceMemory.load` passes its class).
+    """
     root, manifest = read_manifest(path)
     reuse_vectors = _check_embedder(root, manifest.get("embedder"), matcher)
     doc = _read_records(root, manifest)
@@ -233,7 +246,7 @@ def load_memory(path: str | os.PathLike[str], matcher: Matcher, **overrides: Any
             raise MemoryFormatError(
                 f"{root}: the memory used a custom eviction policy; pass eviction=/action_eviction= to load()"
             )
-        memory = ExperienceMemory(matcher, **config)
+        memory = factory(matcher, **config)
         items = []
         for i, r in enumerate(doc["records"]):
             items.append(

@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, TypeVar, Sequence
 
-from rlem_gym.memory import ActionStats, ExperienceMemory, MemoryFormatError
-from rlem_gym.similarity import Matcher, MemoryKey
+from rlem_gym.memory.records import ActionStats, MemoryFormatError
+from rlem_gym.memory.similarity import Matcher, MemoryKey
+
+#: the memory type built by ``factory`` (ExperienceMemory; this module does not import it: no cycle)
+M = TypeVar("M")
 
 #: the key layout of the WikiHow pools
 WIKIHOW_KEY_FIELDS = ("observation", "task", "instruction")
@@ -116,20 +119,22 @@ def import_official_pool(
     path: str | os.PathLike[str],
     matcher: Matcher,
     *,
-    memory: ExperienceMemory | None = None,
+    factory: Callable[..., M],
+    memory: Any = None,
     key_fields: Sequence[str] = WIKIHOW_KEY_FIELDS,
     **memory_kwargs: Any,
-) -> ExperienceMemory:
+) -> M:
     """Read an official Rememberer pool file into an :class:`ExperienceMemory`.
 
     With ``memory`` the pool is merged into it (visit-weighted Q for shared keys); otherwise a new
-    memory is built with ``matcher`` and ``memory_kwargs``. Task texts are encoded in one batch.
+    memory is built with ``factory(matcher, **memory_kwargs)``. Task texts are encoded in one batch.
+    Called by :func:`rlem_gym.memory.import_official_pool`, which passes the memory class as ``factory``.
     """
     items = pool_items(load_pool_yaml(path), key_fields, source=str(path))
     if memory is None:
-        target = ExperienceMemory(matcher, **memory_kwargs)
+        target = factory(matcher, **memory_kwargs)
     else:
-        target = ExperienceMemory(
+        target = factory(
             matcher,
             capacity=max(1, len(items)),
             action_capacity=memory.action_capacity,

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import numpy as np
 from rapidfuzz.distance import LCSseq
 
-from rlem_gym.embeddings import Embedder, embedder_identity
+from rlem_gym.memory.embeddings import Embedder, embedder_identity
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ class WebShopMatcher(Matcher):
 
     def __init__(self, embedder: Embedder, page_type_fn: Callable[[str], str], lam: float = 0.5) -> None:
         if embedder is None:
-            raise ValueError("WebShopMatcher needs an embedder: pass rlem_gym.embeddings.default_embedder()")
+            raise ValueError("WebShopMatcher needs an embedder: pass rlem_gym.memory.embeddings.default_embedder()")
         self.embedder = embedder
         self.page_type_fn = page_type_fn
         self.lam = _check_lam(lam)

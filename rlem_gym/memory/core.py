@@ -1,113 +1,46 @@
 """The Rememberer's experience memory: records keyed by (task, observation), learned by Q-learning.
 
-One :class:`Record` per :class:`~rlem_gym.similarity.MemoryKey`. Each holds an action table
-(action -> :class:`ActionStats`: Q, visits, last reward, latest reason) and the prompt context
-of its most recent visit. :meth:`ExperienceMemory.update` applies the RLEM targets of
-:mod:`rlem_gym.qlearning` to a finished episode; :meth:`ExperienceMemory.retrieve` returns the k
-records most similar under the injected :class:`~rlem_gym.similarity.Matcher`.
+One :class:`~.records.Record` per :class:`~.similarity.MemoryKey`. Each holds an action table
+(action -> :class:`~.records.ActionStats`: Q, visits, last reward, latest reason) and the prompt
+context of its most recent visit. :meth:`ExperienceMemory.update` applies the RLEM targets of
+:mod:`.qlearning` to a finished episode; :meth:`ExperienceMemory.retrieve` returns the k records
+most similar under the injected :class:`~.similarity.Matcher`.
 
 How retrieval works: with an embedding matcher (WebShop), every record is a row of a FAISS index
-(:mod:`rlem_gym.vector_index`) whose inner product is the combined similarity; the top
-candidates are re-scored exactly. Without embeddings (WikiHow's LCS matcher) the memory scores each
-*distinct task* once (tasks repeat across many records) and ranks (task, pattern) groups.
-Task texts are encoded once, at insert (one batch per update / import / load).
+(:mod:`.index`) whose inner product is the combined similarity; the top candidates are re-scored
+exactly. Without embeddings (WikiHow's LCS matcher) the memory scores each *distinct task* once
+(tasks repeat across many records) and ranks (task, pattern) groups. Task texts are encoded once,
+at insert (one batch per update / import / load).
 
 The memory never freezes: at ``capacity`` records it evicts (default: the fewest visits, then the
 oldest), and at ``action_capacity`` actions a record drops the action with the lowest |Q| and the
-fewest visits. Both policies are configurable. Persistence lives in :mod:`rlem_gym.persistence`.
-This module imports no env: the per-env parts come in through the matcher.
+fewest visits. Both policies are configurable.
+
+Dependencies point one way: this module delegates saving/loading to :mod:`.persistence` and pool
+parsing to :mod:`.pool_import`, which never import it back (they get the class to build as an
+argument). It imports no env: the per-env parts come in through the matcher.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 
-from rlem_gym import qlearning
-from rlem_gym.embeddings import embedder_identity
-from rlem_gym.similarity import Matcher, MemoryKey
+from rlem_gym.memory import persistence, pool_import, qlearning
+from rlem_gym.memory.embeddings import embedder_identity
+from rlem_gym.memory.records import ActionStats, EmbedderMismatchError, Record, Retrieved, merge_tables
+from rlem_gym.memory.similarity import Matcher, MemoryKey
 from rlem_gym.trajectory import LAST_ACTIONS, Step
 
 __all__ = [
-    "ActionStats",
-    "EmbedderMismatchError",
+    "ACTION_EVICTION_POLICIES",
+    "EVICTION_POLICIES",
     "ExperienceMemory",
-    "MemoryFormatError",
-    "MemoryKey",
-    "Record",
-    "Retrieved",
     "import_official_pool",
 ]
-
-
-class MemoryFormatError(ValueError):
-    """A saved memory (or pool file) is truncated, corrupted, of another format version, or mismatched."""
-
-
-class EmbedderMismatchError(MemoryFormatError):
-    """A saved memory was built with another embedder than the matcher's; its vectors are not comparable."""
-
-
-@dataclass(slots=True)
-class ActionStats:
-    """One entry of a record's action table."""
-
-    q: float
-    """The Q value estimate."""
-    visits: int = 1
-    """How many updates this (key, action) received."""
-    last_reward: float = 0.0
-    """The immediate reward of the latest update."""
-    reason: str = ""
-    """The latest non-empty reason text given for the action."""
-
-
-@dataclass(slots=True, eq=False)
-class Record:
-    """One memory entry: a key, its action table, and the prompt context of its latest visit.
-
-    ``last_actions``, ``last_reward``, ``total_reward`` and ``available_actions`` come from the
-    :class:`~rlem_gym.trajectory.Step` of the **most recent** visit (so the exemplar context is that
-    of the latest experience). With double Q-learning, ``tables`` holds the two tables A and B and
-    ``actions`` is their merge (average Q over the tables that hold the action, summed visits).
-    """
-
-    id: int
-    key: MemoryKey
-    actions: dict[str, ActionStats] = field(default_factory=dict)
-    last_actions: tuple[str, ...] = ()
-    last_reward: float = 0.0
-    total_reward: float = 0.0
-    available_actions: tuple[str, ...] = ()
-    visits: int = 0
-    """How many episode steps visited this key (imports/merges add their counts)."""
-    inserted_at: int = 0
-    """The memory's logical clock at insertion (monotonic; used for "oldest first")."""
-    updated_at: int = 0
-    """The memory's logical clock at the latest update."""
-    feature: str = ""
-    """The matcher's observation feature of the key (page type / instruction pattern), computed at insert."""
-    tables: list[dict[str, ActionStats]] | None = None
-    """Double-Q tables [A, B]; None with a single table (then ``actions`` is the table)."""
-
-    def sorted_actions(self) -> list[tuple[str, ActionStats]]:
-        """The actions by Q, highest first (ties keep insertion order)."""
-        return sorted(self.actions.items(), key=lambda kv: -kv[1].q)
-
-
-@dataclass(frozen=True, slots=True)
-class Retrieved:
-    """One retrieval hit: the (live) record and its exact similarity to the query."""
-
-    record: Record
-    score: float
-    task_score: float
-    obs_score: float
-    record_id: int
 
 
 # --------------------------------------------------------------------------- eviction policies
@@ -136,31 +69,12 @@ def _resolve(policy, table: dict, what: str):
         raise ValueError(f"unknown {what} policy {policy!r}: use one of {sorted(table)} or a callable") from None
 
 
-def merge_tables(tables: Sequence[dict[str, ActionStats]]) -> dict[str, ActionStats]:
-    """The double-Q view: average Q over the tables holding an action, summed visits, latest reason."""
-    out: dict[str, ActionStats] = {}
-    seen: dict[str, list[ActionStats]] = {}
-    for tbl in tables:
-        for a, s in tbl.items():
-            seen.setdefault(a, []).append(s)
-    for a, stats in seen.items():
-        main = max(stats, key=lambda s: s.visits)
-        reason = next((s.reason for s in sorted(stats, key=lambda s: -s.visits) if s.reason), "")
-        out[a] = ActionStats(
-            q=sum(s.q for s in stats) / len(stats),
-            visits=sum(s.visits for s in stats),
-            last_reward=main.last_reward,
-            reason=reason,
-        )
-    return out
-
-
 class ExperienceMemory:
     """The RLEM experience memory (see the module docstring).
 
     Arguments:
-        matcher: the similarity (:class:`~rlem_gym.similarity.WebShopMatcher`,
-            :class:`~rlem_gym.similarity.WikiHowMatcher` or your own).
+        matcher: the similarity (:class:`~rlem_gym.memory.similarity.WebShopMatcher`,
+            :class:`~rlem_gym.memory.similarity.WikiHowMatcher` or your own).
         capacity: at most this many records (paper: 500); further inserts evict.
         action_capacity: at most this many actions per record (per table; paper: 20).
         n_step: None = full Monte-Carlo return (paper default), 1 = one-step, n = n-step.
@@ -174,7 +88,7 @@ class ExperienceMemory:
             (smallest evicted first; the key may change only when the record is updated).
         action_eviction: "lowest_abs_q" (default), "fewest_visits", or ``f(action, stats) -> key``.
         seed: seeds the double-Q table choice.
-        index_options: extra :class:`~rlem_gym.vector_index.VectorIndex` options (nprobe, ...).
+        index_options: extra :class:`~rlem_gym.memory.index.VectorIndex` options (nprobe, ...).
         candidates: how many FAISS candidates to re-score per requested hit (at least k + 16).
     """
 
@@ -233,7 +147,7 @@ class ExperienceMemory:
         self._groups: dict[str, dict[str, list[int]]] = {}  # task -> feature -> ids (scan path)
         self._pending: list | None = None
         if self._embedder is not None:
-            from rlem_gym.vector_index import VectorIndex
+            from rlem_gym.memory.index import VectorIndex
 
             self._index = VectorIndex(self._embedder.dim, index, lam=matcher.lam, **self.index_options)
 
@@ -643,25 +557,24 @@ class ExperienceMemory:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> None:
-        """Write the memory to directory ``path`` atomically (see :mod:`rlem_gym.persistence`)."""
-        from rlem_gym.persistence import save_memory
-
-        save_memory(self, path)
+        """Write the memory to directory ``path`` atomically (see :mod:`rlem_gym.memory.persistence`)."""
+        persistence.save_memory(self, path)
 
     @classmethod
     def load(cls, path, matcher: Matcher, **overrides) -> "ExperienceMemory":
         """Read a memory saved by :meth:`save`; ``overrides`` replace saved constructor settings.
 
-        Raises :class:`MemoryFormatError` for truncated/corrupted/other-version files and
-        :class:`EmbedderMismatchError` when ``matcher``'s embedder is not the one it was built with.
+        Raises :class:`~rlem_gym.memory.MemoryFormatError` for truncated/corrupted/other-version
+        files and :class:`~rlem_gym.memory.EmbedderMismatchError` when ``matcher``'s embedder is not
+        the one it was built with.
         """
-        from rlem_gym.persistence import load_memory
-
-        return load_memory(path, matcher, **overrides)
+        return persistence.load_memory(path, matcher, factory=cls, **overrides)
 
 
 def import_official_pool(path, matcher: Matcher, memory: ExperienceMemory | None = None, **memory_kwargs) -> ExperienceMemory:
-    """Load one of the official Rememberer YAML pools (see :func:`rlem_gym.pool_import.import_official_pool`)."""
-    from rlem_gym.pool_import import import_official_pool as _imp
+    """Load one of the official Rememberer YAML pools (format: :mod:`rlem_gym.memory.pool_import`).
 
-    return _imp(path, matcher, memory=memory, **memory_kwargs)
+    With ``memory`` the pool is merged into it (visit-weighted Q for shared keys) and ``memory`` is
+    returned; otherwise a new memory is built with ``matcher``, ``key_fields`` and ``memory_kwargs``.
+    """
+    return pool_import.import_official_pool(path, matcher, factory=ExperienceMemory, memory=memory, **memory_kwargs)
