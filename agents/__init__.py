@@ -1,4 +1,4 @@
-"""Agents: Rememberer, ReAct and static exemplars (installed as ``rlem_gym.agents``).
+"""Agents: Rememberer, ReAct, static exemplars and the LLM-free heuristic / oracle rows (``rlem_gym.agents``).
 
 Usable in a plain Gymnasium loop::
 
@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from rlem_gym.agents.adapters import EnvAdapter, get_adapter, register_adapter
 from rlem_gym.agents.base import Agent, AgentStats, StepInfo
+from rlem_gym.agents.heuristic import HeuristicAgent
+from rlem_gym.agents.oracle import OracleAgent
 from rlem_gym.agents.react import ReActAgent
 from rlem_gym.agents.rememberer import Rememberer
 from rlem_gym.agents.static import StaticExemplarAgent
@@ -37,6 +39,8 @@ AGENTS: dict[str, type[Agent]] = {
     "rememberer": Rememberer,
     "react": ReActAgent,
     "static": StaticExemplarAgent,
+    "heuristic": HeuristicAgent,
+    "oracle": OracleAgent,
 }
 
 #: keyword arguments ``make_agent`` uses to build a memory when none is given
@@ -76,6 +80,8 @@ def make_agent(
         return Rememberer(llm, memory, adapter, **kwargs)
     if memory_kwargs or memory is not None:
         raise ValueError(f"the {key!r} agent has no memory: drop memory=/{', '.join(sorted(memory_kwargs)) or 'memory'}")
+    if not getattr(AGENTS[key], "uses_llm", True):
+        return AGENTS[key](adapter, **kwargs)
     if key == "static":
         return StaticExemplarAgent(llm, kwargs.pop("exemplars", None), adapter, **kwargs)
     return ReActAgent(llm, adapter, **kwargs)
@@ -86,6 +92,8 @@ __all__ = [
     "Agent",
     "AgentStats",
     "EnvAdapter",
+    "HeuristicAgent",
+    "OracleAgent",
     "ReActAgent",
     "Rememberer",
     "StaticExemplarAgent",

@@ -1,4 +1,4 @@
-"""Seeded 95% bootstrap confidence intervals over a seeds x goals table of episode outcomes.
+"""Seeded 95% bootstrap confidence intervals over a seeds x goals table of episode outcomes, plain and paired.
 
 Benchmark figures (score, success rate, steps, tokens, ...) are means over episodes that form a
 crossed design: every agent runs every test goal once per seed. The interval here resamples
@@ -6,6 +6,9 @@ seeds and goals independently (rows and columns of the table, with replacement) 
 mean of each resampled sub-table, so both sources of variation widen the interval. With one seed
 it reduces to the ordinary bootstrap over goals. Missing cells (failed episodes) are NaN and are
 left out of each mean. The generator is seeded, so the same table always gives the same interval.
+
+:func:`paired_bootstrap_ci` compares two agents that played the same goals: the interval of the
+mean per-episode difference, both agents resampled with the same seeds and goals.
 """
 
 from __future__ import annotations
@@ -82,3 +85,31 @@ def bootstrap_ci(
     alpha = (1.0 - level) / 2.0
     lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
     return Estimate(mean, float(lo), float(hi), n)
+
+
+def paired_bootstrap_ci(
+    table: Sequence[Sequence[float]] | np.ndarray,
+    reference: Sequence[Sequence[float]] | np.ndarray,
+    *,
+    n_boot: int = N_BOOT,
+    level: float = LEVEL,
+    seed: int = 0,
+) -> Estimate:
+    """Mean paired difference ``table - reference`` with its crossed bootstrap interval.
+
+    Both are seeds x goals tables over the same seeds and goals (every agent plays the same
+    goals), so the difference is taken cell by cell and the resampling draws the same seeds and
+    goals for both agents: the interval is that of :func:`bootstrap_ci` on the difference table.
+    Pairing removes the goal-to-goal variation both agents share, which makes the interval much
+    narrower than comparing two separate intervals. A cell missing in either table (NaN) is left
+    out; ``n`` counts the pairs.
+    """
+    a = np.asarray(table, dtype=float)
+    b = np.asarray(reference, dtype=float)
+    if a.ndim == 1:
+        a = a[None, :]
+    if b.ndim == 1:
+        b = b[None, :]
+    if a.shape != b.shape:
+        raise ValueError(f"paired tables must have the same seeds x goals shape, got {a.shape} and {b.shape}")
+    return bootstrap_ci(a - b, n_boot=n_boot, level=level, seed=seed)
