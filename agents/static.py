@@ -2,9 +2,16 @@
 
 This is the paper's comparison that isolates what the learned memory adds: the same preamble,
 exemplar layout, advice blocks, parsing and fallback as :class:`Rememberer`, but every step shows
-the same exemplars and nothing is learned. Each env adapter ships default exemplars written over
-real data (WebShop catalog products, real wikiHow screens); pass your own as
-``exemplars=[Exemplar(...), ...]``.
+the same exemplars and nothing is learned.
+
+The exemplars are, by ``exemplars=``:
+
+- a pool id such as ``"webshop:E0"`` (or a pool file): the paper's initial experience, the
+  records of the pool the Rememberer starts from (:func:`rlem_gym.agents.pools.pool_exemplars`),
+  so that the two rows differ only by retrieval and learning. The benchmark's study setting.
+- ``None``: the adapter's hand-written exemplars, written over real data (WebShop catalog
+  products, real wikiHow screens).
+- your own list, ``[Exemplar(...), ...]``.
 """
 
 from __future__ import annotations
@@ -20,20 +27,25 @@ if TYPE_CHECKING:
 
 
 class StaticExemplarAgent(Rememberer):
-    """Rememberer prompt format with fixed exemplars (``None`` = the adapter's defaults)."""
+    """Rememberer prompt format with fixed exemplars (a pool id, ``None`` = the adapter's hand-written ones, or a list)."""
 
     name = "static"
 
     def __init__(
         self,
         llm: "LLM",
-        exemplars: Sequence[Exemplar] | None = None,
+        exemplars: Sequence[Exemplar] | str | None = None,
         adapter: "str | EnvAdapter" = "webshop",
         **kwargs: Any,
     ) -> None:
         kwargs.pop("memory", None)
         super().__init__(llm, None, adapter, **kwargs)
-        chosen = self.adapter.default_exemplars() if exemplars is None else list(exemplars)
+        if isinstance(exemplars, str):
+            from rlem_gym.agents.pools import pool_exemplars
+
+            chosen = pool_exemplars(exemplars, self.adapter)
+        else:
+            chosen = self.adapter.default_exemplars() if exemplars is None else list(exemplars)
         for ex in chosen:
             if not isinstance(ex, Exemplar):
                 raise TypeError(f"exemplars must be rlem_gym.prompts.Exemplar objects, got {type(ex).__name__}")
