@@ -25,6 +25,7 @@ anything the model *says* is handled and never raises.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -33,7 +34,14 @@ from rlem_gym.advice import AdviceLine, ParsedAdvice, parse_advice
 from rlem_gym.agents.adapters import EnvAdapter
 from rlem_gym.agents.base import StepInfo
 from rlem_gym.agents.llm_agent import LLMAgent
-from rlem_gym.prompts import DEFAULT_MARGIN_TOKENS, Exemplar, PromptInput, build_advice_prompt
+from rlem_gym.prompts import (
+    DEFAULT_MARGIN_TOKENS,
+    Exemplar,
+    PromptInput,
+    build_advice_prompt,
+    check_exemplar_order,
+    order_exemplars,
+)
 from rlem_gym.trajectory import LAST_ACTIONS, Step
 
 if TYPE_CHECKING:
@@ -98,6 +106,9 @@ class Rememberer(LLMAgent):
         max_tokens, temperature, stop: generation settings (temperature 0 = greedy).
         seed: seeds the generator used by random advice / random fallback and the LLM call.
         margin: tokens kept free for the backend's chat template when fitting the prompt.
+        exemplar_order: ``"similarity"`` (most similar first, the paper's, the default) or
+            ``"stable"`` (by memory record id); the measured KV-prefix reuse is the same for both
+            (see :mod:`rlem_gym.prompts`).
     """
 
     name = "rememberer"
@@ -117,6 +128,7 @@ class Rememberer(LLMAgent):
         stop: Sequence[str] | None = DEFAULT_STOP,
         seed: int = 0,
         margin: int = DEFAULT_MARGIN_TOKENS,
+        exemplar_order: str = "similarity",
     ) -> None:
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k}")
@@ -126,6 +138,7 @@ class Rememberer(LLMAgent):
         self.k = int(k)
         self.discouraged = bool(discouraged)
         self.random_advice = bool(random_advice)
+        self.exemplar_order = check_exemplar_order(exemplar_order)
         self._task = ""
         self._steps: list[Step] = []
         self._pending: dict[str, Any] | None = None
@@ -208,15 +221,18 @@ class Rememberer(LLMAgent):
         )
 
     def _recall(self, task: str, observation: str, instruction: str) -> tuple[list[Any], list[Exemplar]]:
-        """Step 1: retrieve the top-k records and turn each into an exemplar (most similar first)."""
+        """Step 1: retrieve the top-k records (most similar first) and turn each into an exemplar.
+
+        The exemplars carry their similarity rank and come in the prompt order ``exemplar_order``.
+        """
         if self.memory is None or self.k == 0 or len(self.memory) == 0:
             return [], []
         retrieved = self.memory.retrieve(task, observation, instruction, k=self.k)
         exemplars = [
-            exemplar_from_record(r.record, self.adapter, random_advice=self.random_advice, rng=self.rng)
-            for r in retrieved
+            replace(exemplar_from_record(r.record, self.adapter, random_advice=self.random_advice, rng=self.rng), rank=i)
+            for i, r in enumerate(retrieved)
         ]
-        return list(retrieved), exemplars
+        return list(retrieved), order_exemplars(exemplars, self.exemplar_order)
 
     def _choose(self, parsed: ParsedAdvice, obs: str, info: dict[str, Any]) -> tuple[str, str, str]:
         """Step 5: ``(action, reason, fallback_reason)``; fallback_reason is "" when the model's advice was used.

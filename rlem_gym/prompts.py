@@ -8,7 +8,20 @@ and :func:`build_advice_prompt` / :func:`build_react_prompt`, which keep every p
 answer cue (``Encouraged:`` / ``Action:``) that the agent passes as the LLM's ``response_prefix``
 (it starts the model's reply, so a chat model continues it instead of chatting about it). Long
 observations are truncated from the start (the paper's rule), exemplars first, then the
-current one; exemplars are dropped (least similar last) only when even empty ones do not fit.
+current one; exemplars are dropped (least similar first) only when even empty ones do not fit.
+
+Order and prefix reuse: a backend that keeps the previous call's KV cache (HF, llama.cpp)
+re-reads only what follows the longest common token prefix of two consecutive prompts
+(:func:`common_prefix_fraction`). The prompt already runs from the most stable part to the least:
+the preamble (fixed per env), the exemplars (fixed for the static agent; for the Rememberer fixed
+while the retrieval key's page type or instruction pattern stays the same), then the new input.
+The exemplar order is a setting (:data:`EXEMPLAR_ORDERS`): most similar first (the paper's, the
+default) or by record id. Measured with the Qwen2.5 tokenizer over 10 test episodes per env
+(``benchmarks/bench_step.py --tokenizer-only``), both orders reuse exactly the same share
+(WebShop 15.5%, WikiHow 72.6%): within an episode the task similarity is constant, so two
+consecutive steps retrieve either the same records in the same rank order or disjoint ones, and
+the order cannot matter. Moving the new input's task text before the exemplars would save at
+most its ~40 tokens on a changed exemplar set and would change the paper's layout, so it is not done.
 """
 
 from __future__ import annotations
@@ -17,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from rlem_gym.advice import AdviceLine, render_advice
-from rlem_gym.llm.base import truncate_to_tokens
+from rlem_gym.llm.base import common_prefix_len, truncate_to_tokens
 from rlem_gym.trajectory import LAST_ACTIONS
 
 if TYPE_CHECKING:
@@ -106,6 +119,9 @@ class Exemplar:
     discouraged: tuple[AdviceLine, ...] = ()
     record_id: int | None = None
     """Id of the memory record it came from (None for static exemplars)."""
+    rank: int | None = None
+    """Similarity rank at retrieval (0 = most similar; None for static exemplars). Not rendered:
+    when exemplars must be dropped to fit the budget, the highest rank goes first."""
 
 
 @dataclass
@@ -121,6 +137,53 @@ class BuiltPrompt:
     exemplars_used: list[Exemplar] = field(default_factory=list)
     response_prefix: str = ""
     """The reply's forced start (pass it as ``llm.generate(..., response_prefix=...)``); ``tokens`` counts it."""
+
+
+# ------------------------------------------------------------------------ exemplar order
+#: how the Rememberer orders its exemplars in the prompt: most similar first ("similarity", the
+#: paper's, the default) or by memory record id ("stable"); see the module docstring for the measurement
+EXEMPLAR_ORDERS: tuple[str, ...] = ("similarity", "stable")
+
+
+def check_exemplar_order(order: str) -> str:
+    """Validate an exemplar order name; raise ValueError naming the valid ones."""
+    if order not in EXEMPLAR_ORDERS:
+        raise ValueError(f"unknown exemplar order {order!r}: use one of {', '.join(EXEMPLAR_ORDERS)}")
+    return order
+
+
+def stable_exemplar_order(exemplars: Sequence[Exemplar]) -> list[Exemplar]:
+    """Exemplars sorted by memory record id (oldest record first), so the prompt does not depend on rank.
+
+    Two steps that retrieve the same records show them in the same order (and one that keeps
+    an older record keeps the prompt's prefix up to it). Exemplars without a record id (static
+    ones) keep the order given.
+    """
+    exemplars = list(exemplars)
+    if any(e.record_id is None for e in exemplars):
+        return exemplars
+    return sorted(exemplars, key=lambda e: e.record_id)
+
+
+def order_exemplars(exemplars: Sequence[Exemplar], order: str) -> list[Exemplar]:
+    """Exemplars (given most similar first) in the prompt order ``order`` names (see :data:`EXEMPLAR_ORDERS`)."""
+    if check_exemplar_order(order) == "stable":
+        return stable_exemplar_order(exemplars)
+    return list(exemplars)
+
+
+def common_prefix_fraction(previous: Sequence[int], current: Sequence[int]) -> float:
+    """Share of ``current``'s tokens a prefix cache holding ``previous`` serves (0 for an empty prompt).
+
+    This is what a KV-reusing backend reports as ``Completion.cached_tokens / prompt_tokens``
+    for consecutive calls: only the tokens after the longest common prefix are prefilled.
+    """
+    return common_prefix_len(previous, current) / len(current) if len(current) else 0.0
+
+
+def _drop_position(exemplars: Sequence[Exemplar]) -> int:
+    """Index of the exemplar to drop first: the highest similarity rank, else the last one."""
+    return max(range(len(exemplars)), key=lambda i: (-1 if exemplars[i].rank is None else exemplars[i].rank, i))
 
 
 # ----------------------------------------------------------------------------- pure rendering
@@ -217,9 +280,10 @@ def build_advice_prompt(
 ) -> BuiltPrompt:
     """Assemble the Rememberer prompt so that prompt + ``response_prefix`` fit ``budget`` tokens of ``llm``'s tokenizer.
 
-    Observations are cut from the start (exemplars and the new input share what is left after
-    the fixed text, equal shares, short ones kept whole); when even empty exemplars overflow,
-    the last (least similar) exemplars are dropped. A final check guarantees the budget.
+    Exemplars are shown in the order given. Observations are cut from the start (exemplars and
+    the new input share what is left after the fixed text, equal shares, short ones kept whole);
+    when even empty exemplars overflow, exemplars are dropped, the least similar first (highest
+    :attr:`Exemplar.rank`; the last one when no ranks are set). A final check guarantees the budget.
     """
     exemplars = list(exemplars)
     cue = llm.count_tokens(response_prefix) if response_prefix else 0
@@ -246,7 +310,7 @@ def build_advice_prompt(
         fixed = llm.count_tokens(skeleton) + _JOIN_SLACK * (len(exemplars) + 1)
         if fixed <= room or not exemplars:
             break
-        exemplars.pop()
+        exemplars.pop(_drop_position(exemplars))
         dropped += 1
 
     observations = [e.input.observation for e in exemplars] + [query.observation]
