@@ -10,7 +10,8 @@ import pytest
 from rlem_gym.benchmarks.report import aggregate, comparable, markdown_table, results_csv
 from rlem_gym.atomic import atomic_write_json
 from rlem_gym.benchmarks.rundir import RunDir, StepLog, iter_jsonl
-from rlem_gym.benchmarks.runner import Split, Task, WorkItem, _parse_indices, _parse_slice, episode_seed, plan
+from rlem_gym.benchmarks.plan import _parse_indices, _parse_slice
+from rlem_gym.benchmarks.runner import Split, Task, WorkItem, episode_seed, plan
 from rlem_gym.benchmarks.stats import bootstrap_ci
 from rlem_gym.benchmarks.config import BenchConfig, ConfigError, field_docs
 

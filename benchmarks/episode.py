@@ -1,0 +1,343 @@
+"""Playing one episode: :func:`run_episode` is the one place in rlem-gym that steps an env.
+
+Also here, because every process that plays episodes needs them: building the env, the memory,
+the agent and the LLM from a :class:`~rlem_gym.benchmarks.config.BenchConfig`
+(:class:`EpisodeContext` holds them, lazily, in the main process, each worker process and each
+Ray actor), the per-episode seeding (:func:`seed_episode`), success and normalised return
+(:func:`episode_success`), and the failure record of an episode that raised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from rlem_gym.benchmarks.config import BenchConfig
+from rlem_gym.benchmarks.plan import Split, WorkItem
+
+if TYPE_CHECKING:
+    from rlem_gym.agents.base import Agent
+    from rlem_gym.llm.base import LLM
+
+#: a factory that builds the LLM inside whichever process runs episodes
+LLMFactory = Callable[[], "LLM"]
+
+
+class RunError(RuntimeError):
+    """The run cannot go on (bad data, unreachable model, ...); the message says what to do."""
+
+
+# --------------------------------------------------------------------------------------------
+# the episode loop: the one place that steps an env
+# --------------------------------------------------------------------------------------------
+def short_hash(text: str) -> str:
+    """First 16 hex digits of the SHA-256 of ``text`` (observation and prompt ids in the log)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def episode_success(env_name: str, total_reward: float, info: dict[str, Any]) -> tuple[bool, float]:
+    """(success, normalised return in [0, 1]) of a finished episode.
+
+    WebShop: success = reward 1.0 at purchase, the reward is already in [0, 1]. WikiHow: success =
+    every sub-goal reached; the return (one point per sub-goal) is divided by the sub-goal count.
+    """
+    if env_name == "wikihow":
+        total = int(info.get("subgoals_total") or 0)
+        done = int(info.get("subgoals_done") or 0)
+        norm = (total_reward / total) if total else 0.0
+        return (total > 0 and done >= total), float(norm)
+    return total_reward >= 1.0 - 1e-9, float(total_reward)
+
+
+def seed_episode(agent: Any, seed: int) -> None:
+    """The one seeding block of an episode: the env gets ``seed`` at reset; here the agent's
+    generator and LLM sampling seed, and (when training) the memory's generator, get it too.
+
+    Re-seeding per episode makes every episode a function of its work item alone, so a resumed,
+    reordered or parallel run decides exactly as an uninterrupted serial one.
+    """
+    import numpy as np
+
+    reseed = getattr(agent, "reseed", None)
+    if callable(reseed):
+        reseed(int(seed))
+    else:  # agents without ``reseed``: set the same two attributes from here
+        if hasattr(agent, "seed") and not callable(agent.seed):
+            agent.seed = int(seed)
+        if hasattr(agent, "rng"):
+            agent.rng = np.random.default_rng(seed)
+    memory = getattr(agent, "memory", None)
+    if memory is not None and getattr(agent, "training", False) and hasattr(memory, "rng"):
+        memory.rng = np.random.default_rng(seed)
+
+
+def run_episode(
+    env: Any,
+    agent: "Agent",
+    item: WorkItem,
+    *,
+    env_name: str,
+    log: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Play one episode of ``agent`` on ``env`` and return its completion record.
+
+    This is the only function in rlem-gym that calls ``env.step``. Truncation comes from the
+    env's TimeLimit wrapper. ``log`` receives one dict per step (the ``episodes.jsonl`` line).
+    The record's LLM calls, tokens and fallbacks are the episode's change of ``agent.stats``
+    (an agent may call the LLM more than once per step, e.g. ReAct's thoughts).
+    Exceptions propagate; the caller decides whether they fail the episode or the run.
+    """
+    t0 = time.perf_counter()
+    seed_episode(agent, item.episode_seed)
+    fresh_llm_cache(getattr(agent, "llm", None))
+    before = _stat_counts(agent)
+    obs, info = env.reset(seed=item.episode_seed, options=dict(item.task.options))
+    agent.reset(obs, info)
+    instruction = str(info.get("instruction", ""))
+    total = 0.0
+    steps = invalid = 0
+    actions: list[str] = []
+    terminated = truncated = False
+    while not (terminated or truncated):
+        action = agent.act(obs, info)
+        st = agent.last_step
+        next_obs, reward, terminated, truncated, next_info = env.step(action)
+        reward = float(reward)
+        total += reward
+        steps += 1
+        actions.append(action)
+        error = next_info.get("last_action_error") or ""
+        invalid += int(bool(error))
+        if log is not None:
+            log(
+                {
+                    "item": item.id,
+                    "phase": item.phase,
+                    "agent": item.agent,
+                    "seed": item.seed,
+                    "epoch": item.epoch,
+                    "goal": item.task.index,
+                    "goal_label": item.task.label,
+                    "step": steps - 1,
+                    "obs_hash": short_hash(obs),
+                    "prompt_hash": short_hash(st.prompt) if st.prompt else "",
+                    "raw_output": st.raw_output,
+                    "action": action,
+                    "reward": reward,
+                    "retrieved_ids": [int(r) for r in (st.retrieved_ids or [])],
+                    "fallback": bool(st.fallback),
+                    "action_error": error,
+                    "prompt_tokens": int(st.prompt_tokens),
+                    "completion_tokens": int(st.completion_tokens),
+                }
+            )
+        agent.observe(action, reward, terminated, truncated, next_info)
+        obs, info = next_obs, next_info
+    success, normalized = episode_success(env_name, total, info)
+    used = {k: v - before[k] for k, v in _stat_counts(agent).items()}
+    return {
+        **item.record_fields(),
+        "episode_seed": item.episode_seed,
+        "instruction": instruction,
+        "return": total,
+        "normalized_return": normalized,
+        "success": bool(success),
+        "steps": steps,
+        "terminated": bool(terminated),
+        "truncated": bool(truncated),
+        "actions": actions,
+        "invalid_actions": invalid,
+        "llm_calls": used["llm_calls"],
+        "prompt_tokens": used["prompt_tokens"],
+        "completion_tokens": used["completion_tokens"],
+        "fallbacks": used["fallbacks"],
+        "wall_s": round(time.perf_counter() - t0, 3),
+    }
+
+
+#: the ``agent.stats`` counters a completion record reports per episode
+_STAT_FIELDS = ("llm_calls", "prompt_tokens", "completion_tokens", "fallbacks")
+
+
+def _stat_counts(agent: Any) -> dict[str, int]:
+    """The agent's lifetime counters (:class:`~rlem_gym.agents.base.AgentStats`) now."""
+    stats = agent.stats
+    return {k: int(getattr(stats, k)) for k in _STAT_FIELDS}
+
+
+# --------------------------------------------------------------------------------------------
+# building envs, memories and agents (shared by the main process and every worker)
+# --------------------------------------------------------------------------------------------
+def default_llm_factory(cfg: BenchConfig) -> LLMFactory:
+    """A picklable factory that builds ``cfg.llm`` with :func:`rlem_gym.llm.make_llm`."""
+    return _SpecFactory(cfg.llm)
+
+
+@dataclass(frozen=True)
+class _SpecFactory:
+    spec: str | None
+
+    def __call__(self) -> "LLM":
+        from rlem_gym.llm import make_llm
+
+        return make_llm(self.spec)
+
+
+def make_env(cfg: BenchConfig, split_kwargs: dict[str, Any]) -> Any:
+    """``gym.make`` of the configured env with the split's kwargs, the step cap and env_kwargs."""
+    import gymnasium as gym
+
+    import rlem_gym  # noqa: F401  (registers the ids)
+
+    kwargs: dict[str, Any] = {"max_steps": cfg.max_steps}
+    if cfg.env == "webshop":
+        kwargs["shown_results"] = cfg.shown_results
+    kwargs.update(split_kwargs)
+    kwargs.update(cfg.env_kwargs)
+    return gym.make(cfg.env_id, max_episode_steps=cfg.max_steps, **kwargs)
+
+
+def new_memory(cfg: BenchConfig, seed: int) -> Any:
+    """An empty experience memory with the configured capacities and Q-learning settings."""
+    from rlem_gym.agents.adapters import get_adapter
+    from rlem_gym.memory import ExperienceMemory
+
+    matcher = get_adapter(cfg.env).make_matcher()
+    return ExperienceMemory(
+        matcher,
+        capacity=cfg.capacity,
+        action_capacity=cfg.action_capacity,
+        n_step=cfg.n_step,
+        gamma=cfg.gamma,
+        update_mode=cfg.update_mode,
+        lr=cfg.lr,
+        double_q=cfg.double_q,
+        seed=seed,
+    )
+
+
+def memory_saved(path: str | Path) -> bool:
+    """Whether a complete memory save exists at ``path`` (its manifest is written last)."""
+    return (Path(path) / "MANIFEST.json").is_file()
+
+
+def load_memory(cfg: BenchConfig, path: str | Path) -> Any:
+    """Load a saved memory with this env's matcher."""
+    from rlem_gym.agents.adapters import get_adapter
+    from rlem_gym.memory import ExperienceMemory
+
+    return ExperienceMemory.load(str(path), get_adapter(cfg.env).make_matcher())
+
+
+def make_bench_agent(cfg: BenchConfig, name: str, llm: "LLM", memory: Any = None) -> "Agent":
+    """Build agent ``name`` with the run's generation settings and per-agent kwargs."""
+    from rlem_gym.agents import make_agent
+
+    kwargs: dict[str, Any] = {"max_tokens": cfg.max_tokens, "temperature": cfg.temperature}
+    if name == "rememberer":
+        kwargs.update({"memory": memory, "k": cfg.k, "discouraged": cfg.discouraged, "random_advice": cfg.random_advice})
+    kwargs.update(cfg.agent_kwargs.get(name, {}))
+    return make_agent(name, llm, cfg.env, **kwargs)
+
+
+class EpisodeContext:
+    """Everything needed to run episodes in one process: the LLM, envs and agents, built lazily.
+
+    The main process, each local worker process and each Ray actor hold one. Agents are cached
+    per (agent, seed); the Rememberer's test-time memory is loaded from the run folder, frozen.
+    """
+
+    def __init__(self, cfg: BenchConfig, splits: dict[str, Split], llm_factory: LLMFactory, memory_paths: dict[int, str]):
+        self.cfg = cfg
+        self.splits = splits
+        self.llm_factory = llm_factory
+        self.memory_paths = memory_paths
+        self._llm: "LLM | None" = None
+        self._envs: dict[str, Any] = {}
+        self._agents: dict[tuple[str, int], "Agent"] = {}
+
+    @property
+    def llm(self) -> "LLM":
+        if self._llm is None:
+            from rlem_gym.llm.base import LLMError
+
+            try:
+                self._llm = self.llm_factory()
+            except LLMError:
+                raise
+            except Exception as exc:  # any loader failure is the model's: report it in one line
+                spec = self.cfg.llm or "smollm2"
+                raise LLMError(f"cannot load the model {spec!r} ({type(exc).__name__}: {exc})") from exc
+        return self._llm
+
+    def env(self, phase: str) -> Any:
+        if phase not in self._envs:
+            self._envs[phase] = make_env(self.cfg, self.splits[phase].env_kwargs)
+        return self._envs[phase]
+
+    def test_agent(self, name: str, seed: int) -> "Agent":
+        key = (name, seed)
+        if key not in self._agents:
+            memory = None
+            if name == "rememberer":
+                path = self.memory_paths.get(seed)
+                memory = load_memory(self.cfg, path) if path else new_memory(self.cfg, seed)
+            agent = make_bench_agent(self.cfg, name, self.llm, memory)
+            agent.eval()
+            self._agents[key] = agent
+        return self._agents[key]
+
+    def run_test(self, item: WorkItem, log: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
+        agent = self.test_agent(item.agent, item.seed)
+        return run_episode(self.env("test"), agent, item, env_name=self.cfg.env, log=log)
+
+    def close(self) -> None:
+        for env in self._envs.values():
+            env.close()
+        self._envs.clear()
+        if self._llm is not None:
+            self._llm.close()
+            self._llm = None
+
+
+def fresh_llm_cache(llm: Any) -> None:
+    """Forget a backend's reused KV prefix so each episode's outputs do not depend on the one before.
+
+    This keeps results identical whatever the order of episodes: serial, parallel or resumed.
+    """
+    reset = getattr(llm, "reset_cache", None)
+    if callable(reset):
+        reset()
+
+
+def failure_record(item: WorkItem, exc: BaseException) -> dict[str, Any]:
+    """The error record of a failed episode (with its traceback)."""
+    return {
+        **item.record_fields(),
+        "error": f"{type(exc).__name__}: {exc}",
+        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    }
+
+
+def _is_llm_error(exc: BaseException) -> bool:
+    from rlem_gym.llm.base import LLMError
+
+    return isinstance(exc, LLMError)
+
+
+
+def _attempt(
+    ctx: EpisodeContext, item: WorkItem, log: Callable[[dict[str, Any]], None] | None
+) -> tuple[str, dict[str, Any]]:
+    """Run one test episode: ``("ok", record)``, or ``("llm_error" | "error", failure record)``.
+
+    A failure is reported with its traceback; the caller stops the run on an LLM error.
+    """
+    try:
+        return "ok", ctx.run_test(item, log)
+    except Exception as exc:
+        return ("llm_error" if _is_llm_error(exc) else "error"), failure_record(item, exc)
