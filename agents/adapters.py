@@ -17,6 +17,7 @@ import numpy as np
 from rlem_gym.prompts import Exemplar, PromptInput
 
 if TYPE_CHECKING:
+    from rlem_gym.llm.constraint import ActionConstraint
     from rlem_gym.memory.embeddings import Embedder
     from rlem_gym.memory.similarity import Matcher
 
@@ -91,6 +92,15 @@ class EnvAdapter(ABC):
     @abstractmethod
     def fallback_candidates(self, obs: str, info: dict[str, Any]) -> list[str]:
         """Valid actions in order of preference for a fallback."""
+
+    def action_constraint(self, info: dict[str, Any]) -> "ActionConstraint":
+        """Every action valid on the current page, in canonical form, for constrained action decoding.
+
+        Each string the constraint allows must pass :meth:`is_valid_canonical` and come back
+        unchanged from :meth:`extract_actions`. Adapters without it support free decoding only.
+        """
+        raise NotImplementedError(f"the {self.name or type(self).__name__!r} adapter has no action_constraint(): "
+                                  "use action_decoding='free'")
 
     def random_action(self, observation: str, available: Sequence[str], rng: np.random.Generator) -> str | None:
         """A random plausible action for a stored situation (the official random-advice mode)."""

@@ -5,10 +5,22 @@ it holds the LLM, the env adapter and the generation settings, gives the prompt 
 makes the LLM call with the prompt's answer cue as the reply's ``response_prefix`` (so chat
 models continue the cue instead of chatting), counting calls, tokens, steps, fallbacks and episodes
 in ``self.stats``.
+
+**Action decoding.** ``action_decoding="free"`` lets the model write its reply as it likes; the
+agent parses it and falls back (counted) when no valid action is in it. With
+``action_decoding="constrained"`` the action slot (the Rememberer's first ``Encouraged:`` line,
+ReAct's ``Action:``) is generated under the page's :class:`~rlem_gym.llm.constraint.ActionConstraint`,
+so the action is always one that is valid now; the rest of the reply (reason, Discouraged list)
+is then generated freely by a second call that continues after the action (its prompt is the
+first call's plus the action, so the backend's KV prefix cache serves it). The second call is made
+only when the reply's reason is used: ``full_reply=None`` (default) means when a Rememberer
+trains (the reason is stored in memory); ``True``/``False`` force it.
 """
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import replace
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -19,6 +31,31 @@ from rlem_gym.prompts import BuiltPrompt, prompt_budget
 
 if TYPE_CHECKING:
     from rlem_gym.llm.base import LLM, Completion
+    from rlem_gym.llm.constraint import ActionConstraint
+
+#: the ``action_decoding`` modes
+ACTION_DECODINGS: tuple[str, ...] = ("free", "constrained")
+#: most tokens of a constrained action (a long product option or a search query fits)
+ACTION_MAX_TOKENS = 96
+
+
+def check_action_decoding(mode: str) -> str:
+    """Validate an ``action_decoding`` setting; raise ValueError naming the valid ones."""
+    if mode not in ACTION_DECODINGS:
+        raise ValueError(f"unknown action_decoding {mode!r}: use one of {', '.join(ACTION_DECODINGS)}")
+    return mode
+
+
+def merge_completions(first: "Completion", second: "Completion") -> "Completion":
+    """One step's two calls (constrained action, then the free rest) as one Completion for accounting."""
+    return replace(
+        second,
+        text=first.text + second.text,
+        prompt_tokens=first.prompt_tokens + second.prompt_tokens,
+        completion_tokens=first.completion_tokens + second.completion_tokens,
+        latency_s=first.latency_s + second.latency_s,
+        cached_tokens=first.cached_tokens + second.cached_tokens,
+    )
 
 
 class LLMAgent(Agent):
@@ -31,6 +68,9 @@ class LLMAgent(Agent):
         max_tokens, temperature, stop: generation settings (temperature 0 = greedy).
         seed: seeds ``self.rng`` (random fallback, random advice) and the LLM calls.
         margin: tokens kept free for the backend's chat template when fitting the prompt.
+        action_decoding: ``"free"`` or ``"constrained"`` (see the module docstring).
+        full_reply: in constrained mode, also generate the reply after the action (None = when
+            the reason is used).
     """
 
     def __init__(
@@ -44,6 +84,8 @@ class LLMAgent(Agent):
         stop: Sequence[str] | None,
         seed: int,
         margin: int,
+        action_decoding: str = "free",
+        full_reply: bool | None = None,
     ) -> None:
         super().__init__()
         self.llm = llm
@@ -53,6 +95,9 @@ class LLMAgent(Agent):
         self.temperature = float(temperature)
         self.stop = list(stop) if stop else None
         self.margin = int(margin)
+        self.action_decoding = check_action_decoding(action_decoding)
+        self.full_reply = None if full_reply is None else bool(full_reply)
+        self._warned_unconstrained = False
         self.reseed(seed)
 
     def reseed(self, seed: int) -> None:
@@ -64,23 +109,73 @@ class LLMAgent(Agent):
         """Tokens a prompt (its answer cue included) may use so that the reply fits the context window."""
         return prompt_budget(self.llm, self.max_tokens, self.margin)
 
-    def complete(self, built: BuiltPrompt, seed_offset: int = 0) -> "Completion":
-        """One LLM call on ``built`` (its cue as ``response_prefix``); counts the call and its tokens.
+    @property
+    def effective_action_decoding(self) -> str:
+        """``"constrained"`` only when asked for and the backend enforces constraints; else ``"free"``."""
+        if self.action_decoding == "constrained" and getattr(self.llm, "supports_constraint", False):
+            return "constrained"
+        return "free"
 
+    def action_constraint(self, info: dict, lead: str = "") -> "ActionConstraint | None":
+        """This step's constraint on the action slot (each action after ``lead``); None = free decoding.
+
+        None in free mode, on a page with no valid action, and when the backend cannot enforce
+        constraints (then a warning is given once, and the agent decodes freely).
+        """
+        if self.action_decoding != "constrained":
+            return None
+        if not getattr(self.llm, "supports_constraint", False):
+            if not self._warned_unconstrained:
+                warnings.warn(f"{getattr(self.llm, 'name', 'this LLM')} cannot constrain decoding: "
+                              "the agent decodes freely (action_decoding='free')", RuntimeWarning, stacklevel=3)
+                self._warned_unconstrained = True
+            return None
+        constraint = self.adapter.action_constraint(info)
+        if constraint.empty:
+            return None
+        return constraint.prefixed(lead) if lead else constraint
+
+    def complete(
+        self,
+        built: BuiltPrompt,
+        seed_offset: int = 0,
+        *,
+        constraint: "ActionConstraint | None" = None,
+        after: str = "",
+    ) -> "Completion":
+        """One LLM call on ``built`` (its cue, then ``after``, as ``response_prefix``); counts the call and its tokens.
+
+        With a ``constraint`` the reply is one action (at most :data:`ACTION_MAX_TOKENS` tokens).
         Backend failures (:class:`rlem_gym.llm.LLMError`) propagate.
         """
         completion = self.llm.generate(
             built.text,
-            max_tokens=self.max_tokens,
-            stop=self.stop,
+            max_tokens=max(self.max_tokens, ACTION_MAX_TOKENS) if constraint is not None else self.max_tokens,
+            stop=None if constraint is not None else self.stop,
             temperature=self.temperature,
             seed=self.seed + seed_offset,
-            response_prefix=built.response_prefix,
+            response_prefix=built.response_prefix + after,
+            **({"constraint": constraint} if constraint is not None else {}),
         )
         self.stats.llm_calls += 1
         self.stats.prompt_tokens += completion.prompt_tokens
         self.stats.completion_tokens += completion.completion_tokens
         return completion
+
+    def complete_reply(
+        self, built: BuiltPrompt, constraint: "ActionConstraint | None", *, rest: bool, seed_offset: int = 0
+    ) -> "Completion":
+        """The step's reply: free (no ``constraint``), or the constrained action then, if ``rest``, the free rest.
+
+        ``Completion.text`` is what follows the cue, so ``built.response_prefix + text`` parses
+        as a free reply would.
+        """
+        if constraint is None:
+            return self.complete(built, seed_offset)
+        action = self.complete(built, seed_offset, constraint=constraint)
+        if not rest or not constraint.matches(action.text):
+            return action
+        return merge_completions(action, self.complete(built, seed_offset, after=action.text))
 
     def record_step(self, step: StepInfo) -> str:
         """Count one decision (and its fallback, if ``step.fallback``), keep it as ``last_step``; returns its action."""

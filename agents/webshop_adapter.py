@@ -14,6 +14,7 @@ import numpy as np
 
 from rlem_gym.advice import AdviceLine
 from rlem_gym.agents.adapters import EnvAdapter, choose
+from rlem_gym.llm.constraint import ActionConstraint
 from rlem_gym.prompts import (
     WEBSHOP_PREAMBLE,
     WEBSHOP_REACT_PREAMBLE,
@@ -112,6 +113,12 @@ class WebShopAdapter(EnvAdapter):
         out += [f"click[{c}]" for c in clickables if c not in _NAVIGATION and c != "search"]
         out += [f"click[{c}]" for c in clickables if c in _NAVIGATION]
         return out
+
+    def action_constraint(self, info: dict[str, Any]) -> ActionConstraint:
+        """``click[x]`` for each clickable x (canonical: lower-case, single spaces); ``search[...]`` with a search bar."""
+        clicks = (_canonical("click", c) for c in _clickables(info))
+        search = (("search[", "]"),) if (info.get("available_actions") or {}).get("has_search_bar") else ()
+        return ActionConstraint.of((c for c in clicks if c), search, forbid="[")
 
     def random_action(self, observation: str, available: Sequence[str], rng: np.random.Generator) -> str | None:
         choices = [f"click[{a}]" for a in available if a and a != "search"]

@@ -15,6 +15,7 @@ import numpy as np
 
 from rlem_gym.advice import AdviceLine
 from rlem_gym.agents.adapters import EnvAdapter, choose
+from rlem_gym.llm.constraint import ActionConstraint
 from rlem_gym.envs.wikihow.oracle import parse_goal
 from rlem_gym.prompts import (
     WIKIHOW_PREAMBLE,
@@ -123,6 +124,12 @@ class WikiHowAdapter(EnvAdapter):
         out += [f"CLICK({i})" for i in sorted(_ids(info, "clickable_ids"))]
         out += ["SCROLL(UP)", "GOBACK"]
         return out
+
+    def action_constraint(self, info: dict[str, Any]) -> ActionConstraint:
+        """``CLICK(id)`` per clickable id, ``INPUT(id, <text>)`` per input id, ``SCROLL(dir)``, ``GOBACK``."""
+        literals = [f"CLICK({i})" for i in sorted(_ids(info, "clickable_ids"))]
+        literals += [f"SCROLL({d})" for d in DIRECTIONS] + ["GOBACK"]
+        return ActionConstraint.of(literals, ((f"INPUT({i}, ", ")") for i in sorted(_ids(info, "input_ids"))))
 
     def random_action(self, observation: str, available: Sequence[str], rng: np.random.Generator) -> str | None:
         choices = [f"CLICK({i})" for i in _CLICKABLE_ID_RE.findall(observation or "")]

@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from rlem_gym.llm.constraint import ActionConstraint
 
 
 class LLMError(RuntimeError):
@@ -44,6 +47,8 @@ class LLM(ABC):
     name: str = "llm"
     #: the model's context window in tokens
     context_length: int = 2048
+    #: whether ``generate(..., constraint=...)`` is enforced by this backend
+    supports_constraint: bool = False
 
     @abstractmethod
     def generate(
@@ -55,6 +60,7 @@ class LLM(ABC):
         temperature: float = 0.0,
         seed: int | None = None,
         response_prefix: str = "",
+        constraint: "ActionConstraint | None" = None,
     ) -> Completion:
         """Complete ``prompt``; raise :class:`LLMError` on failure.
 
@@ -68,6 +74,10 @@ class LLM(ABC):
                 at the start of the assistant turn (after the chat template's generation prompt);
                 for base models it is appended to the prompt. ``Completion.text`` excludes the
                 prefix, and ``Completion.prompt_tokens`` includes it.
+            constraint: constrained action decoding: the reply is exactly one action that the
+                :class:`~rlem_gym.llm.constraint.ActionConstraint` allows, and ends there
+                (``stop`` does not apply). A backend that cannot enforce it raises
+                ``NotImplementedError``; check :attr:`supports_constraint` first.
         """
 
     def count_tokens(self, text: str) -> int:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 
 def _check_template(prefix: str, suffix: str) -> None:
@@ -42,11 +42,14 @@ class ActionConstraint:
         literals: complete action strings (duplicates and empty strings are dropped).
         templates: ``(prefix, suffix)`` pairs around one line of free text.
         max_free_chars: most characters of free text in a template (bounds generation).
+        forbid: characters the free text may not hold besides newlines and the suffix's first one
+            (e.g. ``"["``, which WebShop's action syntax cannot nest).
     """
 
     literals: tuple[str, ...] = ()
     templates: tuple[tuple[str, str], ...] = ()
     max_free_chars: int = 120
+    forbid: str = ""
 
     def __post_init__(self) -> None:
         lits = tuple(dict.fromkeys(s for s in self.literals if s))
@@ -62,7 +65,7 @@ class ActionConstraint:
         object.__setattr__(self, "templates", temps)
 
     @classmethod
-    def of(cls, literals: Iterable[str] = (), templates: Iterable[tuple[str, str]] = (), **kw: int) -> "ActionConstraint":
+    def of(cls, literals: Iterable[str] = (), templates: Iterable[tuple[str, str]] = (), **kw: Any) -> "ActionConstraint":
         """Build from any iterables."""
         return cls(tuple(literals), tuple(templates), **kw)
 
@@ -85,9 +88,17 @@ class ActionConstraint:
         if not (text.startswith(prefix) and text.endswith(suffix)) or len(text) < len(prefix) + len(suffix) + 1:
             return None
         free = text[len(prefix) : len(text) - len(suffix)]
-        if "\n" in free or suffix[0] in free or len(free) > self.max_free_chars:
+        if not self.free_ok(free, suffix) or len(free) > self.max_free_chars:
             return None
         return free
+
+    def banned(self, suffix: str) -> str:
+        """The characters a template's free text may not hold: newlines, the suffix's first one, ``forbid``."""
+        return "\n\r" + suffix[0] + self.forbid
+
+    def free_ok(self, free: str, suffix: str) -> bool:
+        """Whether ``free`` holds none of the characters :meth:`banned` lists."""
+        return not any(c in free for c in self.banned(suffix))
 
     def allows_prefix(self, text: str) -> bool:
         """Whether ``text`` can still be extended into an allowed action (an allowed action itself counts)."""
@@ -103,9 +114,9 @@ class ActionConstraint:
         rest = text[len(prefix) :]
         stop = rest.find(suffix[0])
         if stop == -1:  # still inside the free text
-            return "\n" not in rest and len(rest) <= self.max_free_chars
+            return self.free_ok(rest, suffix) and len(rest) <= self.max_free_chars
         free, tail = rest[:stop], rest[stop:]
-        return 0 < len(free) <= self.max_free_chars and "\n" not in free and suffix.startswith(tail)
+        return 0 < len(free) <= self.max_free_chars and self.free_ok(free, suffix) and suffix.startswith(tail)
 
     def complete(self, text: str) -> bool:
         """Whether ``text`` is an allowed action that no allowed action extends (decoding can stop)."""
@@ -120,7 +131,8 @@ class ActionConstraint:
         """A regular expression (no anchors) that matches exactly the allowed actions."""
         parts = [re.escape(lit) for lit in self.literals]
         for p, s in self.templates:
-            parts.append(f"{re.escape(p)}[^\\n{re.escape(s[0])}]{{1,{self.max_free_chars}}}{re.escape(s)}")
+            banned = "".join({"\n": "\\n", "\r": "\\r"}.get(c) or re.escape(c) for c in dict.fromkeys(self.banned(s)))
+            parts.append(f"{re.escape(p)}[^{banned}]{{1,{self.max_free_chars}}}{re.escape(s)}")
         return "(" + "|".join(parts) + ")" if parts else "(?!)"
 
     def gbnf(self) -> str:
@@ -131,12 +143,17 @@ class ActionConstraint:
         rules: list[str] = []
         for i, (p, s) in enumerate(self.templates):
             alts.append(f"{_gbnf_string(p)} free{i} {_gbnf_string(s)}")
-            rules.append(f"free{i} ::= {_gbnf_char_not(s[0])}{{1,{self.max_free_chars}}}")
+            rules.append(f"free{i} ::= {_gbnf_class_not(self.banned(s))}{{1,{self.max_free_chars}}}")
         return "\n".join([f"root ::= {' | '.join(alts)}", *rules]) + "\n"
+
+    def prefixed(self, lead: str) -> "ActionConstraint":
+        """The same actions, each written after ``lead`` (e.g. the space after ReAct's ``Action:``)."""
+        return ActionConstraint(tuple(lead + s for s in self.literals), tuple((lead + p, s) for p, s in self.templates),
+                                self.max_free_chars, self.forbid)
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-able description (for logs)."""
-        return {"literals": list(self.literals), "templates": [list(t) for t in self.templates]}
+        return {"literals": list(self.literals), "templates": [list(t) for t in self.templates], "forbid": self.forbid}
 
 
 def _gbnf_string(text: str) -> str:
@@ -144,10 +161,12 @@ def _gbnf_string(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def _gbnf_char_not(ch: str) -> str:
-    """A GBNF character class: any character but ``ch`` and newline."""
-    esc = {"]": "\\]", "\\": "\\\\", "^": "\\^", "-": "\\-", "\n": "\\n", "\r": "\\r"}.get(ch, ch)
-    return f"[^{esc}\\n\\r]"
+_GBNF_CLASS_ESCAPES = {"]": "\\]", "[": "\\[", "\\": "\\\\", "^": "\\^", "-": "\\-", "\n": "\\n", "\r": "\\r"}
+
+
+def _gbnf_class_not(chars: str) -> str:
+    """A GBNF character class: any character but those in ``chars``."""
+    return "[^" + "".join(_GBNF_CLASS_ESCAPES.get(c, c) for c in dict.fromkeys(chars)) + "]"
 
 
 def merge(constraints: Sequence[ActionConstraint]) -> ActionConstraint:
@@ -157,4 +176,15 @@ def merge(constraints: Sequence[ActionConstraint]) -> ActionConstraint:
     for c in constraints:
         lits.extend(c.literals)
         temps.extend(c.templates)
-    return ActionConstraint(tuple(lits), tuple(temps), max(c.max_free_chars for c in constraints) if constraints else 120)
+    return ActionConstraint(tuple(lits), tuple(temps), max((c.max_free_chars for c in constraints), default=120),
+                            "".join(dict.fromkeys("".join(c.forbid for c in constraints))))
+
+
+def check_constraint(constraint: object) -> None:
+    """Raise a clear error for a ``constraint`` argument a backend cannot decode under (None passes)."""
+    if constraint is None:
+        return
+    if not isinstance(constraint, ActionConstraint):
+        raise TypeError(f"constraint must be an rlem_gym.llm.constraint.ActionConstraint, got {type(constraint).__name__}")
+    if constraint.empty:
+        raise ValueError("constraint allows no action: pass constraint=None for free decoding")

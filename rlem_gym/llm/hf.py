@@ -19,6 +19,7 @@ from typing import Any, Sequence
 from rlem_gym.llm.base import (
     LLM, Completion, LLMError, chat_messages, check_generate_args, common_prefix_len, find_stop, timed,
 )
+from rlem_gym.llm.constraint import ActionConstraint, check_constraint
 
 #: weights shared by every HFBackend of this process, keyed by what was loaded
 _WEIGHTS: dict[tuple[str, str | None, str, str], "_Loaded"] = {}
@@ -35,6 +36,30 @@ class _Loaded:
     eos_ids: frozenset[int]
     context_length: int
     is_chat: bool
+    cache_arg: str
+    """The forward() keyword that takes the KV cache: ``cache`` (transformers >= 5.x) or ``past_key_values``."""
+    vocab: Any = None
+    """The :class:`VocabIndex` for constrained decoding, built on first use."""
+
+    def vocab_index(self) -> Any:
+        """The tokenizer's :class:`rlem_gym.llm.vocab_index.VocabIndex` (built once, then shared)."""
+        if self.vocab is None:
+            from rlem_gym.llm.vocab_index import VocabIndex
+
+            self.vocab = VocabIndex.from_tokenizer(self.tokenizer, special_ids=sorted(self.eos_ids))
+        return self.vocab
+
+
+def cache_argument(model: Any) -> str:
+    """The name under which ``model.forward`` takes the KV cache in this transformers version.
+
+    transformers 5.x renamed ``past_key_values`` to ``cache`` (the old name warns, and goes in 5.40);
+    4.x only knows ``past_key_values``. Asking the signature keeps our calls free of FutureWarnings.
+    """
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 
 def resolve_device(device: str) -> str:
@@ -115,6 +140,7 @@ def load_weights(model: str, gguf_file: str | None, device: str, dtype: str) -> 
             eos_ids=_eos_ids(lm, tokenizer),
             context_length=_context_length(lm.config, tokenizer),
             is_chat=bool(getattr(tokenizer, "chat_template", None)),
+            cache_arg=cache_argument(lm),
         )
         _WEIGHTS[key] = loaded
         return loaded
@@ -169,6 +195,7 @@ class HFBackend(LLM):
             raise ValueError(f"chat=True but the tokenizer of {model!r} has no chat template: pass chat=False")
         self.system_prompt = system_prompt
         self.prefix_cache = prefix_cache
+        self.supports_constraint = True
         self._cache: Any = None  # transformers DynamicCache of the previous call
         self._cache_ids: list[int] = []  # the token ids whose keys/values are in _cache
         self._lock = threading.Lock()
@@ -210,9 +237,15 @@ class HFBackend(LLM):
         temperature: float = 0.0,
         seed: int | None = None,
         response_prefix: str = "",
+        constraint: ActionConstraint | None = None,
     ) -> Completion:
-        """See :meth:`LLM.generate`; only the tokens after the KV-cached common prefix are prefilled."""
+        """See :meth:`LLM.generate`; only the tokens after the KV-cached common prefix are prefilled.
+
+        With a ``constraint``, the logits are masked at every step (:mod:`rlem_gym.llm.vocab_index`)
+        so that the reply is exactly one allowed action; decoding ends when it is complete.
+        """
         stops = check_generate_args(max_tokens, temperature, stop)
+        check_constraint(constraint)
         start = timed()
         ids = self.prompt_ids(prompt, response_prefix)
         if len(ids) >= self.context_length:
@@ -223,7 +256,7 @@ class HFBackend(LLM):
         max_new = min(max_tokens, self.context_length - len(ids))
         with self._lock:
             try:
-                text, n_gen, finish, cached = self._run(ids, max_new, stops, temperature, seed)
+                text, n_gen, finish, cached = self._run(ids, max_new, stops, temperature, seed, constraint)
             except (RuntimeError, IndexError) as exc:  # torch errors (OOM, bad shapes) surface as LLMError
                 self._drop_cache()
                 raise LLMError(f"{self.name} failed to generate: {exc}") from exc
@@ -257,7 +290,8 @@ class HFBackend(LLM):
         return cache, keep
 
     def _run(
-        self, ids: list[int], max_new: int, stops: list[str], temperature: float, seed: int | None
+        self, ids: list[int], max_new: int, stops: list[str], temperature: float, seed: int | None,
+        constraint: ActionConstraint | None = None,
     ) -> tuple[str, int, str, int]:
         import torch
 
@@ -277,13 +311,20 @@ class HFBackend(LLM):
         generated: list[int] = []
         text, finish = "", "length"
         longest_stop = max((len(s) for s in stops), default=0)
+        vocab = self._w.vocab_index() if constraint is not None else None
+        cache_arg = self._w.cache_arg
         with torch.inference_mode():
             while len(generated) < max_new:
                 inp = torch.tensor([pending], dtype=torch.long, device=device)
-                out = model(input_ids=inp, past_key_values=cache, use_cache=True, logits_to_keep=1)
-                cache = out.past_key_values
+                out = model(input_ids=inp, use_cache=True, logits_to_keep=1, **{cache_arg: cache})
+                cache = getattr(out, cache_arg)
                 fed.extend(pending)
                 logits = out.logits[0, -1].float()
+                if vocab is not None:
+                    done, logits = self._constrain(logits, vocab, constraint, text)
+                    if done:
+                        finish = "stop"
+                        break
                 if temperature > 0:
                     probs = torch.softmax(logits / temperature, dim=-1)
                     nxt = int(torch.multinomial(probs, 1, generator=generator).item())
@@ -294,6 +335,9 @@ class HFBackend(LLM):
                     break
                 generated.append(nxt)
                 pending = [nxt]
+                if vocab is not None:  # the action slot: no stop strings, the constraint ends it
+                    text = text + (vocab.texts[nxt] or "")
+                    continue
                 if stops:
                     prev_len = len(text)
                     text = tok.decode(generated, skip_special_tokens=True)
@@ -301,10 +345,33 @@ class HFBackend(LLM):
                     if cut is not None:
                         text, finish = text[:cut], "stop"
                         break
-        if not stops:  # with stops, ``text`` is already the decoded (and possibly cut) reply
+        if not stops and vocab is None:  # otherwise ``text`` is already the decoded (and possibly cut) reply
             text = tok.decode(generated, skip_special_tokens=True)
         self._cache, self._cache_ids = (cache, fed) if self.prefix_cache else (None, [])
         return text, len(generated), finish, reused
+
+    def _constrain(self, logits: Any, vocab: Any, constraint: ActionConstraint, text: str) -> tuple[bool, Any]:
+        """Mask ``logits`` to the tokens the constraint allows after ``text``; ``(True, _)`` when decoding must end.
+
+        Decoding ends when ``text`` is an action that no allowed action extends, or when it is an
+        action and end-of-sequence outscores every allowed continuation.
+        """
+        import torch
+
+        if constraint.complete(text):
+            return True, logits
+        allowed = vocab.allowed(constraint, text)
+        if not allowed.any():  # cannot happen for a prefix the constraint allows; never loop forever
+            return True, logits
+        keep = torch.from_numpy(allowed).to(logits.device)
+        if keep.shape[0] < logits.shape[0]:  # the model's output layer may be padded past the tokenizer
+            keep = torch.cat([keep, keep.new_zeros(logits.shape[0] - keep.shape[0])])
+        masked = logits.masked_fill(~keep[: logits.shape[0]], float("-inf"))
+        if constraint.matches(text) and text:
+            eos = max(float(logits[i]) for i in self._w.eos_ids if i < logits.shape[0]) if self._w.eos_ids else None
+            if eos is not None and eos >= float(masked.max()):
+                return True, logits
+        return False, masked
 
     def close(self) -> None:
         """Drop this backend's KV cache (the shared weights stay loaded for other backends)."""

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from rlem_gym.llm.base import (
     LLM, Completion, LLMError, chat_messages, check_generate_args, common_prefix_len, finish_reason, timed,
 )
+from rlem_gym.llm.constraint import ActionConstraint, check_constraint
 
 INSTALL_HINT = "pip install rlem-gym[llamacpp]"
 
@@ -105,6 +106,21 @@ class LlamaCppBackend(LLM):
         self.context_length = int(self._llm.n_ctx())
         self.name = name or f"gguf:{path}"
         self._lock = threading.Lock()
+        self.supports_constraint = True
+        self._grammars: dict[str, Any] = {}  # GBNF text -> compiled LlamaGrammar (pages repeat)
+
+    def _grammar(self, constraint: ActionConstraint) -> Any:
+        """The compiled llama.cpp grammar of ``constraint`` (cached: an episode revisits the same pages)."""
+        text = constraint.gbnf()
+        grammar = self._grammars.get(text)
+        if grammar is None:
+            from llama_cpp import LlamaGrammar
+
+            grammar = LlamaGrammar.from_string(text, verbose=False)
+            if len(self._grammars) >= 256:
+                self._grammars.clear()
+            self._grammars[text] = grammar
+        return grammar
 
     def _spell(self, token_id: int) -> str:
         """A special token's text as the vocabulary spells it ("" for a missing token, id -1)."""
@@ -134,9 +150,15 @@ class LlamaCppBackend(LLM):
         temperature: float = 0.0,
         seed: int | None = None,
         response_prefix: str = "",
+        constraint: ActionConstraint | None = None,
     ) -> Completion:
-        """See :meth:`LLM.generate`; runs as a raw completion of the templated text plus the prefix."""
+        """See :meth:`LLM.generate`; runs as a raw completion of the templated text plus the prefix.
+
+        With a ``constraint``, llama.cpp samples under its GBNF grammar (:meth:`ActionConstraint.gbnf`),
+        so the reply is exactly one allowed action and ends there.
+        """
         stops = check_generate_args(max_tokens, temperature, stop)
+        check_constraint(constraint)
         start = timed()
         text, template_stops = self.prompt_text(prompt, response_prefix)
         # tokenized here, not by create_completion, which would put the vocabulary's BOS in front of the
@@ -151,6 +173,9 @@ class LlamaCppBackend(LLM):
             max_tokens=max_tokens, stop=stops + template_stops, temperature=float(temperature), top_p=1.0, top_k=0,
             min_p=0.0, repeat_penalty=1.0, seed=seed if seed is not None else (0 if temperature == 0 else None),
         )
+        if constraint is not None:
+            sampling["stop"] = list(template_stops)
+            sampling["grammar"] = self._grammar(constraint)
         with self._lock:
             before = self._cached_ids()
             try:

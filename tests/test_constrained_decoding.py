@@ -1,0 +1,257 @@
+"""Constrained action decoding: the constraint, the token mask, both local backends and the agents."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import gymnasium as gym
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rlem_gym.agents import make_agent
+from rlem_gym.agents.adapters import get_adapter
+from rlem_gym.llm.base import LLM, Completion
+from rlem_gym.llm.constraint import ActionConstraint, check_constraint, merge
+from rlem_gym.llm.vocab_index import VocabIndex
+
+WEB = ActionConstraint(("click[blue shirt]", "click[back to search]", "click[b]", "click[b2]"), (("search[", "]"),),
+                       forbid="[")
+WIKI = ActionConstraint(("CLICK(3)", "CLICK(12)", "GOBACK"), (("INPUT(2, ", ")"),))
+
+
+# ------------------------------------------------------------------------------------ the constraint
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        ("click[blue shirt]", True), ("click[blue]", False), ("search[red shoes]", True), ("search[]", False),
+        ("search[a[b]", False), ("search[a\nb]", False), ("search[a]]", False), ("click[b2]", True),
+        (" click[b]", False),
+    ],
+)
+def test_matches(text: str, ok: bool) -> None:
+    assert WEB.matches(text) is ok
+    assert bool(re.fullmatch(WEB.regex(), text)) is ok
+
+
+def test_prefix_and_complete() -> None:
+    assert WEB.allows_prefix("click[bl") and WEB.allows_prefix("search[red sh") and WEB.allows_prefix("")
+    assert not WEB.allows_prefix("click[x") and not WEB.allows_prefix("search[a[")
+    assert WEB.matches("click[b") is False
+    assert WEB.matches("click[b]") and WEB.complete("click[b]")  # no allowed action extends "click[b]"
+    assert WIKI.allows_prefix("CLICK(1") and not WIKI.complete("CLICK(1")  # CLICK(12) still possible
+    assert WIKI.matches("INPUT(2, how to cook)") and not WIKI.matches("INPUT(3, x)")
+
+
+def test_gbnf_lists_every_alternative() -> None:
+    grammar = WEB.gbnf()
+    assert grammar.startswith("root ::= ")
+    for lit in WEB.literals:
+        assert f'"{lit}"' in grammar
+    assert '"search[" free0 "]"' in grammar and "free0 ::= [^\\n\\r\\]\\[]{1,120}" in grammar
+
+
+def test_prefixed_merge_and_errors() -> None:
+    spaced = merge([WIKI, ActionConstraint((), (("think[", "]"),))]).prefixed(" ")
+    assert spaced.matches(" CLICK(3)") and spaced.matches(" think[look for it]") and not spaced.matches("CLICK(3)")
+    with pytest.raises(ValueError, match="allows no action"):
+        check_constraint(ActionConstraint())
+    with pytest.raises(TypeError):
+        check_constraint("click[x]")
+    with pytest.raises(ValueError, match="one line"):
+        ActionConstraint(("a\nb",))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="clik[]bue shtrac()INPUT2, \n", max_size=30))
+def test_regex_agrees_with_matches(text: str) -> None:
+    for c in (WEB, WIKI):
+        assert bool(re.fullmatch(c.regex(), text)) == c.matches(text)
+
+
+# ------------------------------------------------------------------------------------ token masks
+def _greedy(index: VocabIndex, constraint: ActionConstraint, prefer: list[str]) -> str:
+    """Walk the mask, taking the ``prefer`` tokens in order while they are allowed (else the first allowed)."""
+    text = ""
+    prefer = list(prefer)
+    for _ in range(50):
+        if constraint.complete(text):
+            return text
+        mask = index.allowed(constraint, text)
+        assert mask.any(), f"nothing allowed after {text!r}"
+        allowed = [index.texts[i] for i in range(index.size) if mask[i]]
+        for t in allowed:  # every allowed token keeps the text a prefix of an allowed action
+            assert constraint.allows_prefix(text + t), (text, t)
+        pick = prefer.pop(0) if prefer and prefer[0] in allowed else allowed[0]
+        text += pick
+        if constraint.matches(text) and pick in ("]", ")"):
+            return text
+    return text
+
+
+def test_vocab_index_masks_to_allowed_actions() -> None:
+    vocab = ["click", "[", "blue", " shirt", "]", "search", "search[", "[red", " shoes", "red", "b", "2", "x", "\n",
+             "]]", "] ok", None, "CLICK", "(", "3", ")", "GO", "BACK", "INPUT", "2, ", " how", "12"]
+    index = VocabIndex(vocab)
+    assert _greedy(index, WEB, ["search[", "red", " shoes", "]"]) == "search[red shoes]"
+    assert _greedy(index, WEB, ["search", "[red", "]"]) == "search[red]"  # a token across the template's prefix
+    assert _greedy(index, WEB, ["click", "[", "blue", " shirt", "]"]) == "click[blue shirt]"
+    mask = index.allowed(WEB, "search[red")
+    assert mask[vocab.index("]")] and mask[vocab.index(" shoes")]
+    assert not mask[vocab.index("\n")] and not mask[vocab.index("]]")] and not mask[vocab.index("[")]
+    assert _greedy(index, WIKI, ["GO", "BACK"]) == "GOBACK"
+    assert _greedy(index, WIKI, ["CLICK", "(", "12", ")"]) == "CLICK(12)"
+
+
+# ------------------------------------------------------------------------------------ adapters
+def _page(env_id: str, **kw):
+    env = gym.make(env_id, **kw)
+    obs, info = env.reset(seed=0)
+    return env, obs, info
+
+
+@pytest.mark.parametrize(("env_id", "name"), [("rlem_gym/WebShop-v0", "webshop"), ("rlem_gym/WikiHow-v0", "wikihow")])
+def test_adapter_constraint_holds_only_valid_actions(env_id: str, name: str) -> None:
+    adapter = get_adapter(name)
+    env, obs, info = _page(env_id)
+    for _ in range(4):
+        constraint = adapter.action_constraint(info)
+        assert not constraint.empty
+        for lit in constraint.literals:
+            assert adapter.is_valid_canonical(lit, info) and adapter.extract_actions(lit) == [lit]
+        for prefix, suffix in constraint.templates:
+            action = f"{prefix}warm winter socks{suffix}"
+            assert constraint.matches(action)
+            assert adapter.extract_actions(action) == [action] and adapter.is_valid_canonical(action, info)
+        action = (constraint.literals or (f"{constraint.templates[0][0]}socks{constraint.templates[0][1]}",))[0]
+        obs, _, term, trunc, info = env.step(action)
+        assert not info.get("last_action_error"), (action, info.get("last_action_error"))
+        if term or trunc:
+            break
+    env.close()
+
+
+# ------------------------------------------------------------------------------------ agents, scripted LLM
+class ScriptedLLM(LLM):
+    """Replies from a script; records each call's keyword arguments. Constraints are honoured by the script."""
+
+    name = "scripted"
+
+    def __init__(self, replies: list[str], supports_constraint: bool = True) -> None:
+        self.replies = list(replies)
+        self.calls: list[dict] = []
+        self.supports_constraint = supports_constraint
+
+    def generate(self, prompt, *, max_tokens=128, stop=None, temperature=0.0, seed=None, response_prefix="",
+                 constraint=None) -> Completion:
+        self.calls.append({"response_prefix": response_prefix, "constraint": constraint, "stop": stop})
+        return Completion(self.replies.pop(0), 10, 3, 0.0, "stop")
+
+
+def test_constrained_rememberer_makes_two_calls_in_training_one_in_eval() -> None:
+    env, obs, info = _page("rlem_gym/WebShop-v0")
+    llm = ScriptedLLM(["search[red shoes]", " -> 0.5 The instruction asks for red shoes.", "search[blue]"])
+    agent = make_agent("rememberer", llm, "webshop", action_decoding="constrained").train()
+    agent.reset(obs, info)
+    assert agent.act(obs, info) == "search[red shoes]"
+    first, second = llm.calls
+    assert isinstance(first["constraint"], ActionConstraint) and first["constraint"].matches("search[red shoes]")
+    assert second["constraint"] is None and second["response_prefix"].endswith("Encouraged:\nsearch[red shoes]")
+    assert agent.last_step.reason == "The instruction asks for red shoes." and not agent.last_step.fallback
+    assert agent.stats.llm_calls == 2
+    agent.eval()
+    agent.act(obs, info)
+    assert len(llm.calls) == 3 and llm.calls[2]["constraint"] is not None  # eval: the action only
+    env.close()
+
+
+def test_constrained_react_allows_think_then_acts() -> None:
+    env, obs, info = _page("rlem_gym/WikiHow-v0")
+    llm = ScriptedLLM([" think[I should search first]", " GOBACK"])
+    agent = make_agent("react", llm, "wikihow", action_decoding="constrained", max_thinks=1)
+    agent.reset(obs, info)
+    assert agent.act(obs, info) == "GOBACK"
+    assert llm.calls[0]["constraint"].matches(" think[x]") and not llm.calls[1]["constraint"].matches(" think[x]")
+    assert agent.last_step.reason == "I should search first"
+    env.close()
+
+
+def test_backend_without_constraints_warns_and_decodes_freely() -> None:
+    env, obs, info = _page("rlem_gym/WebShop-v0")
+    llm = ScriptedLLM(["search[shoes] -> 0.3 ok"], supports_constraint=False)
+    agent = make_agent("static", llm, "webshop", action_decoding="constrained")
+    agent.reset(obs, info)
+    with pytest.warns(RuntimeWarning, match="cannot constrain"):
+        assert agent.act(obs, info) == "search[shoes]"
+    assert llm.calls[0]["constraint"] is None and agent.effective_action_decoding == "free"
+    env.close()
+
+
+def test_free_mode_passes_no_constraint() -> None:
+    env, obs, info = _page("rlem_gym/WebShop-v0")
+    llm = ScriptedLLM(["search[shoes] -> 0.3 ok"])
+    agent = make_agent("static", llm, "webshop")
+    agent.reset(obs, info)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert agent.act(obs, info) == "search[shoes]"
+    assert llm.calls[0]["constraint"] is None and llm.calls[0]["stop"] == agent.stop
+    with pytest.raises(ValueError, match="action_decoding"):
+        make_agent("static", llm, "webshop", action_decoding="grammar")
+    env.close()
+
+
+# ------------------------------------------------------------------------------------ real shipped model
+def _episode(agent, env_id: str, steps: int, **env_kw) -> list:
+    env = gym.make(env_id, max_episode_steps=steps, **env_kw)
+    obs, info = env.reset(seed=0)
+    agent.reset(obs, info)
+    out = []
+    while True:
+        action = agent.act(obs, info)
+        step = agent.last_step
+        obs, reward, term, trunc, info = env.step(action)
+        out.append((action, step, info.get("last_action_error")))
+        agent.observe(action, reward, term, trunc, info)
+        if term or trunc:
+            break
+    env.close()
+    return out
+
+
+BACKENDS = [pytest.param("smollm2", id="hf"), pytest.param("smollm2-gguf", id="llamacpp")]
+
+
+@pytest.fixture
+def shipped_llm_factory(request):
+    """The shipped SmolLM2 by spec, from the session fixtures (llama.cpp skips without its extra)."""
+    return lambda spec: request.getfixturevalue("hf_llm" if spec == "smollm2" else "gguf_llm")
+
+
+@pytest.mark.parametrize("spec", BACKENDS)
+def test_real_model_constrained_generate_returns_one_allowed_action(spec: str, shipped_llm_factory) -> None:
+    llm = shipped_llm_factory(spec)
+    prompt = "You shop online. Page: [Search]. Instruction: buy red running shoes. Write your next action."
+    for constraint in (WEB, WIKI):
+        out = llm.generate(prompt, response_prefix="Encouraged:\n", constraint=constraint, max_tokens=48)
+        assert constraint.matches(out.text), out.text
+        assert out.completion_tokens >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", BACKENDS)
+@pytest.mark.parametrize(("env_id", "name"), [("rlem_gym/WebShop-v0", "webshop"), ("rlem_gym/WikiHow-v0", "wikihow")])
+@pytest.mark.parametrize("agent_name", ["rememberer", "react", "static"])
+def test_real_model_constrained_episode_takes_only_valid_actions(spec, env_id, name, agent_name, shipped_llm_factory):
+    llm = shipped_llm_factory(spec)
+    agent = make_agent(agent_name, llm, name, action_decoding="constrained", max_tokens=24)
+    if agent_name == "rememberer":
+        agent.train()  # the full reply: the action, then the free reason, which must still parse
+    steps = _episode(agent, env_id, 4)
+    for action, step, error in steps:
+        assert not step.fallback, (action, step.fallback_reason, step.raw_output)
+        assert error in (None, ""), (action, error)
+    if agent_name == "rememberer":
+        assert all(step.parsed.encouraged and step.parsed.encouraged[0].action == a for a, step, _ in steps)
+        assert len(agent.memory) > 0  # the episode was stored
