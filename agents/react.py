@@ -36,6 +36,7 @@ from rlem_gym.advice import parse_react_line
 from rlem_gym.agents.adapters import EnvAdapter
 from rlem_gym.agents.base import StepInfo
 from rlem_gym.agents.llm_agent import LLMAgent
+from rlem_gym.llm.constraint import ActionConstraint, merge
 from rlem_gym.prompts import DEFAULT_MARGIN_TOKENS, build_react_prompt
 from rlem_gym.trajectory import LAST_ACTIONS
 
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from rlem_gym.llm.base import LLM
 
 DEFAULT_STOP: tuple[str, ...] = ("\nObservation", "\n\n")
+#: a thought, as constrained decoding allows it in the ``Action:`` slot
+THINK_CONSTRAINT = ActionConstraint((), (("think[", "]"),), forbid="[")
 #: the ``history`` settings: the bounded transcript (the study's) and the original full one
 REACT_HISTORIES: tuple[str, ...] = ("last", "full")
 #: what stands in for an earlier page in the bounded (``history="last"``) transcript
@@ -70,6 +73,8 @@ class ReActAgent(LLMAgent):
         example: replace the adapter's example trajectory (same transcript format).
         history: ``"last"`` (first and current observation in full, earlier steps as actions only)
             or ``"full"`` (every page and thought); see the module docstring.
+        action_decoding: ``"free"`` or ``"constrained"``: the ``Action:`` line is one action valid
+            on the page, or (while thoughts are allowed) ``think[...]``.
     """
 
     name = "react"
@@ -88,9 +93,10 @@ class ReActAgent(LLMAgent):
         margin: int = DEFAULT_MARGIN_TOKENS,
         example: str | None = None,
         history: str = "last",
+        action_decoding: str = "free",
     ) -> None:
         super().__init__(llm, adapter, fallback=fallback, max_tokens=max_tokens, temperature=temperature, stop=stop,
-                         seed=seed, margin=margin)
+                         seed=seed, margin=margin, action_decoding=action_decoding)
         self.max_thinks = max(0, int(max_thinks))
         self.history = check_react_history(history)
         example = self.adapter.react_example() if example is None else example
@@ -137,7 +143,8 @@ class ReActAgent(LLMAgent):
             # the reply is forced to start with "Action:" (the prompt's response_prefix)
             built = build_react_prompt(self.llm, head=self.head, history=self.history_text(), budget=budget)
             prompt = built.text
-            completion = self.complete(built, seed_offset=call)
+            completion = self.complete_reply(built, self._constraint(info, may_think=call < self.max_thinks),
+                                             rest=False, seed_offset=call)
             prompt_tokens += completion.prompt_tokens
             completion_tokens += completion.completion_tokens
             latency += completion.latency_s
@@ -178,6 +185,15 @@ class ReActAgent(LLMAgent):
                 latency_s=latency,
             )
         )
+
+    def _constraint(self, info: dict[str, Any], may_think: bool) -> "ActionConstraint | None":
+        """Constrained mode: the page's valid actions (and ``think[...]`` while thoughts are allowed), after a space."""
+        constraint = self.action_constraint(info)
+        if constraint is None:
+            return None
+        if may_think:
+            constraint = merge([constraint, THINK_CONSTRAINT])
+        return constraint.prefixed(" ")
 
     def observe(self, action: str, reward: float, terminated: bool, truncated: bool, info: dict[str, Any]) -> None:
         """ReAct keeps no memory; the next observation arrives with the next ``act``."""
