@@ -146,6 +146,23 @@ class Rememberer(LLMAgent):
         self._last_reward = 0.0
         self._total_reward = 0.0
 
+    def train(self) -> "Rememberer":
+        """Train mode: at each episode end the memory learns from the episode (step 6).
+
+        Raises ValueError when there is no memory to learn into (``memory=None``), instead of
+        training silently on nothing. Subclasses that show fixed exemplars instead of retrieving
+        (they override ``_recall``, as :class:`~rlem_gym.agents.static.StaticExemplarAgent` does)
+        are non-learning baselines: for them ``train()`` only sets the mode.
+        """
+        if self.memory is None and type(self)._recall is Rememberer._recall:
+            raise ValueError(
+                "Rememberer.train() with memory=None would learn nothing: pass a memory, e.g. "
+                "Rememberer(llm, ExperienceMemory(get_adapter(env).make_matcher()), env) "
+                "(from rlem_gym.memory import ExperienceMemory; from rlem_gym.agents import get_adapter), "
+                "or build the agent with make_agent('rememberer', llm, env), which makes the env's default memory"
+            )
+        return super().train()
+
     # ---------------------------------------------------------------------------- episode start
     def reset(self, obs: str, info: dict[str, Any]) -> None:
         """Start an episode: forget the previous episode's steps and prompt context."""

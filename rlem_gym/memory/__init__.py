@@ -18,14 +18,14 @@ module              what it holds
 ``inspect``         browse a saved memory as text or HTML (``rlem-gym memory inspect``)
 ==================  ==========================================================================
 
-Imports point one way, from the top of the table's dependents down: ``core`` uses every other
-module but ``inspect``; ``persistence`` and ``pool_import`` are handed the memory class to build
-and never import ``core``; ``records`` and ``similarity`` import nothing of the memory but each
-other's key type. ``tests/test_layout.py`` checks that no module of the package imports another
-in a cycle. The package imports no env, agent or benchmark.
+Imports point one way: ``core`` uses every other module but ``inspect``; ``persistence`` and
+``pool_import`` are handed the memory class to build and never import ``core``; ``records``
+imports only the key type from ``similarity``. ``tests/test_layout.py`` checks that no module of
+the package imports another in a cycle. The package imports no env, agent or benchmark.
 
->>> from rlem_gym.memory import ExperienceMemory, WikiHowMatcher
->>> memory = ExperienceMemory(WikiHowMatcher())
+>>> from rlem_gym.agents import get_adapter
+>>> from rlem_gym.memory import ExperienceMemory
+>>> memory = ExperienceMemory(get_adapter("wikihow").make_matcher())  # each env has its matcher
 """
 
 from rlem_gym.memory.core import ACTION_EVICTION_POLICIES, EVICTION_POLICIES, ExperienceMemory, import_official_pool

@@ -69,12 +69,36 @@ def _resolve(policy, table: dict, what: str):
         raise ValueError(f"unknown {what} policy {policy!r}: use one of {sorted(table)} or a callable") from None
 
 
+_MATCHER_HINT = (
+    "pass the env's matcher: ExperienceMemory(get_adapter({env!r}).make_matcher()) with "
+    "`from rlem_gym.agents import get_adapter` (WebShop loads the MiniLM embedder), or build one from "
+    "rlem_gym.memory: WebShopMatcher(embedder, page_type_fn) / WikiHowMatcher(pattern_fn); "
+    "make_agent('rememberer', llm, {env!r}) builds the memory for you"
+)
+
+
+def _check_matcher(matcher: Any) -> None:
+    """A clear error for the two easy mistakes: no matcher, or an env name instead of one."""
+    if matcher is None:
+        raise TypeError("ExperienceMemory() needs a matcher (how similar two keys are): " + _MATCHER_HINT.format(env="webshop"))
+    if isinstance(matcher, str):
+        env = matcher if matcher in ("webshop", "wikihow") else "webshop"
+        raise TypeError(f"ExperienceMemory({matcher!r}): the first argument is a matcher, not an env name; "
+                        + _MATCHER_HINT.format(env=env))
+    missing = [a for a in ("obs_feature", "task_similarities", "combine", "embedder") if not hasattr(matcher, a)]
+    if missing:
+        raise TypeError(f"ExperienceMemory's matcher must be a rlem_gym.memory.Matcher, got {type(matcher).__name__} "
+                        f"(no {', '.join(missing)}): " + _MATCHER_HINT.format(env="webshop"))
+
+
 class ExperienceMemory:
     """The RLEM experience memory (see the module docstring).
 
     Arguments:
         matcher: the similarity (:class:`~rlem_gym.memory.similarity.WebShopMatcher`,
-            :class:`~rlem_gym.memory.similarity.WikiHowMatcher` or your own).
+            :class:`~rlem_gym.memory.similarity.WikiHowMatcher` or your own); the env's is
+            ``rlem_gym.agents.get_adapter("webshop").make_matcher()``. Required: without one (or
+            with an env name instead) the TypeError says what to pass.
         capacity: at most this many records (paper: 500); further inserts evict.
         action_capacity: at most this many actions per record (per table; paper: 20).
         n_step: None = full Monte-Carlo return (paper default), 1 = one-step, n = n-step.
@@ -94,7 +118,7 @@ class ExperienceMemory:
 
     def __init__(
         self,
-        matcher: Matcher,
+        matcher: Matcher | None = None,
         *,
         capacity: int = 500,
         action_capacity: int = 20,
@@ -110,6 +134,7 @@ class ExperienceMemory:
         index_options: dict | None = None,
         candidates: int = 4,
     ) -> None:
+        _check_matcher(matcher)
         if capacity < 1 or action_capacity < 1:
             raise ValueError("capacity and action_capacity must be >= 1")
         qlearning.check_n_step(n_step)
