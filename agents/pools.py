@@ -83,14 +83,25 @@ DEFAULT_POOLS = {"webshop": "webshop:E0", "wikihow": "wikihow:init"}
 
 
 def pool_info(pool_id: str) -> PoolInfo:
-    """The shipped pool ``pool_id`` (ids are case-sensitive after the env); ValueError lists the ids."""
-    key = str(pool_id).strip()
-    env, sep, name = key.partition(":")
-    key = f"{env.lower()}{sep}{name}"
-    key = ALIASES.get(key, key)
-    if key not in POOLS:
+    """The shipped pool ``pool_id`` (case-insensitive: ``webshop:e1`` is ``webshop:E1``); ValueError lists the ids."""
+    key = str(pool_id).strip().lower()
+    known = {k.lower(): k for k in (*POOLS, *ALIASES)}
+    if key not in known:
         raise ValueError(f"unknown pool {pool_id!r}: use one of {', '.join(POOLS)} (or a path to a pool YAML file)")
-    return POOLS[key]
+    name = known[key]
+    return POOLS[ALIASES.get(name, name)]
+
+
+def is_pool_spec(spec: str | os.PathLike[str]) -> bool:
+    """Whether ``spec`` names a pool (a shipped id or a ``.yaml`` / ``.yml`` file), not a saved memory folder."""
+    text = os.fspath(spec)
+    if text.lower().endswith((".yaml", ".yml")):
+        return True
+    try:
+        pool_info(text)
+    except ValueError:
+        return False
+    return True
 
 
 def resolve_pool(spec: str | os.PathLike[str], env: str | None = None) -> tuple[str, Path]:
@@ -99,7 +110,7 @@ def resolve_pool(spec: str | os.PathLike[str], env: str | None = None) -> tuple[
     A shipped id must belong to ``env`` when ``env`` is given.
     """
     text = os.fspath(spec)
-    looks_like_path = text.endswith((".yaml", ".yml")) or os.sep in text or Path(text).is_file()
+    looks_like_path = text.lower().endswith((".yaml", ".yml")) or os.sep in text or Path(text).is_file()
     if not looks_like_path:
         info = pool_info(text)
         if env is not None and info.env != env:

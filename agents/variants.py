@@ -25,6 +25,7 @@ such as ``rememberer,rememberer[n_step=1,discouraged=false],static`` at the top-
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -103,6 +104,11 @@ class AgentVariant:
         return self.label
 
     @property
+    def slug(self) -> str:
+        """The label in file names (:func:`label_slug`)."""
+        return label_slug(self.label)
+
+    @property
     def settings(self) -> dict[str, Any]:
         """The params as a dict."""
         return dict(self.params)
@@ -179,6 +185,17 @@ def parse_variant(text: str, known: dict[str, tuple[str, ...]] | None = None) ->
     return AgentVariant(name, tuple(sorted(params.items())), untrained)
 
 
+def label_slug(label: str) -> str:
+    """A file-name-safe form of a label, unique per label: the label itself when it is a plain
+    name (``rememberer``), else its characters outside ``[A-Za-z0-9_.-]`` as ``_`` plus 6 hex
+    digits of its hash (``rememberer_n_step_1_-1a2b3c``)."""
+    text = str(label)
+    if re.fullmatch(r"[A-Za-z0-9_.-]+", text):
+        return text
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
+    return f"{safe}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:6]}"
+
+
 def split_agent_list(text: str) -> list[str]:
     """Split ``a,b[x=1,y=2],c`` at the commas outside brackets; raises on unbalanced brackets."""
     parts, depth, current = [], 0, []
@@ -224,3 +241,18 @@ def reference_variant(variants: "list[AgentVariant]") -> AgentVariant | None:
         if not v.params:
             return v
     return trained[0] if trained else None
+
+
+def reference_label(agents: "list[str] | tuple[str, ...]", preferred: str | None = None) -> str | None:
+    """The row the others are compared with: ``preferred`` (a label among ``agents``, any spelling),
+    else :func:`reference_variant` (the trained Rememberer), else the first agent; None without agents."""
+    variants = parse_agent_list(list(agents)) if agents else []
+    if not variants:
+        return None
+    if preferred:
+        want = parse_variant(preferred).label
+        if want not in [v.label for v in variants]:
+            raise VariantError(f"reference {preferred!r} is not among the agents {', '.join(v.label for v in variants)}")
+        return want
+    ref = reference_variant(variants)
+    return (ref or variants[0]).label

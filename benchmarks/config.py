@@ -34,7 +34,10 @@ class BenchConfig:
     """Environment: webshop or wikihow."""
 
     agents: tuple[str, ...] = ("rememberer", "react", "static")
-    """Agents to compare, comma-separated (rememberer, react, static)."""
+    """Agents to compare, comma-separated: rememberer, react, static, heuristic, oracle, each
+    optionally a variant name[key=value,...] and, for the Rememberer, @untrained (tested with its
+    initial memory, no training), e.g. rememberer,rememberer@untrained,rememberer[discouraged=false],
+    rememberer[n_step=1],static[exemplars=handwritten],heuristic,oracle (rlem_gym.agents.variants)."""
 
     llm: str | None = None
     """LLM spec shared by every agent: hf:<id or path>[#gguf_file], gguf:<path> (llama.cpp),
@@ -90,7 +93,10 @@ class BenchConfig:
     non-positive action."""
 
     init_memory: str | None = None
-    """Start the Rememberer from this saved or imported memory (Rememberer (A))."""
+    """The Rememberer's initial memory (Rememberer (A)): a shipped pool id (webshop:E0, webshop:E1,
+    webshop:E2, wikihow:init, wikihow:annotated, ...), an official pool YAML file, or a memory saved
+    by rlem-gym. With a pool, the static agent's fixed exemplars are that pool's records (the study
+    setting; static[exemplars=handwritten] keeps the hand-written ones). Default: empty memory."""
 
     temperature: float = 0.0
     """Sampling temperature of every LLM call (0 = greedy, deterministic)."""
@@ -124,6 +130,11 @@ class BenchConfig:
     bootstrap: int = 2000
     """Bootstrap resamples for the 95% confidence intervals (seeded)."""
 
+    reference: str | None = None
+    """The agent every other row is compared with, goal by goal (paired bootstrap CI of the
+    difference in score and SR). Default: the trained Rememberer (plain rememberer, else the first
+    trained variant), else the first agent."""
+
     progress: bool = True
     """Show tqdm progress bars."""
 
@@ -139,12 +150,20 @@ class BenchConfig:
             raise ConfigError(f"unknown env {self.env!r}: use one of {', '.join(ENV_IDS)}")
         if not self.agents:
             raise ConfigError("no agents given: use e.g. --agents rememberer,react,static")
-        known = ("rememberer", "react", "static")
-        for name in self.agents:
-            if name not in known:
-                raise ConfigError(f"unknown agent {name!r}: use a comma-separated subset of {','.join(known)}")
-        if len(set(self.agents)) != len(self.agents):
-            raise ConfigError(f"agents listed twice in {','.join(self.agents)}")
+        from rlem_gym.agents.variants import VariantError, parse_agent_list
+
+        try:  # canonical labels, so two spellings of one variant are one row (and one run folder)
+            self.agents = tuple(v.label for v in parse_agent_list(self.agents))
+        except VariantError as exc:
+            raise ConfigError(f"--agents: {exc}") from None
+        self._check_pools()
+        if self.reference is not None:
+            from rlem_gym.agents.variants import reference_label
+
+            try:
+                self.reference = reference_label(self.agents, self.reference)
+            except VariantError as exc:
+                raise ConfigError(f"--reference: {exc}") from None
         if not self.seeds:
             raise ConfigError("no seeds given: use e.g. --seeds 0,1,2")
         if len(set(self.seeds)) != len(self.seeds):
@@ -176,6 +195,41 @@ class BenchConfig:
             raise ConfigError('--agent-kwargs must map agent names to objects, e.g. \'{"react": {"x": 1}}\'')
         return self
 
+    def _check_pools(self) -> None:
+        """Fail fast on an --init-memory or a variant's init/exemplars that cannot be read."""
+        from pathlib import Path
+
+        from rlem_gym.agents.pools import POOLS, is_pool_spec, resolve_pool
+
+        specs = [("--init-memory", self.init_memory)] if self.init_memory else []
+        for v in self.variants:
+            if v.get("exemplars") not in (None, "pool", "handwritten"):
+                raise ConfigError(f"{v.label}: exemplars must be pool or handwritten")
+            if v.get("init") is not None:
+                specs.append((v.label, str(v.get("init"))))
+        for where, spec in specs:
+            if is_pool_spec(spec):
+                try:
+                    resolve_pool(spec, self.env)
+                except ValueError as exc:
+                    raise ConfigError(f"{where}: {exc}") from None
+            elif not Path(spec).exists():
+                raise ConfigError(
+                    f"{where}: {spec} is neither a shipped pool ({', '.join(POOLS)}), a pool YAML file nor a saved memory"
+                )
+
+    @property
+    def variants(self) -> list:
+        """The agents as :class:`~rlem_gym.agents.variants.AgentVariant` objects, in order."""
+        from rlem_gym.agents.variants import parse_agent_list
+
+        return parse_agent_list(self.agents)
+
+    @property
+    def trained_variants(self) -> list:
+        """The Rememberer variants with a training phase (not ``@untrained``), in order."""
+        return [v for v in self.variants if v.trains]
+
     @property
     def env_id(self) -> str:
         """The registered Gymnasium id of :attr:`env`."""
@@ -183,7 +237,12 @@ class BenchConfig:
 
     @property
     def model_label(self) -> str:
-        """The model as shown in results, plots and config.json: :attr:`llm`, or what the default is."""
+        """The model as shown in results, plots and config.json: :attr:`llm`, or what the default is
+        ("none" when every agent is LLM-free: heuristic, oracle)."""
+        from rlem_gym.agents import AGENTS
+
+        if not any(getattr(AGENTS.get(v.name), "uses_llm", True) for v in self.variants):
+            return "none (no LLM agent)"
         return self.llm or "smollm2 (SmolLM2-135M-Instruct, HF)"
 
     def replace(self, **changes: Any) -> "BenchConfig":
@@ -211,7 +270,7 @@ class BenchConfig:
 
         Resume refuses a run folder whose stored config differs from the new one in these.
         """
-        skip = {"workers", "ray", "ray_workers", "out", "progress", "bootstrap"}
+        skip = {"workers", "ray", "ray_workers", "out", "progress", "bootstrap", "reference"}
         return {k: v for k, v in self.to_dict().items() if k not in skip}
 
 

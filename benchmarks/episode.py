@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from rlem_gym.benchmarks.config import BenchConfig
+from rlem_gym.benchmarks.config import BenchConfig, ConfigError
 from rlem_gym.benchmarks.plan import Split, WorkItem
 
 if TYPE_CHECKING:
@@ -92,6 +92,8 @@ def run_episode(
     Exceptions propagate; the caller decides whether they fail the episode or the run.
     """
     t0 = time.perf_counter()
+    has_memory = getattr(agent, "memory", None) is not None
+    copies = advised = 0
     seed_episode(agent, item.episode_seed)
     fresh_llm_cache(getattr(agent, "llm", None))
     before = _stat_counts(agent)
@@ -112,6 +114,10 @@ def run_episode(
         actions.append(action)
         error = next_info.get("last_action_error") or ""
         invalid += int(bool(error))
+        encouraged = shown_encouraged(st) if has_memory else set()
+        copied = bool(encouraged) and not st.fallback and action in encouraged
+        advised += int(bool(encouraged))
+        copies += int(copied)
         if log is not None:
             log(
                 {
@@ -130,6 +136,7 @@ def run_episode(
                     "reward": reward,
                     "retrieved_ids": [int(r) for r in (st.retrieved_ids or [])],
                     "fallback": bool(st.fallback),
+                    "copied_encouraged": copied,
                     "action_error": error,
                     "prompt_tokens": int(st.prompt_tokens),
                     "completion_tokens": int(st.completion_tokens),
@@ -139,6 +146,7 @@ def run_episode(
         obs, info = next_obs, next_info
     success, normalized = episode_success(env_name, total, info)
     used = {k: v - before[k] for k, v in _stat_counts(agent).items()}
+    memory_fields = {"encouraged_copies": copies, "encouraged_shown_steps": advised} if has_memory else {}
     return {
         **item.record_fields(),
         "episode_seed": item.episode_seed,
@@ -155,8 +163,28 @@ def run_episode(
         "prompt_tokens": used["prompt_tokens"],
         "completion_tokens": used["completion_tokens"],
         "fallbacks": used["fallbacks"],
+        **memory_fields,
         "wall_s": round(time.perf_counter() - t0, 3),
     }
+
+
+def shown_encouraged(step: Any) -> set[str]:
+    """The Encouraged actions of the retrieved records whose exemplars were in the step's prompt.
+
+    The Rememberer's advice rule: a record's Encouraged action is its top action when that has
+    Q > 0. ``copied_encouraged`` in the log (and ``encouraged_copies`` per episode) counts the
+    steps where the model's own choice (not a fallback) was one of these.
+    """
+    shown = set(step.retrieved_ids or ())
+    out: set[str] = set()
+    for hit in step.retrieved or ():
+        record = getattr(hit, "record", None)
+        if record is None or record.id not in shown:
+            continue
+        ranked = record.sorted_actions()
+        if ranked and ranked[0][1].q > 0:
+            out.add(ranked[0][0])
+    return out
 
 
 #: the ``agent.stats`` counters a completion record reports per episode
@@ -201,23 +229,82 @@ def make_env(cfg: BenchConfig, split_kwargs: dict[str, Any]) -> Any:
     return gym.make(cfg.env_id, max_episode_steps=cfg.max_steps, **kwargs)
 
 
-def new_memory(cfg: BenchConfig, seed: int) -> Any:
-    """An empty experience memory with the configured capacities and Q-learning settings."""
+def memory_settings(cfg: BenchConfig, variant: Any = None) -> dict[str, Any]:
+    """The memory's constructor settings: the run's, with a variant's (e.g. ``n_step=1``) on top."""
+    settings = {
+        "capacity": cfg.capacity,
+        "action_capacity": cfg.action_capacity,
+        "n_step": cfg.n_step,
+        "gamma": cfg.gamma,
+        "update_mode": cfg.update_mode,
+        "lr": cfg.lr,
+        "double_q": cfg.double_q,
+    }
+    if variant is not None:
+        settings.update(variant.memory_settings)
+    return settings
+
+
+def new_memory(cfg: BenchConfig, seed: int, variant: Any = None) -> Any:
+    """An empty experience memory with the configured (and the variant's) capacities and Q-learning settings."""
     from rlem_gym.agents.adapters import get_adapter
     from rlem_gym.memory import ExperienceMemory
 
     matcher = get_adapter(cfg.env).make_matcher()
-    return ExperienceMemory(
-        matcher,
-        capacity=cfg.capacity,
-        action_capacity=cfg.action_capacity,
-        n_step=cfg.n_step,
-        gamma=cfg.gamma,
-        update_mode=cfg.update_mode,
-        lr=cfg.lr,
-        double_q=cfg.double_q,
-        seed=seed,
-    )
+    return ExperienceMemory(matcher, **memory_settings(cfg, variant), seed=seed)
+
+
+def init_spec(cfg: BenchConfig, variant: Any = None) -> str | None:
+    """Where a Rememberer variant's initial memory comes from: its ``init``, else ``--init-memory``."""
+    spec = variant.get("init") if variant is not None else None
+    return str(spec) if spec is not None else cfg.init_memory
+
+
+def initial_memory(cfg: BenchConfig, seed: int, variant: Any = None) -> Any:
+    """A Rememberer variant's memory before training: a pool (id or YAML file), a saved memory, or empty."""
+    from rlem_gym.agents.pools import import_pool, is_pool_spec
+
+    spec = init_spec(cfg, variant)
+    if not spec:
+        return new_memory(cfg, seed, variant)
+    if is_pool_spec(spec):
+        from rlem_gym.agents.adapters import get_adapter
+
+        mode = str(cfg.env_kwargs.get("observation_mode", "text"))
+        return import_pool(spec, get_adapter(cfg.env).make_matcher(), env=cfg.env, observation_mode=mode,
+                           **memory_settings(cfg, variant), seed=seed)
+    from rlem_gym.agents.adapters import get_adapter
+    from rlem_gym.memory import ExperienceMemory
+
+    if not memory_saved(spec):
+        raise ConfigError(f"--init-memory {spec} is not a memory saved by rlem-gym (no MANIFEST.json) nor a pool")
+    overrides = variant.memory_settings if variant is not None else {}
+    return ExperienceMemory.load(str(spec), get_adapter(cfg.env).make_matcher(), **overrides)
+
+
+def static_exemplars(cfg: BenchConfig, variant: Any) -> Any:
+    """The static agent's ``exemplars=``: a pool id/file, or None for the hand-written ones.
+
+    ``exemplars=handwritten`` -> None; ``exemplars=pool`` -> the variant's ``init``, else
+    ``--init-memory`` when it is a pool, else the env's official pool; no setting -> the pool the
+    Rememberer starts from when that is a pool (the study setting), else None.
+    """
+    from rlem_gym.agents.pools import DEFAULT_POOLS, is_pool_spec, pool_exemplars
+
+    mode = variant.get("exemplars")
+    if mode == "handwritten":
+        return None
+    spec = init_spec(cfg, variant)
+    if not (spec and is_pool_spec(spec)):
+        if mode != "pool":
+            return None
+        spec = DEFAULT_POOLS[cfg.env]
+    return pool_exemplars(spec, cfg.env, observation_mode=str(cfg.env_kwargs.get("observation_mode", "text")))
+
+
+def memory_slot(agent: str, seed: int) -> str:
+    """The key of a Rememberer variant's test memory in ``memory_paths``."""
+    return f"{agent}#s{seed}"
 
 
 def memory_saved(path: str | Path) -> bool:
@@ -233,15 +320,42 @@ def load_memory(cfg: BenchConfig, path: str | Path) -> Any:
     return ExperienceMemory.load(str(path), get_adapter(cfg.env).make_matcher())
 
 
-def make_bench_agent(cfg: BenchConfig, name: str, llm: "LLM", memory: Any = None) -> "Agent":
-    """Build agent ``name`` with the run's generation settings and per-agent kwargs."""
-    from rlem_gym.agents import make_agent
+def make_bench_agent(cfg: BenchConfig, name: str, llm: "LLM | None", memory: Any = None) -> "Agent":
+    """Build agent variant ``name`` (a label, e.g. ``rememberer[n_step=1]``) with the run's
+    generation settings, the variant's settings and ``agent_kwargs`` (by name, then by label).
 
-    kwargs: dict[str, Any] = {"max_tokens": cfg.max_tokens, "temperature": cfg.temperature}
-    if name == "rememberer":
+    Agents that need no LLM (heuristic, oracle) get none; the WebShop oracle gets the env's
+    ``data_dir`` / ``goals`` / ``num_products`` so that it knows the same goals.
+    """
+    from rlem_gym.agents import AGENTS, make_agent
+    from rlem_gym.agents.variants import parse_variant
+
+    variant = parse_variant(name)
+    base = variant.name
+    kwargs: dict[str, Any] = {}
+    if not getattr(AGENTS[base], "uses_llm", True):
+        llm = None
+        if base == "oracle" and cfg.env == "webshop":
+            kwargs.update({k: cfg.env_kwargs[k] for k in ("data_dir", "goals", "num_products") if k in cfg.env_kwargs})
+    else:
+        kwargs.update({"max_tokens": cfg.max_tokens, "temperature": cfg.temperature})
+    if base == "rememberer":
         kwargs.update({"memory": memory, "k": cfg.k, "discouraged": cfg.discouraged, "random_advice": cfg.random_advice})
-    kwargs.update(cfg.agent_kwargs.get(name, {}))
-    return make_agent(name, llm, cfg.env, **kwargs)
+    if base == "static":
+        kwargs["exemplars"] = static_exemplars(cfg, variant)
+    kwargs.update(variant.agent_settings)
+    kwargs.update(cfg.agent_kwargs.get(base, {}))
+    if variant.label != base:
+        kwargs.update(cfg.agent_kwargs.get(variant.label, {}))
+    return make_agent(base, llm, cfg.env, **kwargs)
+
+
+def uses_llm(name: str) -> bool:
+    """Whether agent variant ``name`` calls the LLM (heuristic and oracle do not)."""
+    from rlem_gym.agents import AGENTS
+    from rlem_gym.agents.variants import parse_variant
+
+    return bool(getattr(AGENTS[parse_variant(name).name], "uses_llm", True))
 
 
 class EpisodeContext:
@@ -251,7 +365,7 @@ class EpisodeContext:
     per (agent, seed); the Rememberer's test-time memory is loaded from the run folder, frozen.
     """
 
-    def __init__(self, cfg: BenchConfig, splits: dict[str, Split], llm_factory: LLMFactory, memory_paths: dict[int, str]):
+    def __init__(self, cfg: BenchConfig, splits: dict[str, Split], llm_factory: LLMFactory, memory_paths: dict[str, str]):
         self.cfg = cfg
         self.splits = splits
         self.llm_factory = llm_factory
@@ -280,13 +394,18 @@ class EpisodeContext:
         return self._envs[phase]
 
     def test_agent(self, name: str, seed: int) -> "Agent":
+        """Agent variant ``name`` for ``seed``, in eval mode; a Rememberer gets its frozen test memory
+        (``memory_paths[memory_slot(name, seed)]``, else its initial memory)."""
         key = (name, seed)
         if key not in self._agents:
+            from rlem_gym.agents.variants import parse_variant
+
+            variant = parse_variant(name)
             memory = None
-            if name == "rememberer":
-                path = self.memory_paths.get(seed)
-                memory = load_memory(self.cfg, path) if path else new_memory(self.cfg, seed)
-            agent = make_bench_agent(self.cfg, name, self.llm, memory)
+            if variant.is_rememberer:
+                path = self.memory_paths.get(memory_slot(name, seed))
+                memory = load_memory(self.cfg, path) if path else initial_memory(self.cfg, seed, variant)
+            agent = make_bench_agent(self.cfg, name, self.llm if uses_llm(name) else None, memory)
             agent.eval()
             self._agents[key] = agent
         return self._agents[key]

@@ -50,7 +50,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(cfg_dict: dict[str, Any], splits: dict[str, Split], llm_factory: LLMFactory,
-                 memory_paths: dict[int, str], log_path: str, parent_pid: int) -> None:
+                 memory_paths: dict[str, str], log_path: str, parent_pid: int) -> None:
     _WORKER["ctx"] = EpisodeContext(BenchConfig.from_dict(cfg_dict), splits, llm_factory, memory_paths)
     _WORKER["log"] = StepLog(log_path)
     _WORKER["parent"] = parent_pid
@@ -70,7 +70,7 @@ def run_processes(
     cfg: BenchConfig,
     splits: dict[str, Split],
     llm_factory: LLMFactory,
-    memory_paths: dict[int, str],
+    memory_paths: dict[str, str],
     log_path: str | Path,
     items: list[WorkItem],
     commit: Commit,
@@ -107,18 +107,18 @@ class _RayEpisodeWorker:
     """
 
     def __init__(self, cfg_dict: dict[str, Any], splits: dict[str, Split], llm_factory: LLMFactory,
-                 memories: dict[int, dict[str, bytes]]) -> None:
+                 memories: dict[str, dict[str, bytes]]) -> None:
         import tempfile
 
         self._tmp = tempfile.mkdtemp(prefix="rlem-ray-mem-")
-        paths: dict[int, str] = {}
-        for seed, files in memories.items():
-            root = Path(self._tmp) / f"seed{seed}" / "memory"
+        paths: dict[str, str] = {}
+        for n, (slot, files) in enumerate(memories.items()):
+            root = Path(self._tmp) / f"m{n}" / "memory"
             for rel, data in files.items():
                 dest = root / rel
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_bytes(data)
-            paths[seed] = str(root)
+            paths[slot] = str(root)
         self.ctx = EpisodeContext(BenchConfig.from_dict(cfg_dict), splits, llm_factory, paths)
 
     def run(self, item_dict: dict[str, Any]) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
@@ -141,7 +141,7 @@ def run_ray(
     cfg: BenchConfig,
     splits: dict[str, Split],
     llm_factory: LLMFactory,
-    memory_paths: dict[int, str],
+    memory_paths: dict[str, str],
     items: list[WorkItem],
     log: StepLog,
     commit: Commit,
@@ -159,7 +159,7 @@ def run_ray(
     except Exception as exc:  # ConnectionError and friends
         raise RunError(f"cannot connect to the Ray cluster {address!r} ({exc}): start it or pass --ray local") from None
     # the memories go into the object store once; every actor gets the same reference
-    memories = ray.put({seed: _pack_tree(Path(path)) for seed, path in memory_paths.items()})
+    memories = ray.put({slot: _pack_tree(Path(path)) for slot, path in memory_paths.items()})
     actor_cls = ray.remote(num_cpus=1)(_RayEpisodeWorker)
     n = min(cfg.ray_workers, len(items))
     actors = [actor_cls.remote(cfg.to_dict(), splits, llm_factory, memories) for _ in range(n)]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from rlem_gym.agents.variants import label_slug
 from rlem_gym.benchmarks.config import BenchConfig, ConfigError
 
 __all__ = ["SPLIT_KWARG", "Split", "Task", "WorkItem", "episode_seed", "plan", "resolve_split"]
@@ -54,10 +55,11 @@ class WorkItem:
 
     @property
     def id(self) -> str:
-        """A file-name-safe id that is unique within the run."""
+        """A file-name-safe id that is unique within the run (a variant label as its :func:`label_slug`)."""
+        agent = label_slug(self.agent)
         if self.phase == "train":
-            return f"train-{self.agent}-s{self.seed}-e{self.epoch:02d}-t{self.task.index:04d}"
-        return f"test-{self.agent}-s{self.seed}-t{self.task.index:04d}"
+            return f"train-{agent}-s{self.seed}-e{self.epoch:02d}-t{self.task.index:04d}"
+        return f"test-{agent}-s{self.seed}-t{self.task.index:04d}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -101,17 +103,22 @@ def episode_seed(base_seed: int, index: int) -> int:
 
 
 def plan(cfg: BenchConfig, train: Split | None, test: Split) -> tuple[list[WorkItem], list[WorkItem]]:
-    """Every work item of the run, listed up front: (training items in run order, test items)."""
+    """Every work item of the run, listed up front: (training items in run order, test items).
+
+    Every Rememberer variant that trains (not ``@untrained``) has its own training run, seeded
+    the same way, so variants differ only by their settings.
+    """
     train_items: list[WorkItem] = []
-    if train is not None and "rememberer" in cfg.agents and cfg.epochs > 0:
+    if train is not None and cfg.epochs > 0:
         for seed in cfg.seeds:
-            j = 0
-            for epoch in range(cfg.epochs):
-                for task in train.tasks:
-                    train_items.append(
-                        WorkItem("train", "rememberer", seed, task, epoch, episode_seed(seed, j))
-                    )
-                    j += 1
+            for variant in cfg.trained_variants:
+                j = 0
+                for epoch in range(cfg.epochs):
+                    for task in train.tasks:
+                        train_items.append(
+                            WorkItem("train", variant.label, seed, task, epoch, episode_seed(seed, j))
+                        )
+                        j += 1
     test_items = [
         WorkItem("test", agent, seed, task, 0, episode_seed(seed, task.index))
         for seed in cfg.seeds

@@ -8,8 +8,18 @@ bootstrap CI (:func:`rlem_gym.benchmarks.stats.bootstrap_ci`, seeded):
 - ``success_rate``: % of episodes that succeeded (WebShop: reward 1.0; WikiHow: every sub-goal).
 - ``steps``, ``prompt_tokens``, ``completion_tokens`` (LLM tokens in / out per episode),
   ``wall_s`` (seconds per episode) and ``fallback_rate`` (% of steps where the parser fell back).
+- ``valid_rate``: % of steps whose action the env accepted (no ``last_action_error``).
+- ``encouraged_rate`` (Rememberer rows only, "n/a" elsewhere): % of steps where the model's own
+  choice (not a fallback) was the Encouraged action of a retrieved exemplar in its prompt.
 
-The Rememberer's learning curve (training score and SR per epoch) comes from the training records.
+Paired differences: every agent plays the same goals, so each row is also compared with the
+trained Rememberer (``reference``: plain ``rememberer`` when listed, else the first trained
+Rememberer variant) goal by goal: the mean per-episode difference in score and SR with a paired
+bootstrap 95% CI over goals and seeds (:func:`~rlem_gym.benchmarks.stats.paired_bootstrap_ci`),
+much tighter than comparing two separate intervals.
+
+The learning curve (training score and SR per epoch) comes from the training records: of the
+reference, and of every other trained Rememberer variant in ``learning_curves``.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from rlem_gym.atomic import atomic_write_json, atomic_write_text
-from rlem_gym.benchmarks.stats import Estimate, bootstrap_ci
+from rlem_gym.benchmarks.stats import Estimate, bootstrap_ci, paired_bootstrap_ci
 
 #: (key in results, column header, per-episode value, decimals)
 METRICS: tuple[tuple[str, str, str, int], ...] = (
@@ -34,6 +44,13 @@ METRICS: tuple[tuple[str, str, str, int], ...] = (
     ("completion_tokens", "Tokens out", "completion_tokens", 0),
     ("wall_s", "Wall s", "wall_s", 1),
     ("fallback_rate", "Fallback %", "fallback_rate", 1),
+    ("valid_rate", "Valid %", "valid_rate", 1),
+    ("encouraged_rate", "Enc. copied %", "encouraged_rate", 1),
+)
+#: the per-episode values compared with the reference row: (key, column header, value, decimals)
+PAIRED_METRICS: tuple[tuple[str, str, str, int], ...] = (
+    ("score", "Δ Score", "score", 1),
+    ("success_rate", "Δ SR %", "success", 1),
 )
 #: metrics that depend on timing, so they differ between otherwise identical runs
 TIMING_METRICS = ("wall_s",)
@@ -47,6 +64,14 @@ def _episode_value(record: dict[str, Any], field: str) -> float:
     if field == "fallback_rate":
         steps = record["steps"]
         return 100.0 * record["fallbacks"] / steps if steps else 0.0
+    if field == "valid_rate":
+        steps = record["steps"]
+        return 100.0 * (1.0 - record.get("invalid_actions", 0) / steps) if steps else float("nan")
+    if field == "encouraged_rate":  # only memory agents report it; NaN (n/a) for the others
+        steps = record["steps"]
+        if "encouraged_copies" not in record or not steps:
+            return float("nan")
+        return 100.0 * record["encouraged_copies"] / steps
     return float(record[field])
 
 
@@ -73,12 +98,14 @@ def aggregate(
     expected_test: int | None = None,
     errors: Sequence[dict[str, Any]] = (),
     n_boot: int = 2000,
+    reference: str | None = None,
 ) -> dict[str, Any]:
-    """The results dict: ``rows`` (one per agent), ``learning_curve`` and run ``progress``.
+    """The results dict: ``rows`` (one per agent), ``paired``, ``learning_curve(s)`` and run ``progress``.
 
     ``errors``: the error records of failed test episodes. A failed training episode is committed
     as a record with ``status`` "error"; it is left out of the learning curve and counted, with
-    ``errors``, in ``progress["failed"]``.
+    ``errors``, in ``progress["failed"]``. ``reference``: the row the others are compared with,
+    goal by goal (None: no paired differences).
     """
     rows: list[dict[str, Any]] = []
     test_records = [r for r in records if r["phase"] == "test"]
@@ -88,23 +115,31 @@ def aggregate(
         row["failed"] = sum(1 for e in errors if e.get("phase") == "test" and e.get("agent") == agent)
         for key, _, field, _ in METRICS:
             est = bootstrap_ci(_table(mine, field, seeds, test_tasks), n_boot=n_boot, seed=0)
-            row[key] = est.as_dict()
+            row[key] = _stored(est)
         rows.append(row)
-    curve: list[dict[str, Any]] = []
+    paired = _paired(test_records, agents, reference, seeds, test_tasks, n_boot)
     train_records = [r for r in records if r["phase"] == "train" and r.get("status") != "error"]
     train_failed = sum(1 for r in records if r["phase"] == "train" and r.get("status") == "error")
-    for epoch in range(epochs):
-        mine = [r for r in train_records if r["epoch"] == epoch]
-        if not mine:
-            continue
-        point: dict[str, Any] = {"epoch": epoch + 1, "episodes": len(mine)}
-        for key, field in (("score", "score"), ("success_rate", "success")):
-            point[key] = bootstrap_ci(_table(mine, field, seeds, train_tasks), n_boot=n_boot, seed=0).as_dict()
-        curve.append(point)
+    curves: dict[str, list[dict[str, Any]]] = {}
+    for agent in dict.fromkeys(r["agent"] for r in train_records):
+        curves[agent] = []
+        for epoch in range(epochs):
+            mine = [r for r in train_records if r["agent"] == agent and r["epoch"] == epoch]
+            if not mine:
+                continue
+            point: dict[str, Any] = {"epoch": epoch + 1, "episodes": len(mine)}
+            for key, field in (("score", "score"), ("success_rate", "success")):
+                point[key] = bootstrap_ci(_table(mine, field, seeds, train_tasks), n_boot=n_boot, seed=0).as_dict()
+            curves[agent].append(point)
+    main = reference if reference in curves else next(iter(curves), None)
+    curve = curves.get(main, []) if main is not None else []
     done = len(test_records)
     return {
         "rows": rows,
+        "paired": paired,
         "learning_curve": curve,
+        "learning_curve_agent": main,
+        "learning_curves": curves,
         "progress": {
             "test_episodes_done": done,
             "test_episodes_expected": expected_test if expected_test is not None else done,
@@ -114,8 +149,46 @@ def aggregate(
     }
 
 
+def _paired(
+    test_records: Sequence[dict[str, Any]],
+    agents: Sequence[str],
+    reference: str | None,
+    seeds: Sequence[int],
+    tasks: Sequence[int],
+    n_boot: int,
+) -> dict[str, Any]:
+    """Each agent minus ``reference``, per goal and seed, with paired bootstrap CIs (see the module docstring)."""
+    if reference is None or reference not in agents:
+        return {"reference": None, "rows": []}
+    by_agent = {a: [r for r in test_records if r["agent"] == a] for a in agents}
+    rows = []
+    for agent in agents:
+        if agent == reference:
+            continue
+        row: dict[str, Any] = {"agent": agent}
+        for key, _, field, _ in PAIRED_METRICS:
+            est = paired_bootstrap_ci(
+                _table(by_agent[agent], field, seeds, tasks),
+                _table(by_agent[reference], field, seeds, tasks),
+                n_boot=n_boot,
+                seed=0,
+            )
+            row[key] = _stored(est)
+        rows.append(row)
+    return {"reference": reference, "rows": rows}
+
+
+def _stored(est: Estimate) -> dict[str, Any]:
+    """An estimate as results.json keeps it: no data (e.g. a metric only memory agents report) as None, not NaN."""
+    d = est.as_dict()
+    if est.n == 0:
+        d.update(mean=None, lo=None, hi=None)
+    return d
+
+
 def _est(d: dict[str, Any]) -> Estimate:
-    return Estimate(d["mean"], d["lo"], d["hi"], d["n"])
+    nan = float("nan")
+    return Estimate(*(nan if d[k] is None else d[k] for k in ("mean", "lo", "hi")), d["n"])
 
 
 def markdown_table(results: dict[str, Any], *, compact: bool = False) -> str:
@@ -130,9 +203,23 @@ def markdown_table(results: dict[str, Any], *, compact: bool = False) -> str:
     return "\n".join(lines)
 
 
-def curve_table(results: dict[str, Any]) -> str:
-    """The Rememberer's training learning curve as Markdown (empty string when there is none)."""
-    curve = results.get("learning_curve") or []
+def paired_table(results: dict[str, Any]) -> str:
+    """Each agent's paired difference from the reference row as Markdown ("" when there is none)."""
+    paired = results.get("paired") or {}
+    if not paired.get("rows"):
+        return ""
+    header = ["Agent", "N pairs"] + [m[1] for m in PAIRED_METRICS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    for row in paired["rows"]:
+        n = row[PAIRED_METRICS[0][0]]["n"]
+        cells = [row["agent"], str(n)] + [_est(row[key]).fmt(digits, signed=True) for key, _, _, digits in PAIRED_METRICS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def curve_table(results: dict[str, Any], curve: Sequence[dict[str, Any]] | None = None) -> str:
+    """A training learning curve as Markdown (default: the reference's; empty string when there is none)."""
+    curve = results.get("learning_curve") or [] if curve is None else curve
     if not curve:
         return ""
     lines = ["| Epoch | Episodes | Train score | Train SR % |", "|---|---|---|---|"]
@@ -150,12 +237,19 @@ def results_csv(results: dict[str, Any]) -> str:
     head = ["agent", "episodes", "failed"]
     for key, *_ in METRICS:
         head += [key, f"{key}_ci_lo", f"{key}_ci_hi"]
+    paired_keys = [key for key, *_ in PAIRED_METRICS]
+    for key in paired_keys:
+        head += [f"d_{key}", f"d_{key}_ci_lo", f"d_{key}_ci_hi"]
     writer.writerow(head)
+    paired = {r["agent"]: r for r in (results.get("paired") or {}).get("rows", [])}
     for row in results["rows"]:
         line: list[Any] = [row["agent"], row["episodes"], row.get("failed", 0)]
         for key, *_ in METRICS:
-            est = row[key]
+            est = row.get(key) or {"mean": float("nan"), "lo": float("nan"), "hi": float("nan")}
             line += [_num(est["mean"]), _num(est["lo"]), _num(est["hi"])]
+        for key in paired_keys:
+            est = paired.get(row["agent"], {}).get(key)
+            line += [_num(est["mean"]), _num(est["lo"]), _num(est["hi"])] if est else ["", "", ""]
         writer.writerow(line)
     return buf.getvalue()
 
@@ -180,9 +274,28 @@ def results_markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
         "",
         markdown_table(results),
     ]
-    curve = curve_table(results)
-    if curve:
-        parts += ["", "## Rememberer training (learning curve)", "", curve]
+    paired = paired_table(results)
+    if paired:
+        ref = results["paired"]["reference"]
+        parts += [
+            "",
+            f"## Paired differences from `{ref}`",
+            "",
+            f"Each cell: mean of (agent - `{ref}`) over the same goals and seeds [paired bootstrap 95% CI].",
+            "",
+            paired,
+        ]
+    curves = results.get("learning_curves") or {}
+    main = results.get("learning_curve_agent")
+    for agent in sorted(curves, key=lambda a: a != main):  # the reference's curve first
+        table = curve_table(results, curves[agent])
+        if table:
+            name = "Rememberer" if agent == "rememberer" else f"`{agent}`"
+            parts += ["", f"## {name} training (learning curve)", "", table]
+    if not curves:  # results written before learning_curves existed
+        curve = curve_table(results)
+        if curve:
+            parts += ["", "## Rememberer training (learning curve)", "", curve]
     return "\n".join(parts) + "\n"
 
 
@@ -201,4 +314,4 @@ def comparable(results: dict[str, Any]) -> dict[str, Any]:
     rows = []
     for row in results["rows"]:
         rows.append({k: v for k, v in row.items() if k not in TIMING_METRICS})
-    return {"rows": rows, "learning_curve": results.get("learning_curve", [])}
+    return {"rows": rows, "paired": results.get("paired"), "learning_curve": results.get("learning_curve", [])}

@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from rlem_gym.agents.variants import label_slug
 from rlem_gym.atomic import atomic_write_json, atomic_write_text
 
 
@@ -114,12 +115,18 @@ class RunDir:
     def errors_dir(self) -> Path:
         return self.root / "errors"
 
-    def train_dir(self, seed: int) -> Path:
-        return self.root / "train" / f"seed{seed}"
+    def train_dir(self, seed: int, agent: str = "rememberer") -> Path:
+        """Training checkpoints of one Rememberer variant (label ``agent``) and seed."""
+        if agent == "rememberer":
+            return self.root / "train" / f"seed{seed}"
+        return self.root / "train" / f"{label_slug(agent)}-seed{seed}"
 
-    def memory_dir(self, seed: int) -> Path:
-        """Where the memory after training of ``seed`` is saved."""
-        return self.root / f"memory_seed{seed}"
+    def memory_dir(self, seed: int, agent: str = "rememberer") -> Path:
+        """Where the memory a Rememberer variant (label ``agent``) is tested with is saved: after
+        training, or its initial memory when it does not train."""
+        if agent == "rememberer":
+            return self.root / f"memory_seed{seed}"
+        return self.root / f"memory_{label_slug(agent)}_seed{seed}"
 
     def record_path(self, item_id: str) -> Path:
         return self.records_dir / f"{item_id}.json"

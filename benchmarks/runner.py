@@ -55,15 +55,18 @@ from rlem_gym.benchmarks.episode import (
     default_llm_factory,
     failure_record,
     fresh_llm_cache,
+    initial_memory,
     load_memory,
     make_bench_agent,
     make_env,
     memory_saved,
-    new_memory,
+    memory_slot,
     run_episode,
+    uses_llm,
 )
 from rlem_gym.benchmarks.executors import run_processes, run_ray, run_serial
 from rlem_gym.benchmarks.plan import Split, Task, WorkItem, episode_seed, plan, resolve_split
+from rlem_gym.agents.variants import label_slug, reference_label
 from rlem_gym.benchmarks.report import aggregate, write_results
 from rlem_gym.benchmarks.rundir import RunDir, StepLog, read_json
 
@@ -140,7 +143,7 @@ def default_run_dir(cfg: BenchConfig) -> Path:
     model = (cfg.llm or "smollm2").split("#")[-1].rstrip("/").split("/")[-1].replace(":", "-") or "model"
     digest = hashlib.sha256(json.dumps(cfg.result_fields(), sort_keys=True).encode()).hexdigest()[:8]
     seeds = "_".join(str(s) for s in cfg.seeds)
-    agents = "+".join(cfg.agents)
+    agents = "+".join(label_slug(a) for a in cfg.agents)
     return Path("runs") / f"{cfg.env}-{agents}-{model}-s{seeds}-{digest}"
 
 
@@ -181,7 +184,7 @@ class Runner:
             self._data_files.update(dict.fromkeys(_env_data_files(env)))
             return env
 
-        needs_train = "rememberer" in self.cfg.agents and self.cfg.epochs > 0
+        needs_train = bool(self.cfg.trained_variants) and self.cfg.epochs > 0
         train = resolve_split(self.cfg, self.cfg.train_split, mk) if needs_train else None
         test = resolve_split(self.cfg, self.cfg.test_split, mk)
         self.splits = {"test": test}
@@ -229,28 +232,30 @@ class Runner:
             self._ctx = EpisodeContext(self.cfg, self.splits, self.llm_factory, self._memory_paths())
         return self._ctx
 
-    def _memory_paths(self) -> dict[int, str]:
-        """Seed -> the frozen memory the Rememberer is tested with (written before the test phase)."""
-        if "rememberer" not in self.cfg.agents:
-            return {}
-        return {seed: str(self.run_dir.memory_dir(seed) / "memory") for seed in self.cfg.seeds}
+    def _memory_paths(self) -> dict[str, str]:
+        """:func:`memory_slot` (variant, seed) -> the frozen memory each Rememberer variant is tested
+        with (after training, or its initial memory; written before the test phase)."""
+        return {
+            memory_slot(v.label, seed): str(self.run_dir.memory_dir(seed, v.label) / "memory")
+            for v in self.cfg.variants
+            if v.is_rememberer
+            for seed in self.cfg.seeds
+        }
 
     # -- training -------------------------------------------------------------------------------
-    def _initial_memory(self, seed: int) -> Any:
-        if self.cfg.init_memory:
-            path = Path(self.cfg.init_memory)
-            if not path.exists():
-                raise ConfigError(f"--init-memory {path} does not exist: pass a memory saved by rlem-gym")
-            return load_memory(self.cfg, path)
-        return new_memory(self.cfg, seed)
+    def _initial_memory(self, seed: int, agent: str = "rememberer") -> Any:
+        from rlem_gym.agents.variants import parse_variant
 
-    def _train_seed(self, seed: int, items: list[WorkItem], finished: set[str], log: StepLog, bar: Any) -> None:
-        """Sequential training of one seed, checkpointing the memory after every episode.
+        return initial_memory(self.cfg, seed, parse_variant(agent))
+
+    def _train_seed(self, seed: int, items: list[WorkItem], finished: set[str], log: StepLog, bar: Any,
+                    agent_label: str = "rememberer") -> None:
+        """Sequential training of one Rememberer variant and seed, checkpointing the memory after every episode.
 
         ``finished``: the ids of the items committed before this run started.
         """
-        final = self.run_dir.memory_dir(seed) / "memory"
-        tdir = self.run_dir.train_dir(seed)
+        final = self.run_dir.memory_dir(seed, agent_label) / "memory"
+        tdir = self.run_dir.train_dir(seed, agent_label)
         # resume position: the longest prefix of committed training items
         pos = 0
         while pos < len(items) and items[pos].id in finished:
@@ -264,10 +269,10 @@ class Runner:
                 raise RunError(f"training checkpoint {ckpt} is missing: rerun with --fresh to start over")
             memory = load_memory(self.cfg, ckpt)
         else:
-            memory = self._initial_memory(seed)
+            memory = self._initial_memory(seed, agent_label)
         bar.update(pos)
         if pos < len(items):
-            agent = make_bench_agent(self.cfg, "rememberer", self.ctx.llm, memory)
+            agent = make_bench_agent(self.cfg, agent_label, self.ctx.llm, memory)
             agent.train()
             env = self.ctx.env("train")
             epoch_sr = [0, 0]  # [successes, episodes] of the current epoch, failed episodes left out
@@ -288,8 +293,8 @@ class Runner:
                     record = {**err, "status": "error", "steps": 0, "return": 0.0, "normalized_return": 0.0,
                               "success": False}
                     # the memory may hold a half update: go back to the last checkpoint (deterministic)
-                    memory = load_memory(self.cfg, tdir / _ckpt_name(j)) if j else self._initial_memory(seed)
-                    agent = make_bench_agent(self.cfg, "rememberer", self.ctx.llm, memory)
+                    memory = load_memory(self.cfg, tdir / _ckpt_name(j)) if j else self._initial_memory(seed, agent_label)
+                    agent = make_bench_agent(self.cfg, agent_label, self.ctx.llm, memory)
                     agent.train()
                 # checkpoint, then commit the record that points at it
                 name = _ckpt_name(j + 1)
@@ -325,13 +330,15 @@ class Runner:
                 p.unlink(missing_ok=True)
 
     def _prepare_test_memories(self) -> None:
-        """Seeds whose Rememberer did not train still need a frozen memory file to test with."""
-        if "rememberer" not in self.cfg.agents:
-            return
-        for seed in self.cfg.seeds:
-            final = self.run_dir.memory_dir(seed) / "memory"
-            if not memory_saved(final):
-                self._initial_memory(seed).save(str(final))
+        """Rememberer variants that did not train (``@untrained``, or no epochs) are tested with
+        their initial memory, saved to the run folder like a trained one."""
+        for v in self.cfg.variants:
+            if not v.is_rememberer:
+                continue
+            for seed in self.cfg.seeds:
+                final = self.run_dir.memory_dir(seed, v.label) / "memory"
+                if not memory_saved(final):
+                    self._initial_memory(seed, v.label).save(str(final))
 
     # -- testing --------------------------------------------------------------------------------
     def _commit(self, status: str, payload: dict[str, Any], bar: Any, tally: dict[str, list[int]]) -> None:
@@ -351,6 +358,8 @@ class Runner:
         """Fail fast, in one line, when the model cannot be loaded or its server cannot be reached."""
         from rlem_gym.llm.base import LLMError
 
+        if not any(uses_llm(a) for a in self.cfg.agents):
+            return  # heuristic / oracle rows only: no model is loaded at all
         remote = (self.cfg.llm or "").strip().lower().startswith("openai:")
         if not (in_process or remote):
             return  # workers load the model themselves; a failure there stops the run in one line
@@ -390,12 +399,13 @@ class Runner:
         try:
             with StepLog(self.run_dir.step_log_path) as log:
                 for seed in cfg.seeds:
-                    mine = [i for i in train_items if i.seed == seed]
-                    if not mine:
-                        continue
-                    with tqdm(total=len(mine), desc=f"train rememberer seed {seed}", unit="ep", disable=disable,
-                              dynamic_ncols=True) as bar:
-                        self._train_seed(seed, mine, finished, log, bar)
+                    for variant in cfg.trained_variants:
+                        mine = [i for i in train_items if i.seed == seed and i.agent == variant.label]
+                        if not mine:
+                            continue
+                        with tqdm(total=len(mine), desc=f"train {variant.label} seed {seed}", unit="ep",
+                                  disable=disable, dynamic_ncols=True) as bar:
+                            self._train_seed(seed, mine, finished, log, bar, variant.label)
                 self._prepare_test_memories()
                 if self._ctx is not None and (cfg.workers > 1 or cfg.ray is not None):
                     self._ctx.close()  # free the main process's model before workers load theirs
@@ -444,6 +454,7 @@ def finish_run(cfg: BenchConfig, run_dir: RunDir, train: Split | None, test: Spl
         expected_test=len(cfg.agents) * len(cfg.seeds) * len(test.tasks),
         errors=errors,
         n_boot=cfg.bootstrap,
+        reference=reference_label(cfg.agents, cfg.reference),
     )
     failed = errors + [r for r in records if r.get("status") == "error"]
     results["errors"] = [{k: e[k] for k in ("item", "error", "traceback")} for e in failed]

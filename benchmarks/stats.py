@@ -36,11 +36,13 @@ class Estimate:
     def as_dict(self) -> dict[str, float | int]:
         return {"mean": self.mean, "lo": self.lo, "hi": self.hi, "n": self.n}
 
-    def fmt(self, digits: int = 1) -> str:
-        """``mean [lo, hi]`` with ``digits`` decimals (``n/a`` when there is no data)."""
+    def fmt(self, digits: int = 1, *, signed: bool = False) -> str:
+        """``mean [lo, hi]`` with ``digits`` decimals (``n/a`` when there is no data); ``signed``
+        writes a ``+`` before positive numbers (for differences)."""
         if self.n == 0 or not np.isfinite(self.mean):
             return "n/a"
-        return f"{self.mean:.{digits}f} [{self.lo:.{digits}f}, {self.hi:.{digits}f}]"
+        sign = "+" if signed else ""
+        return f"{self.mean:{sign}.{digits}f} [{self.lo:{sign}.{digits}f}, {self.hi:{sign}.{digits}f}]"
 
 
 def _nanmean_rows(x: np.ndarray) -> np.ndarray:

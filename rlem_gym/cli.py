@@ -47,8 +47,14 @@ def _csv_ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def _csv_names(text: str) -> tuple[str, ...]:
-    return tuple(x.strip().lower() for x in text.split(",") if x.strip())
+def _agent_labels(text: str) -> tuple[str, ...]:
+    """``--agents``: comma-separated variant labels; commas inside ``[...]`` belong to a label."""
+    from rlem_gym.agents.variants import VariantError, split_agent_list
+
+    try:
+        return tuple(split_agent_list(text))
+    except VariantError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -61,7 +67,7 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
-_SPECIAL_TYPES = {"seeds": _csv_ints, "agents": _csv_names}
+_SPECIAL_TYPES = {"seeds": _csv_ints, "agents": _agent_labels}
 #: fields with a hand-written CLI form
 _CUSTOM = {"ray"}
 
