@@ -8,12 +8,14 @@
   does NOT show which agent is better: 3 goals and a 135M model give intervals far too wide for
   that, and a model this small mostly falls back to the parser's fallback policy.
 - ``paper-webshop``: the paper's WebShop protocol: 15 steps, top-2 retrieval, capacities 500/20,
-  3 epochs on 10 training goals (human goals S0 = [500, 510)), 100 test goals (human goals
-  [0, 100)). These are human goals on the full 1.18M-product catalog: point the env at WebShop's
+  the Rememberer starting from the official initial pool E0 (``--init-memory webshop:E0``; the
+  static agent's exemplars are the same pool), 3 epochs on 10 training goals (human goals
+  S0 = [500, 510)), 100 test goals (human goals [0, 100)). These are human goals on the full 1.18M-product catalog: point the env at WebShop's
   full data (``--env-kwargs '{"data_dir": "/path/to/webshop/data"}'``) and use a capable model
   (e.g. ``--llm openai:http://host:8000/v1#model``).
-- ``paper-wikihow``: the paper's WikiHow protocol: 15 steps, top-2, capacities 500/20, 3 epochs on
-  the 10 canonical tasks of S0, tested on the 70 micro-canonical tasks.
+- ``paper-wikihow``: the paper's WikiHow protocol: 15 steps, top-2, capacities 500/20, the
+  official initial pool (``--init-memory wikihow:init``), 3 epochs on the 10 canonical tasks of S0,
+  tested on the 70 micro-canonical tasks.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ PAPER_WEBSHOP = _PAPER_PROTOCOL.replace(
     train_split="paper_train_S0",
     test_split="paper_test",
     env_kwargs={"goals": "human"},
+    init_memory="webshop:E0",
 )
 
 #: the paper's WikiHow setting: train on S0 (10 canonical tasks), test on the 70 micro-canonical tasks
@@ -69,6 +72,7 @@ PAPER_WIKIHOW = _PAPER_PROTOCOL.replace(
     env="wikihow",
     train_split="train_S0",
     test_split="microcanon70",
+    init_memory="wikihow:init",
 )
 
 PRESETS: dict[str, BenchConfig] = {
