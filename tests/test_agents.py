@@ -242,7 +242,7 @@ def test_static_agent_uses_fixed_exemplars_and_never_learns():
 
 
 def test_registry_and_make_agent():
-    assert set(AGENTS) == {"rememberer", "react", "static"}
+    assert set(AGENTS) == {"rememberer", "react", "static", "heuristic", "oracle"}
     llm = ScriptedLLM([""])
     assert isinstance(make_agent("react", llm, "rlem_gym/WikiHow-v0"), ReActAgent)
     assert make_agent("static", llm, "wikihow").adapter.name == "wikihow"
