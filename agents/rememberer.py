@@ -109,6 +109,10 @@ class Rememberer(LLMAgent):
         exemplar_order: ``"similarity"`` (most similar first, the paper's, the default) or
             ``"stable"`` (by memory record id); the measured KV-prefix reuse is the same for both
             (see :mod:`rlem_gym.prompts`).
+        action_decoding: ``"free"`` or ``"constrained"`` (the first Encouraged action is generated
+            under the page's valid actions; see :mod:`rlem_gym.agents.llm_agent`).
+        full_reply: in constrained mode, generate the reason and Discouraged list after the action
+            (None = only in train mode, where the reason is stored in memory).
     """
 
     name = "rememberer"
@@ -129,11 +133,13 @@ class Rememberer(LLMAgent):
         seed: int = 0,
         margin: int = DEFAULT_MARGIN_TOKENS,
         exemplar_order: str = "similarity",
+        action_decoding: str = "free",
+        full_reply: bool | None = None,
     ) -> None:
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k}")
         super().__init__(llm, adapter, fallback=fallback, max_tokens=max_tokens, temperature=temperature, stop=stop,
-                         seed=seed, margin=margin)
+                         seed=seed, margin=margin, action_decoding=action_decoding, full_reply=full_reply)
         self.memory = memory
         self.k = int(k)
         self.discouraged = bool(discouraged)
@@ -204,8 +210,9 @@ class Rememberer(LLMAgent):
             budget=self.prompt_budget(),
         )
 
-        # 3. generate, the reply starting with "Encouraged:" (backend errors propagate as LLMError)
-        completion = self.complete(built)
+        # 3. generate, the reply starting with "Encouraged:" (backend errors propagate as LLMError);
+        #    constrained: the first action is one valid here, then (if the reason is used) the free rest
+        completion = self.complete_reply(built, self.action_constraint(info), rest=self._wants_reason())
 
         # 4. parse the advice block: the cue the reply was forced to start with, then what the model wrote
         parsed = parse_advice(built.response_prefix + completion.text, self.adapter.extract_actions)
@@ -236,6 +243,12 @@ class Rememberer(LLMAgent):
                 latency_s=completion.latency_s,
             )
         )
+
+    def _wants_reason(self) -> bool:
+        """Whether a constrained reply goes on after the action (``full_reply``; None = when training with a memory)."""
+        if self.full_reply is not None:
+            return self.full_reply
+        return self.training and self.memory is not None
 
     def _recall(self, task: str, observation: str, instruction: str) -> tuple[list[Any], list[Exemplar]]:
         """Step 1: retrieve the top-k records (most similar first) and turn each into an exemplar.

@@ -44,6 +44,16 @@ class BenchConfig:
     openai:<base_url>#<model>, smollm2 (HF on the shipped SmolLM2-135M) or smollm2-gguf (llama.cpp on
     the shipped file). Default: the shipped SmolLM2-135M-Instruct through HF transformers."""
 
+    llm_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for the LLM backend, as JSON, passed as make_llm(llm, **kwargs), e.g.
+    '{"dtype": "bfloat16", "num_threads": 2}' (HF) or '{"n_threads": 2}' (llama.cpp)."""
+
+    action_decoding: str = "free"
+    """How LLM agents write their action: free (parse the reply, counted fallback when it holds no
+    valid action) or constrained (the action slot is decoded under the page's valid actions:
+    grammar / token mask, so every action is valid; reasons and thoughts stay free text). A
+    backend that cannot constrain (a server without grammar support) decodes freely, with a warning."""
+
     train_split: str = "train"
     """Training tasks of the Rememberer: a split name the env knows, optionally sliced, e.g. train,
     train[0:10], or goals:500-510 (WebShop global goal indices) / tasks:S0 (WikiHow task list)."""
@@ -91,6 +101,11 @@ class BenchConfig:
     random_advice: bool = False
     """Reproduce the official code's invented random advice when a record lacks a positive or a
     non-positive action."""
+
+    react_history: str = "last"
+    """ReAct's prompt history: last (the first and the current page in full, earlier steps as their
+    actions only, as the Rememberer's input shows them; bounds the prompt) or full (every page and
+    thought of the episode, the original ReAct transcript)."""
 
     init_memory: str | None = None
     """The Rememberer's initial memory (Rememberer (A)): a shipped pool id (webshop:E0, webshop:E1,
@@ -143,6 +158,7 @@ class BenchConfig:
         self.seeds = tuple(int(s) for s in self.seeds)
         self.env_kwargs = dict(self.env_kwargs or {})
         self.agent_kwargs = dict(self.agent_kwargs or {})
+        self.llm_kwargs = dict(self.llm_kwargs or {})
 
     def validate(self) -> "BenchConfig":
         """Raise :class:`ConfigError` (one line, what to do) on an invalid value; return self."""
@@ -189,6 +205,16 @@ class BenchConfig:
                 raise ConfigError(message)
         if self.ray is not None and self.workers > 1:
             raise ConfigError("use either --workers N or --ray, not both")
+        from rlem_gym.agents.react import REACT_HISTORIES
+
+        if self.react_history not in REACT_HISTORIES:
+            raise ConfigError(f"--react-history must be one of {', '.join(REACT_HISTORIES)}, got {self.react_history!r}")
+        from rlem_gym.agents.llm_agent import ACTION_DECODINGS
+
+        if self.action_decoding not in ACTION_DECODINGS:
+            raise ConfigError(f"--action-decoding must be one of {', '.join(ACTION_DECODINGS)}, got {self.action_decoding!r}")
+        if not isinstance(self.llm_kwargs, dict) or not all(isinstance(k, str) for k in self.llm_kwargs):
+            raise ConfigError('--llm-kwargs must be a JSON object of keyword arguments, e.g. \'{"dtype": "bfloat16"}\'')
         if not isinstance(self.agent_kwargs, dict) or any(
             not isinstance(v, dict) for v in self.agent_kwargs.values()
         ):

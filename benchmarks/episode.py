@@ -338,11 +338,14 @@ def make_bench_agent(cfg: BenchConfig, name: str, llm: "LLM | None", memory: Any
         if base == "oracle" and cfg.env == "webshop":
             kwargs.update({k: cfg.env_kwargs[k] for k in ("data_dir", "goals", "num_products") if k in cfg.env_kwargs})
     else:
-        kwargs.update({"max_tokens": cfg.max_tokens, "temperature": cfg.temperature})
+        kwargs.update({"max_tokens": cfg.max_tokens, "temperature": cfg.temperature,
+                       "action_decoding": cfg.action_decoding})
     if base == "rememberer":
         kwargs.update({"memory": memory, "k": cfg.k, "discouraged": cfg.discouraged, "random_advice": cfg.random_advice})
     if base == "static":
         kwargs["exemplars"] = static_exemplars(cfg, variant)
+    if base == "react":
+        kwargs["history"] = cfg.react_history
     kwargs.update(variant.agent_settings)
     kwargs.update(cfg.agent_kwargs.get(base, {}))
     if variant.label != base:

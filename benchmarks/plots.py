@@ -98,6 +98,31 @@ def plot_learning_curve(results: dict[str, Any], path: str | Path, *, title: str
     return _save(plt, fig, path)
 
 
+def plot_sweep(sweep: dict[str, Any], path: str | Path) -> Path:
+    """Grouped bars for a model sweep: score per agent (groups) and model (bars), with 95% CIs."""
+    plt = _pyplot()
+    models = list(sweep["models"])
+    agents = list(dict.fromkeys(r["agent"] for r in sweep["rows"]))
+    by_key = {(r["model"], r["agent"]): r for r in sweep["rows"]}
+    width = 0.8 / max(1, len(models))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(agents) * max(1, len(models)) ** 0.5 + 2), 3.8))
+    cmap = plt.get_cmap("tab10")
+    x = np.arange(len(agents))
+    for j, model in enumerate(models):
+        vals = [_err(by_key[(model, a)]["score"]) if (model, a) in by_key else (0.0, 0.0, 0.0) for a in agents]
+        yerr = np.array([[v[1] for v in vals], [v[2] for v in vals]])
+        offs = x - 0.4 + width * (j + 0.5)
+        ax.bar(offs, [v[0] for v in vals], width, yerr=yerr, capsize=3, color=cmap(j % 10), label=model,
+               edgecolor="black", linewidth=0.5)
+    ax.set_xticks(x, agents)
+    ax.set_ylim(0, 110)
+    ax.set_ylabel("Score (100 x mean reward)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title("Model sweep: test score per agent and model (95% bootstrap CI)", fontsize=10)
+    return _save(plt, fig, path)
+
+
 def make_plots(results: dict[str, Any], out_dir: str | Path, *, title: str = "") -> list[Path]:
     """Draw every figure into ``out_dir``; return the paths written."""
     out = Path(out_dir)

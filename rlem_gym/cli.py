@@ -7,6 +7,7 @@
   the flag's help. Rerunning the same command resumes the run folder.
 - ``rlem-gym memory inspect PATH [--search TEXT] [--html OUT]``: browse a saved memory.
 - ``rlem-gym plot RUN_DIR``: rebuild results and figures from a run's records.
+- ``rlem-gym models [--json]``: the model zoo (installed or not, size, measured prefill/decode tok/s).
 
 Expected failures (bad arguments, missing data, an unreachable model) end with one line on
 stderr saying what to do, and exit status 2; an interrupted run says how to resume (status 130).
@@ -99,7 +100,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type = BenchConfi
             raise TypeError(f"no CLI form for field {f.name} of type {base}")
         if optional:
             conv = _parse_optional(conv)
-        metavar = {"seeds": "0,1,2", "agents": "A,B", "env_kwargs": "JSON", "agent_kwargs": "JSON"}.get(f.name)
+        metavar = {"seeds": "0,1,2", "agents": "A,B", "env_kwargs": "JSON", "agent_kwargs": "JSON",
+                   "llm_kwargs": "JSON"}.get(f.name)
         group.add_argument(flag, type=conv, default=argparse.SUPPRESS, help=help_text, metavar=metavar)
     group.add_argument(
         "--ray",
@@ -115,7 +117,7 @@ def config_from_args(args: argparse.Namespace, base: BenchConfig) -> BenchConfig
     """``base`` with every BenchConfig flag the user gave applied, validated."""
     names = {f.name for f in dataclasses.fields(BenchConfig)}
     given = {k: v for k, v in vars(args).items() if k in names}
-    for key in ("env_kwargs", "agent_kwargs"):  # JSON flags add to the preset's dicts
+    for key in ("env_kwargs", "agent_kwargs", "llm_kwargs"):  # JSON flags add to the preset's dicts
         if key in given:
             given[key] = {**getattr(base, key), **given[key]}
     return base.replace(**given).validate()
@@ -136,6 +138,31 @@ def _fresh(out: Path) -> None:
 
 
 def _run(cfg: BenchConfig, *, fresh: bool, title: str) -> int:
+    from rlem_gym.benchmarks.runner import default_run_dir
+    from rlem_gym.benchmarks.sweep import run_sweep, split_llm_specs, sweep_markdown
+
+    specs = split_llm_specs(cfg.llm)
+    if len(specs) == 1:
+        return _run_one(cfg, fresh=fresh, title=title)[0]
+    # a model sweep: the same protocol per model, one model in memory at a time, one table
+    out = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    codes: list[int] = []
+
+    def run_one(sub: BenchConfig) -> dict[str, Any]:
+        rc, results = _run_one(sub, fresh=fresh, title=f"{title} [{sub.llm}]")
+        codes.append(rc)
+        return results
+
+    t0 = time.perf_counter()
+    sweep = run_sweep(cfg.replace(out=str(out)), specs, run_one=run_one)
+    print(f"\n{title}: model sweep over {len(specs)} models, {cfg.env}, test {cfg.test_split}")
+    print(sweep_markdown(sweep))
+    print(f"\nwall time {time.perf_counter() - t0:.0f} s; sweep folder {out}: sweep_results.md/.csv/.json, "
+          "sweep_scores.png, one run folder per model")
+    return max(codes)
+
+
+def _run_one(cfg: BenchConfig, *, fresh: bool, title: str) -> tuple[int, dict[str, Any]]:
     from rlem_gym.benchmarks.report import curve_table, markdown_table
     from rlem_gym.benchmarks.runner import Runner, default_run_dir
 
@@ -158,7 +185,7 @@ def _run(cfg: BenchConfig, *, fresh: bool, title: str) -> int:
         print(curve)
     print(f"\nwall time {wall:.0f} s; run folder {out}: results.md/.csv/.json, scores.png"
           + (", learning_curve.png" if curve else "") + ", episodes.jsonl, config.json")
-    return 0 if prog["failed"] == 0 else 1
+    return (0 if prog["failed"] == 0 else 1), results
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -221,6 +248,19 @@ def cmd_memory_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from rlem_gym.models import format_zoo, load_zoo_speeds, zoo_status
+
+    speeds = load_zoo_speeds()
+    rows = zoo_status(speeds=speeds)
+    if args.json:
+        print(json.dumps({"models": rows, "speeds_source": {k: v for k, v in speeds.items() if k != "models"}},
+                         indent=2))
+    else:
+        print(format_zoo(rows, speeds))
+    return 0
+
+
 # --------------------------------------------------------------------------------------------
 # parser and entry point
 # --------------------------------------------------------------------------------------------
@@ -266,6 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     plot = sub.add_parser("plot", help="rebuild results.md/csv/json and the PNGs of a run from its records")
     plot.add_argument("run_dir", help="the run folder (the --out of a bench run)")
     plot.set_defaults(func=cmd_plot)
+
+    models = sub.add_parser("models", help="list the model zoo: installed or not, size, measured tok/s",
+                            description="The small instruct models that PyPI packages ship (use a name with --llm). "
+                                        "Speeds come from `python -m rlem_gym.benchmarks.bench_llm --zoo`.")
+    models.add_argument("--json", action="store_true", help="print the listing as JSON")
+    models.set_defaults(func=cmd_models)
     return parser
 
 
@@ -273,9 +319,9 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     """The failures that end with one line on stderr (imported only when something failed)."""
     from rlem_gym.benchmarks.runner import RunError
     from rlem_gym.llm.base import LLMError
-    from rlem_gym.models import ModelNotFoundError
+    from rlem_gym.models import ModelIntegrityError, ModelNotFoundError
 
-    errors: list[type[BaseException]] = [ConfigError, RunError, LLMError, ModelNotFoundError]
+    errors: list[type[BaseException]] = [ConfigError, RunError, LLMError, ModelNotFoundError, ModelIntegrityError]
     try:
         from rlem_gym.memory import MemoryFormatError
 

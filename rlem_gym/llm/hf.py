@@ -111,6 +111,14 @@ def _context_length(config: Any, tokenizer: Any) -> int:
     return 2048
 
 
+def release_weights() -> int:
+    """Forget every loaded model of this process (backends still holding one keep it alive); returns how many."""
+    with _WEIGHTS_LOCK:
+        n = len(_WEIGHTS)
+        _WEIGHTS.clear()
+    return n
+
+
 def load_weights(model: str, gguf_file: str | None, device: str, dtype: str) -> _Loaded:
     """Load (or fetch from this process's cache) the model and tokenizer; raises LLMError on failure."""
     key = (str(model), gguf_file, device, dtype)
