@@ -10,9 +10,10 @@ Ray actor), the per-episode seeding (:func:`seed_episode`), success and normalis
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -201,18 +202,25 @@ def _stat_counts(agent: Any) -> dict[str, int]:
 # building envs, memories and agents (shared by the main process and every worker)
 # --------------------------------------------------------------------------------------------
 def default_llm_factory(cfg: BenchConfig) -> LLMFactory:
-    """A picklable factory that builds ``cfg.llm`` with :func:`rlem_gym.llm.make_llm`."""
-    return _SpecFactory(cfg.llm)
+    """A picklable factory that builds ``cfg.llm`` with :func:`rlem_gym.llm.make_llm` and ``cfg.llm_kwargs``."""
+    return _SpecFactory(cfg.llm, dict(cfg.llm_kwargs))
 
 
 @dataclass(frozen=True)
 class _SpecFactory:
     spec: str | None
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __call__(self) -> "LLM":
         from rlem_gym.llm import make_llm
 
-        return make_llm(self.spec)
+        try:
+            return make_llm(self.spec, **self.kwargs)
+        except TypeError as exc:  # a keyword the backend does not take: the user's --llm-kwargs
+            if self.kwargs and "keyword argument" in str(exc):
+                raise ConfigError(f"--llm-kwargs {json.dumps(self.kwargs)} does not fit the backend of "
+                                  f"{self.spec or 'smollm2'!r}: {exc}") from None
+            raise
 
 
 def make_env(cfg: BenchConfig, split_kwargs: dict[str, Any]) -> Any:
@@ -384,7 +392,7 @@ class EpisodeContext:
 
             try:
                 self._llm = self.llm_factory()
-            except LLMError:
+            except (LLMError, ConfigError):
                 raise
             except Exception as exc:  # any loader failure is the model's: report it in one line
                 spec = self.cfg.llm or "smollm2"

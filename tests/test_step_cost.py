@@ -272,3 +272,59 @@ def test_tokenizer_stand_in_models_the_prefix_cache():
     assert llm.generate("abcdeq").cached_tokens == 3 and llm.multi_cached[-1] == 5  # 'abcde' of the first prompt
     llm.reset_cache()
     assert llm.generate("abcdef").cached_tokens == 0
+
+
+# ------------------------------------------------------------------------------ backend keywords
+def test_llm_kwargs_and_react_history_reach_the_run_and_its_config_json(tmp_path, monkeypatch):
+    import json
+    import pickle
+
+    from rlem_gym.benchmarks.config import BenchConfig, ConfigError
+    from rlem_gym.benchmarks.episode import default_llm_factory, make_bench_agent
+    from rlem_gym.benchmarks.runner import Runner
+
+    seen = []
+
+    def fake_make_llm(spec=None, **kwargs):
+        seen.append((spec, kwargs))
+        return ScriptedLLM(lambda i: " click[buy now]", context_length=8192)
+
+    monkeypatch.setattr("rlem_gym.llm.make_llm", fake_make_llm)
+    cfg = BenchConfig(env="webshop", agents=("react",), llm="hf:some/model", llm_kwargs={"dtype": "bfloat16"},
+                      react_history="full", train_split="train[0:1]", test_split="test[0:1]", epochs=0,
+                      max_steps=2, max_tokens=8, progress=False, bootstrap=200, out=str(tmp_path / "run")).validate()
+    factory = default_llm_factory(cfg)
+    assert pickle.loads(pickle.dumps(factory)) == factory  # workers and Ray actors get it pickled
+    Runner(cfg, echo=lambda m: None).run()
+    assert seen == [("hf:some/model", {"dtype": "bfloat16"})]
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert stored["llm_kwargs"] == {"dtype": "bfloat16"} and stored["react_history"] == "full"
+    assert make_bench_agent(cfg, "react", ScriptedLLM(lambda i: "")).history == "full"
+    assert make_bench_agent(cfg.replace(react_history="last"), "react", ScriptedLLM(lambda i: "")).history == "last"
+    with pytest.raises(ConfigError, match="--react-history must be one of last, full"):
+        cfg.replace(react_history="all").validate()
+    with pytest.raises(ConfigError, match="--llm-kwargs must be a JSON object"):
+        cfg.replace(llm_kwargs={1: 2}).validate()
+
+
+@pytest.mark.parametrize(
+    "flag, expected",
+    [
+        ('{"dtype": bfloat16}', "argument --llm-kwargs: expected a JSON object"),
+        ('["bfloat16"]', "argument --llm-kwargs: expected a JSON object"),
+        ('{"dtyp": "bfloat16"}', "--llm-kwargs {\"dtyp\": \"bfloat16\"} does not fit the backend of 'smollm2'"),
+    ],
+)
+def test_bad_llm_kwargs_end_in_one_clear_line(capsys, tmp_path, flag, expected):
+    from rlem_gym.cli import main
+
+    argv = ["bench", "--agents", "react", "--epochs", "0", "--test-split", "test[0:1]", "--llm-kwargs", flag,
+            "--out", str(tmp_path / "run"), "--no-progress"]
+    try:
+        rc = main(argv)
+    except SystemExit as exc:  # argparse rejects the value itself
+        rc = exc.code
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and expected in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    if '"dtyp"' in flag:
+        assert "unexpected keyword argument 'dtyp'" in err
