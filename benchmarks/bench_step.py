@@ -21,17 +21,18 @@ in ``DIR`` (a HF tokenizer folder or a ``.gguf`` file), renders each prompt with
 template exactly as :class:`rlem_gym.llm.hf.HFBackend` does, and reports the reused-prefix share a
 KV-reusing backend would get. That compares prompt layouts (e.g. ``--exemplar-order``) in seconds.
 
-    # after: the study's settings (bounded ReAct history, stable exemplar order, bf16)
+    # after: the study's settings (bounded ReAct history, bf16)
     python -m rlem_gym.benchmarks.bench_step --llm qwen2.5-coder-0.5b:hf --llm-kwargs '{"dtype": "bfloat16"}' \\
-        --react-history last --exemplar-order stable --episodes 3 --out runs/bench_step/after.json
-    # before: the previous defaults on the same episodes
+        --react-history last --episodes 3 --out runs/bench_step/after.json
+    # before: the previous defaults on the same episodes (full ReAct transcript, fp32)
     python -m rlem_gym.benchmarks.bench_step --llm qwen2.5-coder-0.5b:hf \\
-        --react-history full --exemplar-order similarity --episodes 3 --out runs/bench_step/before.json
-    # prompt layout only, no model
-    python -m rlem_gym.benchmarks.bench_step --tokenizer-only /path/to/qwen.gguf --exemplar-order similarity
+        --react-history full --episodes 3 --out runs/bench_step/before.json
+    # prompt layout only, no model: the reused-prefix share of each exemplar order
+    python -m rlem_gym.benchmarks.bench_step --tokenizer-only /path/to/qwen.gguf --exemplar-order stable --episodes 10
 
-``--react-history`` and ``--exemplar-order`` are passed to the agents only when given, so the
-script also runs against code that predates those settings.
+``--react-history``, ``--exemplar-order`` and ``--fallback`` are passed to the agents only when
+given (otherwise the agents' defaults apply); backend settings (dtype, threads, cache) go through
+``--llm-kwargs``, so "before" and "after" run the same code on the same episodes.
 """
 
 from __future__ import annotations
@@ -256,7 +257,8 @@ def make_env(env_name: str, split_kwargs: dict[str, Any], max_steps: int) -> Any
 
 def play(env: Any, agent: Any, env_name: str, phase: str, position: int, seed: int) -> dict[str, Any]:
     """One episode of task ``position`` through the runner's ``run_episode``; returns its record."""
-    from rlem_gym.benchmarks.runner import Task, WorkItem, run_episode
+    from rlem_gym.benchmarks.episode import run_episode
+    from rlem_gym.benchmarks.plan import Task, WorkItem
 
     item = WorkItem(phase, agent.name, 0, Task(position, {"task_index": position}, f"{env_name}[{position}]"),
                     episode_seed=seed + position)
