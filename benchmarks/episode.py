@@ -106,7 +106,9 @@ def run_episode(
     actions: list[str] = []
     terminated = truncated = False
     while not (terminated or truncated):
+        act_start = time.perf_counter()
         action = agent.act(obs, info)
+        act_s = time.perf_counter() - act_start
         st = agent.last_step
         next_obs, reward, terminated, truncated, next_info = env.step(action)
         reward = float(reward)
@@ -141,6 +143,8 @@ def run_episode(
                     "action_error": error,
                     "prompt_tokens": int(st.prompt_tokens),
                     "completion_tokens": int(st.completion_tokens),
+                    "llm_s": round(float(st.latency_s), 4),
+                    "act_s": round(act_s, 4),
                 }
             )
         agent.observe(action, reward, terminated, truncated, next_info)

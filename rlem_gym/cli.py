@@ -3,7 +3,7 @@
 - ``rlem-gym demo``: the README's main job (preset ``demo``): train the Rememberer briefly, test it
   and the two baselines on the same goals, print the side-by-side table, write the plots.
 - ``rlem-gym bench [--preset NAME] --env ... --agents ... --llm ... --out runs/NAME``: any
-  configuration; every :class:`rlem_gym.config.BenchConfig` field is a flag, and its docstring is
+  configuration; every :class:`rlem_gym.benchmarks.config.BenchConfig` field is a flag, and its docstring is
   the flag's help. Rerunning the same command resumes the run folder.
 - ``rlem-gym memory inspect PATH [--search TEXT] [--html OUT]``: browse a saved memory.
 - ``rlem-gym plot RUN_DIR``: rebuild results and figures from a run's records.

@@ -255,3 +255,23 @@ def test_real_model_constrained_episode_takes_only_valid_actions(spec, env_id, n
     if agent_name == "rememberer":
         assert all(step.parsed.encouraged and step.parsed.encouraged[0].action == a for a, step, _ in steps)
         assert len(agent.memory) > 0  # the episode was stored
+
+
+def test_llamacpp_grammar_engine_agrees_with_mask_engine() -> None:
+    """Both llama.cpp engines (GBNF grammar, logits mask) give an allowed action; greedy, they agree."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install rlem-gym[llamacpp])")
+    from rlem_gym.llm import make_llm
+
+    prompt = "Task: learn how to hide gauges. Screen: a search box (id 2). Write your next action."
+    texts = []
+    for engine in ("mask", "grammar"):
+        llm = make_llm("smollm2-gguf", constraint_engine=engine)
+        try:
+            out = llm.generate(prompt, response_prefix="Encouraged:\n", constraint=WIKI, max_tokens=48)
+        finally:
+            llm.close()
+        assert WIKI.matches(out.text), (engine, out.text)
+        texts.append(out.text)
+    assert texts[0] == texts[1]
+    with pytest.raises(ValueError, match="constraint_engine"):
+        make_llm("smollm2-gguf", constraint_engine="regex")

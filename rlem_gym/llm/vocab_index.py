@@ -85,6 +85,43 @@ class VocabIndex:
             self._closers[banned] = [i for i, t in enumerate(self.texts) if t and closer in t and "\n" not in t]
         return mask
 
+    @classmethod
+    def from_llama(cls, llm: Any) -> "VocabIndex":
+        """Decode each id of a ``llama_cpp.Llama`` model's vocabulary once (control tokens and byte fragments excluded)."""
+        texts: list[str | None] = []
+        for i in range(int(llm.n_vocab())):
+            raw = llm.detokenize([i], special=False)
+            try:
+                t = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                t = ""
+            texts.append(t or None)
+        return cls(texts)
+
+    def text_of(self, ids: Sequence[int]) -> str:
+        """The text of generated token ids (their decoded pieces joined)."""
+        return "".join(self.texts[int(i)] or "" for i in ids if 0 <= int(i) < self.size)
+
+    def constrain(self, scores: np.ndarray, constraint: ActionConstraint, text: str, eos: int) -> np.ndarray:
+        """``scores`` with every token the constraint forbids after ``text`` set to -inf (a new array).
+
+        End-of-sequence (``eos``) is the only choice once ``text`` is complete, and is allowed when
+        ``text`` is an action that a longer one extends and EOS scores at least as high as every
+        allowed continuation.
+        """
+        out = np.full_like(scores, -np.inf)
+        if constraint.complete(text):
+            out[eos] = 0.0
+            return out
+        allowed = self.allowed(constraint, text)
+        n = min(len(allowed), len(scores))
+        out[:n] = np.where(allowed[:n], scores[:n], -np.inf)
+        if text and constraint.matches(text) and scores[eos] >= out.max():
+            out[eos] = scores[eos]
+        if not np.isfinite(out).any():  # cannot happen for a prefix the constraint allows; never loop forever
+            out[eos] = 0.0
+        return out
+
     def allowed(self, constraint: ActionConstraint, text: str) -> np.ndarray:
         """A boolean mask over the vocabulary: the tokens that may follow ``text`` in the action slot."""
         mask = np.zeros(self.size, dtype=bool)
