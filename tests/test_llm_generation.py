@@ -208,3 +208,20 @@ def test_gguf_template_bos_is_not_doubled(gguf_llm, monkeypatch):
         assert out.prompt_tokens == raw.count_tokens("The capital of France is") + 1  # the vocabulary's BOS
     finally:
         raw.close()
+
+
+def test_constrained_greedy_output_warm_equals_cold(llm):
+    """Every optimisation on (KV prefix reuse, constrained decoding's token mask) gives the cold run's greedy output."""
+    from rlem_gym.llm.constraint import ActionConstraint
+
+    constraint = ActionConstraint(("click[black running shoes]", "click[purple wool scarf]", "click[back to search]"),
+                                  (("search[", "]"),), forbid="[")
+    step_a = PREAMBLE + "Goal: buy a purple wool scarf. Action:"
+    step_b = PREAMBLE + "Goal: buy black running shoes size 9. Action:"
+    llm.generate(step_a, max_tokens=8)
+    warm = llm.generate(step_b, max_tokens=32, constraint=constraint)
+    assert warm.cached_tokens > 0
+    llm.reset_cache()
+    cold = llm.generate(step_b, max_tokens=32, constraint=constraint)
+    assert cold.cached_tokens == 0
+    assert warm.text == cold.text and constraint.matches(cold.text)
