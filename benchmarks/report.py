@@ -234,9 +234,7 @@ def results_csv(results: dict[str, Any]) -> str:
     """One row per agent; each metric as mean, ci_lo, ci_hi columns."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    head = ["agent", "episodes", "failed"]
-    for key, *_ in METRICS:
-        head += [key, f"{key}_ci_lo", f"{key}_ci_hi"]
+    head = ["agent", "episodes", "failed"] + metric_head()
     paired_keys = [key for key, *_ in PAIRED_METRICS]
     for key in paired_keys:
         head += [f"d_{key}", f"d_{key}_ci_lo", f"d_{key}_ci_hi"]
@@ -244,14 +242,26 @@ def results_csv(results: dict[str, Any]) -> str:
     paired = {r["agent"]: r for r in (results.get("paired") or {}).get("rows", [])}
     for row in results["rows"]:
         line: list[Any] = [row["agent"], row["episodes"], row.get("failed", 0)]
-        for key, *_ in METRICS:
-            est = row.get(key) or {"mean": float("nan"), "lo": float("nan"), "hi": float("nan")}
-            line += [_num(est["mean"]), _num(est["lo"]), _num(est["hi"])]
+        line += metric_cells(row)
         for key in paired_keys:
             est = paired.get(row["agent"], {}).get(key)
             line += [_num(est["mean"]), _num(est["lo"]), _num(est["hi"])] if est else ["", "", ""]
         writer.writerow(line)
     return buf.getvalue()
+
+
+def metric_head() -> list[str]:
+    """CSV header cells of every metric: ``key, key_ci_lo, key_ci_hi`` each."""
+    return [h for key, *_ in METRICS for h in (key, f"{key}_ci_lo", f"{key}_ci_hi")]
+
+
+def metric_cells(row: dict[str, Any]) -> list[str]:
+    """CSV cells of every metric of a results row: mean, CI low, CI high ("" when missing)."""
+    cells: list[str] = []
+    for key, *_ in METRICS:
+        est = row.get(key) or {}
+        cells += [_num(est.get(k, float("nan"))) for k in ("mean", "lo", "hi")]
+    return cells
 
 
 def _num(x: float) -> str:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 from rlem_gym.atomic import atomic_write_text
 from rlem_gym.benchmarks.config import BenchConfig, ConfigError
-from rlem_gym.benchmarks.report import METRICS, _est
+from rlem_gym.benchmarks.report import METRICS, _est, metric_cells, metric_head
 
 
 def split_llm_specs(text: str | None) -> list[str | None]:
@@ -103,16 +103,9 @@ def sweep_csv(sweep: dict[str, Any]) -> str:
     """One line per (model, agent); each metric as mean, ci_lo, ci_hi."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    head = ["model", "agent", "episodes"]
-    for key, *_ in METRICS:
-        head += [key, f"{key}_ci_lo", f"{key}_ci_hi"]
-    writer.writerow(head)
+    writer.writerow(["model", "agent", "episodes"] + metric_head())
     for row in sweep["rows"]:
-        line: list[Any] = [row["model"], row["agent"], row["episodes"]]
-        for key, *_ in METRICS:
-            est = row.get(key) or {}
-            line += [f"{est[k]:.6g}" if isinstance(est.get(k), (int, float)) else "" for k in ("mean", "lo", "hi")]
-        writer.writerow(line)
+        writer.writerow([row["model"], row["agent"], row["episodes"]] + metric_cells(row))
     return buf.getvalue()
 
 
