@@ -225,3 +225,14 @@ def test_constrained_greedy_output_warm_equals_cold(llm):
     cold = llm.generate(step_b, max_tokens=32, constraint=constraint)
     assert cold.cached_tokens == 0
     assert warm.text == cold.text and constraint.matches(cold.text)
+
+
+def test_hf_generate_warns_nothing(hf_llm):
+    """transformers 5.x renamed forward()'s past_key_values to cache: our calls must raise no FutureWarning."""
+    import warnings
+
+    hf_llm.reset_cache()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning, FutureWarning included, fails the test
+        hf_llm.generate(PREAMBLE + "Goal: buy a scarf. Action:", max_tokens=4)
+        hf_llm.generate(PREAMBLE + "Goal: buy a hat. Action:", max_tokens=4)  # the cached-prefix path too
