@@ -494,7 +494,7 @@ def test_no_prefill_no_guided_warns_once_and_records(kind_server):
 
 
 def test_completions_prefill_with_the_gguf_template(server, monkeypatch):
-    """?template=<gguf>: the GGUF's chat template rendered here, the cue after the generation prompt, on /completions."""
+    """?template=<gguf>: the GGUF's template rendered here, the cue after the generation prompt, on /completions."""
     from rlem_gym.models import smollm2_gguf_path
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
@@ -524,7 +524,8 @@ def test_model_named_by_its_gguf_path_gives_the_template(server, monkeypatch):
     llm = make_llm(f"openai:{server.url}#{gguf}")
     assert (llm.capabilities["prefill"], llm.capabilities["template"]) == ("completions", str(gguf))
     llm.generate("hi", max_tokens=3, response_prefix=CUE)
-    assert server.requests[-1]["body"]["prompt"].endswith("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n" + CUE)
+    tail = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n" + CUE
+    assert server.requests[-1]["body"]["prompt"].endswith(tail)
 
 
 def test_chat_template_rendering_and_bos(tmp_path):

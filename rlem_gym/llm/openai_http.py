@@ -43,8 +43,8 @@ assistant message (three 1-token requests: with a prefill the prompt grows by th
 only; without, also by an end-of-turn and a new assistant header); else ``completions`` with the
 template from llama-server's ``/props``, or from the served model's file when the model name is a
 local ``.gguf`` path (llama-cpp-python's server without ``--model_alias``); else ``guided`` when
-the server honours a grammar or regex; else ``none``, with a warning. ``capabilities`` says what was chosen (the benchmark runner
-writes it to config.json).
+the server honours a grammar or regex; else ``none``, with a warning. ``capabilities`` says what
+was chosen (the benchmark runner writes it to config.json as ``llm_capabilities``).
 
 **Constrained action decoding.** ``generate(..., constraint=ActionConstraint)`` returns exactly
 one allowed action, through the server's guided decoding (``guided``, spec option ``?guided=``):
@@ -102,7 +102,9 @@ def _meets(stop: str, cue: str) -> bool:
     return bool(cue) and (stop in cue or any(cue.endswith(stop[:k]) for k in range(1, len(stop))))
 
 
-def prefixed_grammar(prefix: str, constraint: "ActionConstraint | None", prefix_ids: Sequence[int] | None = None) -> str:
+def prefixed_grammar(
+    prefix: str, constraint: "ActionConstraint | None", prefix_ids: Sequence[int] | None = None
+) -> str:
     """A GBNF grammar: ``prefix``, then one action of ``constraint`` (or any text when None).
 
     With ``prefix_ids`` (the prefix's tokens), the prefix is forced as exactly those tokens (GBNF
@@ -147,7 +149,9 @@ class OpenAICompatBackend(LLM):
             directory or a Jinja file (implies ``prefill="completions"`` under ``"auto"``).
         guided: how a ``constraint`` (and the ``guided`` prefill) reaches the server: one of
             :data:`GUIDED_MODES`; ``"auto"`` probes at the first call.
-        timeout: seconds one attempt may take in total (connect + request + response).
+        timeout: seconds one attempt may take in total (connect + request + response). The default
+            (300) is meant for CPU servers under load: a server such as llama-cpp-python's goes on
+            computing a request its client gave up on, so a timed-out retry only adds to its queue.
         max_retries: further attempts after the first on a retryable failure.
         backoff: first retry delay in seconds; doubled per retry, capped at ``backoff_max``,
             with up to 10 % jitter. A server's ``Retry-After`` is honoured up to ``backoff_max``.
@@ -167,7 +171,7 @@ class OpenAICompatBackend(LLM):
         prefill: str = "auto",
         template: str | None = None,
         guided: str = "auto",
-        timeout: float = 60.0,
+        timeout: float = 300.0,
         max_retries: int = 3,
         backoff: float = 0.5,
         backoff_max: float = 8.0,
