@@ -29,7 +29,9 @@ from rlem_gym.llm import LLMError, make_llm
 from rlem_gym.llm.base import find_stop
 from rlem_gym.llm.chat_template import ChatTemplate
 from rlem_gym.llm.constraint import ActionConstraint
-from rlem_gym.llm.openai_http import OpenAICompatBackend, prefixed_grammar, prefixed_regex
+from rlem_gym.llm.openai_http import (
+    LLAMA_CPP_PLAIN_SAMPLING, OpenAICompatBackend, prefixed_grammar, prefixed_regex,
+)
 
 
 def _reply(prompt: str, max_tokens: int, stop: list[str]) -> tuple[str, str, int]:
@@ -408,7 +410,11 @@ def test_assistant_prefill_sends_a_trailing_assistant_message(kind_server):
     body = kind_server.requests[-1]["body"]
     assert body["messages"] == [{"role": "system", "content": "sys"}, {"role": "user", "content": "find shoes\n"},
                                 {"role": "assistant", "content": CUE}]
-    assert set(body) == {"model", "max_tokens", "temperature", "messages", "stop"}
+    # a llama.cpp server: plain sampling as the local backends decode (extra_body would override it)
+    assert set(body) == {"model", "max_tokens", "temperature", "messages", "stop", *LLAMA_CPP_PLAIN_SAMPLING}
+    assert body["repeat_penalty"] == 1.0 and llm.capabilities["sampling"] == LLAMA_CPP_PLAIN_SAMPLING
+    assert _chat(kind_server, extra_body={"repeat_penalty": 1.1}).capabilities["sampling"] == {
+        "top_k": 0, "min_p": 0.0, "top_p": 1.0}
     assert out.text == "echo Encouraged:"  # the fake echoes the message it continues
     # constrained: the grammar is the action's alone, the cue being prefilled already; no stop strings
     kind_server.guided_candidates = ["click[blue shirt]"]

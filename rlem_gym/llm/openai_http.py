@@ -46,6 +46,10 @@ local ``.gguf`` path (llama-cpp-python's server without ``--model_alias``); else
 the server honours a grammar or regex; else ``none``, with a warning. ``capabilities`` says what
 was chosen (the benchmark runner writes it to config.json as ``llm_capabilities``).
 
+**Sampling.** On a server found to be llama.cpp's (it honours a GBNF grammar), each request also
+carries ``LLAMA_CPP_PLAIN_SAMPLING`` (no repeat penalty, no top-k / min-p cut), as the local
+backends decode; ``extra_body`` overrides it. Recorded as ``capabilities["sampling"]``.
+
 **Constrained action decoding.** ``generate(..., constraint=ActionConstraint)`` returns exactly
 one allowed action, through the server's guided decoding (``guided``, spec option ``?guided=``):
 ``grammar`` (llama.cpp: ``"grammar": <GBNF>``), ``regex`` (vLLM >= 0.10:
@@ -83,6 +87,10 @@ RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 PREFILL_MODES = ("auto", "completions", "continue", "assistant", "guided", "none")
 #: ways to constrain decoding; "auto" probes grammar, regex, guided_regex in turn
 GUIDED_MODES = ("auto", "grammar", "regex", "guided_regex", "none")
+#: plain sampling on llama.cpp servers (the local backends' settings); their own defaults are a
+#: repeat penalty of 1.1 over the last 64 tokens and top-k 40 / min-p 0.05, and the penalty alone
+#: doubled the static agent's fallbacks (it pushes the model off the ids and options it must copy)
+LLAMA_CPP_PLAIN_SAMPLING = {"repeat_penalty": 1.0, "top_k": 0, "min_p": 0.0, "top_p": 1.0}
 #: the probes' user message and the text a guided-decoding probe forces
 _PROBE_PROMPT = "Say OK."
 _PROBE_FORCED = "q7z"
@@ -302,6 +310,7 @@ class OpenAICompatBackend(LLM):
             body["stop"] = server_stops[:4]  # the OpenAI API accepts at most 4
         if seed is not None:
             body["seed"] = int(seed)
+        body.update(caps.get("sampling") or {})
         body.update(self.extra_body)
         start = timed()
         data = self._post_with_retries(path, body)
@@ -369,6 +378,8 @@ class OpenAICompatBackend(LLM):
                 raise LLMError(f"{self.name}: prefill='guided' needs guided decoding, and the server honours no "
                                "grammar or regex: pass another prefill")
         caps.update(prefill=prefill, guided=guided, template=self.template.source if self.template else None)
+        if guided == "grammar":  # a llama.cpp server: decode as the local backends do (its defaults differ)
+            caps["sampling"] = {k: v for k, v in LLAMA_CPP_PLAIN_SAMPLING.items() if k not in self.extra_body}
         if prefill == "guided" and guided == "grammar":  # how the cue is forced: as the server's tokens, or spelt
             caps["cue_forced_as"] = f"tokens ({self._tokenize_path})" if self._cue_ids(_PROBE_PROMPT) else "characters"
         return caps
