@@ -92,6 +92,21 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                 continue
 
 
+#: fields that are wall times: they differ between any two runs that made the same decisions
+STEP_TIMING_FIELDS = ("llm_s", "act_s")
+RECORD_TIMING_FIELDS = ("wall_s",)
+
+
+def without_timing(record: dict[str, Any]) -> dict[str, Any]:
+    """A step-log line or episode record without its wall-time fields, for comparing two runs."""
+    return {k: v for k, v in record.items() if k not in STEP_TIMING_FIELDS and k not in RECORD_TIMING_FIELDS}
+
+
+def comparable_step_log(root: str | os.PathLike[str]) -> list[str]:
+    """The run's step log as sorted JSON lines without wall times: equal for equal decisions."""
+    return sorted(json.dumps(without_timing(x), sort_keys=True) for x in iter_jsonl(Path(root) / "episodes.jsonl"))
+
+
 class RunDir:
     """Paths and record bookkeeping of one run folder."""
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from rlem_gym.benchmarks.report import comparable
-from rlem_gym.benchmarks.rundir import RunDir, iter_jsonl
+from rlem_gym.benchmarks.rundir import RunDir, comparable_step_log, iter_jsonl, without_timing
 
 pytestmark = pytest.mark.slow
 
@@ -41,11 +41,11 @@ def _run(args: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
 
 
 def _strip(records):
-    return [{k: v for k, v in r.items() if k != "wall_s"} for r in records]
+    return [without_timing(r) for r in records]
 
 
 def _log_lines(root: Path):
-    return sorted(json.dumps(x, sort_keys=True) for x in iter_jsonl(Path(root) / "episodes.jsonl"))
+    return comparable_step_log(root)
 
 
 def _results(root: Path) -> dict:

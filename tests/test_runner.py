@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from rlem_gym.benchmarks.report import comparable
-from rlem_gym.benchmarks.rundir import RunDir, iter_jsonl
+from rlem_gym.benchmarks.rundir import RunDir, comparable_step_log, iter_jsonl, without_timing
 from rlem_gym.benchmarks.runner import Runner, RunError
 from rlem_gym.benchmarks.config import BenchConfig
 from rlem_gym.llm.base import LLM, Completion, LLMError
@@ -65,16 +65,11 @@ def _cfg(tmp_path: Path, name: str, **kw) -> BenchConfig:
 
 
 def _strip(records):
-    return [{k: v for k, v in r.items() if k != "wall_s"} for r in records]
-
-
-#: step-log fields that are wall times (they differ between any two runs)
-_TIMING = ("act_s", "llm_s")
+    return [without_timing(r) for r in records]
 
 
 def _log_lines(root: Path):
-    lines = ({k: v for k, v in x.items() if k not in _TIMING} for x in iter_jsonl(Path(root) / "episodes.jsonl"))
-    return sorted(json.dumps(x, sort_keys=True) for x in lines)
+    return comparable_step_log(root)
 
 
 @pytest.fixture(scope="module")
