@@ -103,7 +103,7 @@ def episode_seed(base_seed: int, index: int) -> int:
 
 
 def plan(cfg: BenchConfig, train: Split | None, test: Split) -> tuple[list[WorkItem], list[WorkItem]]:
-    """Every work item of the run, listed up front: (training items in run order, test items).
+    """Every work item of the run, listed up front: (training items in run order, test items, goal-major).
 
     Every Rememberer variant that trains (not ``@untrained``) has its own training run, seeded
     the same way, so variants differ only by their settings.
@@ -119,11 +119,14 @@ def plan(cfg: BenchConfig, train: Split | None, test: Split) -> tuple[list[WorkI
                             WorkItem("train", variant.label, seed, task, epoch, episode_seed(seed, j))
                         )
                         j += 1
+    # goal-major: every agent plays goal 0, then goal 1, ...; a run stopped part-way (they take
+    # hours) has paired results on its first goals for every agent. Episodes do not depend on
+    # their order (fresh KV cache, frozen memory, per-goal episode seeds).
     test_items = [
         WorkItem("test", agent, seed, task, 0, episode_seed(seed, task.index))
         for seed in cfg.seeds
-        for agent in cfg.agents
         for task in test.tasks
+        for agent in cfg.agents
     ]
     return train_items, test_items
 
