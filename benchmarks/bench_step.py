@@ -30,7 +30,7 @@ KV-reusing backend would get. That compares prompt layouts (e.g. ``--exemplar-or
     # prompt layout only, no model: the reused-prefix share of each exemplar order
     python -m rlem_gym.benchmarks.bench_step --tokenizer-only /path/to/qwen.gguf --exemplar-order stable --episodes 10
 
-``--react-history``, ``--exemplar-order`` and ``--fallback`` are passed to the agents only when
+``--react-history``, ``--exemplar-order``, ``--fallback`` and ``--action-decoding`` are passed to the agents only when
 given (otherwise the agents' defaults apply); backend settings (dtype, threads, cache) go through
 ``--llm-kwargs``, so "before" and "after" run the same code on the same episodes.
 """
@@ -84,6 +84,10 @@ class RecordingLLM(LLM):
         self.name = inner.name
         self.context_length = inner.context_length
         self.completions: list[Completion] = []
+
+    @property
+    def supports_constraint(self) -> bool:  # a class attribute of LLM: __getattr__ would not forward it
+        return bool(getattr(self.inner, "supports_constraint", False))
 
     def generate(self, prompt: str, **kwargs: Any) -> Completion:
         out = self.inner.generate(prompt, **kwargs)
@@ -299,6 +303,8 @@ def agent_kwargs(name: str, args: argparse.Namespace, memory: Any) -> dict[str, 
         kw["history"] = args.react_history
     if args.fallback is not None:
         kw["fallback"] = args.fallback
+    if args.action_decoding is not None:
+        kw["action_decoding"] = args.action_decoding
     return kw
 
 
@@ -408,6 +414,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fallback", default=None, choices=("first_valid", "random_valid", "noop"),
                    help="fallback policy of the tested agents (default: the agents' own); with --tokenizer-only "
                         "every action is a fallback, so random_valid gives more varied episodes")
+    p.add_argument("--action-decoding", default=None, choices=("free", "constrained"),
+                   help="action decoding of the tested agents (default: the agents' own, free)")
     p.add_argument("--warm-epochs", type=int, default=3, help="stand-in training epochs that build the test memory")
     p.add_argument("--memory", default=None, metavar="DIR", help="test the Rememberer with this saved memory instead")
     p.add_argument("--seed", type=int, default=0, help="base seed: episode i is reset with seed + i")
@@ -466,7 +474,7 @@ def main(argv: Sequence[str] | None = None, *, llm_factory: Callable[[argparse.N
         "llm_kwargs": args.llm_kw,
         "load_s": round(load_s, 2),
         "settings": {k: getattr(args, k) for k in ("episodes", "max_steps", "max_tokens", "react_history",
-                                                   "exemplar_order", "fallback", "warm_epochs", "memory", "seed")},
+                                                   "exemplar_order", "fallback", "action_decoding", "warm_epochs", "memory", "seed")},
         "pairs": summaries,
         "projection": project_hours(summaries, args.study_epochs, args.study_agents),
     }

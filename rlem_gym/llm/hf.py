@@ -359,26 +359,20 @@ class HFBackend(LLM):
         return text, len(generated), finish, reused
 
     def _constrain(self, logits: Any, vocab: Any, constraint: ActionConstraint, text: str) -> tuple[bool, Any]:
-        """Mask ``logits`` to the tokens the constraint allows after ``text``; ``(True, _)`` when decoding must end.
-
-        Decoding ends when ``text`` is an action that no allowed action extends, or when it is an
-        action and end-of-sequence outscores every allowed continuation.
-        """
+        """Mask ``logits`` to the tokens the constraint allows after ``text``; ``(True, _)`` when decoding
+        must end (the rules are :meth:`VocabIndex.next_mask` and :meth:`VocabIndex.may_end`)."""
         import torch
 
-        if constraint.complete(text):
-            return True, logits
-        allowed = vocab.allowed(constraint, text)
-        if not allowed.any():  # cannot happen for a prefix the constraint allows; never loop forever
+        allowed = vocab.next_mask(constraint, text)
+        if allowed is None:
             return True, logits
         keep = torch.from_numpy(allowed).to(logits.device)
         if keep.shape[0] < logits.shape[0]:  # the model's output layer may be padded past the tokenizer
             keep = torch.cat([keep, keep.new_zeros(logits.shape[0] - keep.shape[0])])
         masked = logits.masked_fill(~keep[: logits.shape[0]], float("-inf"))
-        if constraint.matches(text) and text:
-            eos = max(float(logits[i]) for i in self._w.eos_ids if i < logits.shape[0]) if self._w.eos_ids else None
-            if eos is not None and eos >= float(masked.max()):
-                return True, logits
+        eos_ids = [i for i in self._w.eos_ids if i < logits.shape[0]]
+        if eos_ids and vocab.may_end(constraint, text, max(float(logits[i]) for i in eos_ids), float(masked.max())):
+            return True, logits
         return False, masked
 
     def close(self) -> None:

@@ -102,23 +102,38 @@ class VocabIndex:
         """The text of generated token ids (their decoded pieces joined)."""
         return "".join(self.texts[int(i)] or "" for i in ids if 0 <= int(i) < self.size)
 
-    def constrain(self, scores: np.ndarray, constraint: ActionConstraint, text: str, eos: int) -> np.ndarray:
-        """``scores`` with every token the constraint forbids after ``text`` set to -inf (a new array).
+    def next_mask(self, constraint: ActionConstraint, text: str) -> np.ndarray | None:
+        """The tokens that may follow ``text`` in the action slot, or ``None`` when decoding must end.
 
-        End-of-sequence (``eos``) is the only choice once ``text`` is complete, and is allowed when
-        ``text`` is an action that a longer one extends and EOS scores at least as high as every
-        allowed continuation.
+        Decoding ends when ``text`` is an action that no allowed action extends (or, which cannot
+        happen for a prefix the constraint allows, when no token may follow: never loop forever).
+        Shared by every backend that masks logits itself (HF, llama.cpp's logits processor).
         """
-        out = np.full_like(scores, -np.inf)
         if constraint.complete(text):
+            return None
+        allowed = self.allowed(constraint, text)
+        return allowed if allowed.any() else None
+
+    @staticmethod
+    def may_end(constraint: ActionConstraint, text: str, eos_score: float, best_allowed: float) -> bool:
+        """Whether end-of-sequence may end ``text`` here: it is an action and EOS scores at least as
+        high as every allowed continuation (an action that a longer one extends, e.g. ``click[a]``
+        beside ``click[ab]``)."""
+        return bool(text) and constraint.matches(text) and eos_score >= best_allowed
+
+    def constrain(self, scores: np.ndarray, constraint: ActionConstraint, text: str, eos: int) -> np.ndarray:
+        """``scores`` with every token the constraint forbids after ``text`` set to -inf (a new array);
+        when decoding must end (:meth:`next_mask`, :meth:`may_end`), end-of-sequence (``eos``) is the
+        only choice."""
+        out = np.full_like(scores, -np.inf)
+        allowed = self.next_mask(constraint, text)
+        if allowed is None:
             out[eos] = 0.0
             return out
-        allowed = self.allowed(constraint, text)
         n = min(len(allowed), len(scores))
         out[:n] = np.where(allowed[:n], scores[:n], -np.inf)
-        if text and constraint.matches(text) and scores[eos] >= out.max():
-            out[eos] = scores[eos]
-        if not np.isfinite(out).any():  # cannot happen for a prefix the constraint allows; never loop forever
+        if self.may_end(constraint, text, float(scores[eos]), float(out.max())):
+            out[:] = -np.inf
             out[eos] = 0.0
         return out
 

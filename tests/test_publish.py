@@ -1,0 +1,48 @@
+"""Publishing a run folder's small outputs (docs/study/<run>/)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from rlem_gym.benchmarks.publish import main, publish
+
+
+def _run_folder(root):
+    (root / "records").mkdir(parents=True)
+    (root / "config.json").write_text(json.dumps({"config": {"env": "webshop"}}))
+    (root / "results.md").write_text("| Agent |\n")
+    (root / "scores.png").write_bytes(b"\x89PNG fake")
+    for i, reward in enumerate((0.5, 1.0)):
+        (root / "records" / f"test-static-s0-t{i:04d}.json").write_text(json.dumps({"goal": i, "return": reward}))
+    (root / "episodes.jsonl").write_text('{"step": 0, "action": "search[x]"}\n{"step": 1, "act')  # torn last line
+    return root
+
+
+def test_publish_copies_results_records_and_the_step_log(tmp_path):
+    src = _run_folder(tmp_path / "run")
+    names = publish(src, tmp_path / "docs" / "run")
+    dst = tmp_path / "docs" / "run"
+    assert set(names) == {"config.json", "results.md", "scores.png", "records.jsonl.gz", "episodes.jsonl.gz"}
+    records = [json.loads(x) for x in gzip.decompress((dst / "records.jsonl.gz").read_bytes()).splitlines()]
+    assert [(r["goal"], r["return"]) for r in records] == [(0, 0.5), (1, 1.0)]
+    steps = [json.loads(x) for x in gzip.decompress((dst / "episodes.jsonl.gz").read_bytes()).splitlines()]
+    assert steps == [{"step": 0, "action": "search[x]"}]  # the torn line is dropped
+    assert (dst / "scores.png").read_bytes() == b"\x89PNG fake"
+
+
+def test_publish_skips_a_step_log_over_the_limit(tmp_path, capsys):
+    src = _run_folder(tmp_path / "run")
+    names = publish(src, tmp_path / "out", max_log_mb=1e-9)
+    assert "episodes.jsonl.gz" not in names and not (tmp_path / "out" / "episodes.jsonl.gz").exists()
+    assert "not copied" in capsys.readouterr().err
+
+
+def test_publish_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    (tmp_path / "x").mkdir()
+    assert main([str(tmp_path / "x"), str(tmp_path / "y")]) == 2
+    assert "not an rlem-gym run folder" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError):
+        publish(tmp_path / "x", tmp_path / "y")
