@@ -152,6 +152,9 @@ def run_episode(
     success, normalized = episode_success(env_name, total, info)
     used = {k: v - before[k] for k, v in _stat_counts(agent).items()}
     memory_fields = {"encouraged_copies": copies, "encouraged_shown_steps": advised} if has_memory else {}
+    # how the episode ended, for failure analysis: WebShop's reward components and purchase,
+    # WikiHow's sub-goal counts (JSON-safe copies of the final info's fields, when present)
+    outcome = {k: json_safe(info[k]) for k in OUTCOME_FIELDS if info.get(k) is not None}
     return {
         **item.record_fields(),
         "episode_seed": item.episode_seed,
@@ -169,8 +172,18 @@ def run_episode(
         "completion_tokens": used["completion_tokens"],
         "fallbacks": used["fallbacks"],
         **memory_fields,
+        **outcome,
         "wall_s": round(time.perf_counter() - t0, 3),
     }
+
+
+#: final-info fields copied into the episode record (see :func:`run_episode`)
+OUTCOME_FIELDS = ("reward_details", "purchased", "subgoals_done", "subgoals_total")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with numpy scalars and tuples turned into plain JSON types."""
+    return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
 def shown_encouraged(step: Any) -> set[str]:

@@ -1,24 +1,34 @@
-"""Copy a run folder's small outputs somewhere they can be committed (e.g. ``docs/study/<run>/``).
+"""Copy a run folder's small outputs somewhere they can be committed (e.g. ``docs/study/<run>/``),
+and rebuild a run folder from them, so that a run that takes several sessions can go on.
 
     python -m rlem_gym.benchmarks.publish runs/study/webshop-main docs/study/webshop-main
+    python -m rlem_gym.benchmarks.publish --restore docs/study/webshop-main runs/study/webshop-main
 
 Copied: ``results.{md,csv,json}``, ``config.json``, every ``*.png``, the per-episode records
-(``records/*.json``, as one ``records.jsonl.gz``), the error records if any, and the step log as
-``episodes.jsonl.gz`` when it compresses to at most ``--max-log-mb`` (default 5 MB). Every file is
-written atomically; the destination's earlier copies are replaced. Nothing is deleted from the run
-folder, and a run that is still going can be published again later.
+(``records/*.json``, as one ``records.jsonl.gz``), the error records if any, the step log as
+``episodes.jsonl.gz`` when it compresses to at most ``--max-log-mb`` (default 5 MB), and
+``state.tar.gz``: the rest of the run folder a resume needs (the memories: ``memory_*/`` and the
+training checkpoints ``train/``). Every file is written atomically; the destination's earlier copies
+are replaced. Nothing is deleted from the run folder, and a run that is still going can be
+published again later.
+
+``--restore`` does the reverse into an empty or missing folder: the records, the step log, the
+config and the memories come back, and rerunning the run's command resumes it (its finished
+episodes are skipped).
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import io
 import json
 import sys
+import tarfile
 from pathlib import Path
 
 from rlem_gym.atomic import atomic_write_bytes
-from rlem_gym.benchmarks.rundir import iter_jsonl, read_json
+from rlem_gym.benchmarks.rundir import RunDir, iter_jsonl, read_json
 
 #: files copied as they are, when present
 PLAIN = ("results.md", "results.csv", "results.json", "config.json")
@@ -48,6 +58,10 @@ def publish(run_dir: str | Path, dest: str | Path, max_log_mb: float = 5.0) -> l
         if files:
             atomic_write_bytes(dst / name, _gz_jsonl([read_json(f) for f in files]))
             written.append(name)
+    state = _state_tar(src)
+    if state is not None:
+        atomic_write_bytes(dst / "state.tar.gz", state)
+        written.append("state.tar.gz")
     log = src / "episodes.jsonl"
     if log.is_file():
         data = _gz_jsonl(list(iter_jsonl(log)))
@@ -60,15 +74,70 @@ def publish(run_dir: str | Path, dest: str | Path, max_log_mb: float = 5.0) -> l
     return written
 
 
+#: the parts of a run folder that ``state.tar.gz`` holds (memories and training checkpoints)
+STATE_GLOBS = ("memory_*", "train")
+
+
+def _state_tar(src: Path) -> bytes | None:
+    parts = sorted({p for pattern in STATE_GLOBS for p in src.glob(pattern) if p.is_dir()})
+    if not parts:
+        return None
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+        for part in parts:
+            for path in sorted([part, *part.rglob("*")]):
+                info = tar.gettarinfo(str(path), arcname=str(path.relative_to(src)))
+                info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+                if path.is_file():
+                    with open(path, "rb") as fh:
+                        tar.addfile(info, fh)
+                else:
+                    tar.addfile(info)
+    return buf.getvalue()
+
+
+def restore(published: str | Path, run_dir: str | Path) -> int:
+    """Rebuild a run folder from what :func:`publish` wrote; returns the number of episode records.
+
+    The target must be missing or empty (nothing is overwritten).
+    """
+    src, dst = Path(published), Path(run_dir)
+    if not (src / "config.json").is_file():
+        raise FileNotFoundError(f"{src} holds no published run (no config.json)")
+    if dst.exists() and any(dst.iterdir()):
+        raise FileExistsError(f"{dst} is not empty; restore into a new folder")
+    dst.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(dst / "config.json", (src / "config.json").read_bytes())
+    rd = RunDir(dst)
+    n = 0
+    for name, write in (("records.jsonl.gz", rd.write_record), ("errors.jsonl.gz", rd.write_error)):
+        if (src / name).is_file():
+            for line in gzip.decompress((src / name).read_bytes()).decode("utf-8").splitlines():
+                rec = json.loads(line)
+                write(rec["item"], rec)
+                n += name.startswith("records")
+    if (src / "episodes.jsonl.gz").is_file():
+        atomic_write_bytes(rd.step_log_path, gzip.decompress((src / "episodes.jsonl.gz").read_bytes()))
+    if (src / "state.tar.gz").is_file():
+        with tarfile.open(src / "state.tar.gz", mode="r:gz") as tar:
+            tar.extractall(dst, filter="data")  # our own archive; "data" refuses links and absolute paths
+    return n
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("run_dir", help="the run folder (the --out of a bench run)")
-    p.add_argument("dest", help="where to copy its small outputs (created)")
+    p.add_argument("run_dir", help="the run folder (the --out of a bench run); with --restore, the published folder")
+    p.add_argument("dest", help="where to copy its small outputs (created); with --restore, the run folder to rebuild")
     p.add_argument("--max-log-mb", type=float, default=5.0, help="largest compressed step log copied (MB)")
+    p.add_argument("--restore", action="store_true", help="rebuild a run folder from a published one")
     args = p.parse_args(argv)
     try:
+        if args.restore:
+            n = restore(args.run_dir, args.dest)
+            print(f"restored {n} episode records into {args.dest}; rerun the run's command to resume it")
+            return 0
         names = publish(args.run_dir, args.dest, args.max_log_mb)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, FileExistsError) as exc:
         print(f"publish: {exc}", file=sys.stderr)
         return 2
     print(f"published {len(names)} files to {args.dest}: {', '.join(names)}")

@@ -46,3 +46,27 @@ def test_publish_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert "not an rlem-gym run folder" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError):
         publish(tmp_path / "x", tmp_path / "y")
+
+
+def test_restore_rebuilds_a_run_that_resumes_without_replaying(tmp_path):
+    """publish -> restore -> rerun: the finished episodes are skipped, the memory comes back."""
+    from rlem_gym.benchmarks.config import BenchConfig
+    from rlem_gym.benchmarks.rundir import RunDir, comparable_step_log, without_timing
+    from rlem_gym.benchmarks.runner import Runner
+    from rlem_gym.benchmarks.publish import restore
+
+    cfg = BenchConfig(env="webshop", agents=("heuristic", "oracle"), epochs=0, test_split="test[0:2]", seeds=(0,),
+                      max_steps=15, progress=False, bootstrap=100, out=str(tmp_path / "run"))
+    Runner(cfg, echo=lambda m: None).run()
+    (tmp_path / "run" / "memory_x_seed0").mkdir()
+    (tmp_path / "run" / "memory_x_seed0" / "MANIFEST.json").write_text('{"format": 1}')
+    publish(tmp_path / "run", tmp_path / "pub")
+    assert restore(tmp_path / "pub", tmp_path / "again") == 4
+    assert (tmp_path / "again" / "memory_x_seed0" / "MANIFEST.json").read_text() == '{"format": 1}'
+    before = comparable_step_log(tmp_path / "again")
+    Runner(cfg.replace(out=str(tmp_path / "again")), echo=lambda m: None).run()
+    assert comparable_step_log(tmp_path / "again") == before == comparable_step_log(tmp_path / "run")
+    assert [without_timing(r) for r in RunDir(tmp_path / "again").records()] == [
+        without_timing(r) for r in RunDir(tmp_path / "run").records()]
+    with pytest.raises(FileExistsError):
+        restore(tmp_path / "pub", tmp_path / "again")

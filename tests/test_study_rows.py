@@ -206,3 +206,30 @@ def test_runner_plays_every_variant(tmp_path):
     assert "## Paired differences from `rememberer`" in md and "rememberer[n_step=1]" in md
     assert "## `rememberer[n_step=1]` training (learning curve)" in md
     assert set(results["learning_curves"]) == {"rememberer", "rememberer[n_step=1]"}
+
+
+def test_records_keep_how_the_episode_ended(tmp_path):
+    """WebShop records carry the purchase and the reward's components (failure analysis); the
+    oracle's purchase scores 1 on every component it has."""
+    cfg = _cfg(tmp_path, agents=("oracle", "heuristic"), epochs=0, max_steps=15)
+    Runner(cfg, llm_factory=CopyFirstAdvice, echo=lambda m: None).run()
+    records = {(r["agent"], r["task_index"]): r for r in RunDir(cfg.out).records()}
+    oracle = records[("oracle", 0)]
+    assert oracle["return"] == pytest.approx(1.0)
+    assert oracle["reward_details"]["r_type"] == 1.0 and oracle["purchased"]["asin"]
+    heuristic = records[("heuristic", 0)]
+    assert set(heuristic["reward_details"]) >= {"r_type", "r_att", "r_price"}
+    json.dumps(heuristic)  # plain JSON
+    # the failure analysis reads them: the oracle succeeds on both goals and its search shows the
+    # goal's product; every heuristic episode gets exactly one outcome
+    from rlem_gym.benchmarks.failures import analyse, markdown, webshop_outcome
+
+    result = analyse(cfg.out)
+    assert result["agents"]["oracle"]["outcomes"]["success"] == 2
+    assert result["agents"]["oracle"]["flags"]["query misses the goal"] == 0
+    assert sum(result["agents"]["heuristic"]["outcomes"].values()) == 2
+    assert webshop_outcome(heuristic) in result["outcomes"]
+    assert webshop_outcome({"return": 0.0, "actions": ["search[x]"]}) == "never bought"
+    assert webshop_outcome({"return": 0.5, "purchased": {"asin": "a"}, "reward_details": {"r_type": 0.5}}) == (
+        "wrong product type")
+    assert markdown(result).splitlines()[0].startswith("| Agent | N | success |")

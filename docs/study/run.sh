@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The learning-effect study (issue 13): every run of docs/study/README.md, in the order they are run.
+#
+#   bash docs/study/run.sh [RUN ...]      # default: every run, in order
+#
+# Each run is an `rlem-gym bench` command with its own run folder under runs/study/<run>; rerunning
+# this script resumes every unfinished run (finished episodes are skipped; a killed run loses at
+# most the episode in flight). When a run finishes, its small outputs are copied to
+# docs/study/<run>/ (results, config, per-episode records, plots, gzipped step log, memories);
+# `python -m rlem_gym.benchmarks.publish runs/study/<run> docs/study/<run>` does the same for a run
+# still going. On a fresh clone, a run whose folder is missing is first rebuilt from docs/study/<run>
+# (`publish --restore`), so a study spread over several sessions goes on where the last one stopped.
+#
+# Settings (decided on dev splits, never on test goals; see docs/study/README.md):
+#   model qwen2.5-coder-0.5b through llama.cpp (the best zoo model per CPU-second, RESULTS.md),
+#   constrained action decoding (valid actions 40-73% free -> 100% constrained on WebShop train[20:23]),
+#   ReAct with the bounded history (`last`), greedy decoding, 15 steps, k = 2, capacities 500/20,
+#   3 training epochs, seed 0.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+set -f  # no globbing: split specs like train[0:10] are arguments, not patterns
+
+COMMON=(--llm qwen2.5-coder-0.5b:gguf --action-decoding constrained --react-history last
+        --max-steps 15 --k 2 --capacity 500 --action-capacity 20 --epochs 3 --seeds 0
+        --temperature 0 --max-tokens 128 --no-progress)
+MAIN_AGENTS="rememberer,rememberer@untrained,static,react,heuristic,oracle"
+
+run() {  # run NAME ARGS...: run (or resume) one study run, then publish its small outputs
+  local name=$1; shift
+  local out="runs/study/$name"
+  if [ ! -e "$out/config.json" ] && [ -e "docs/study/$name/config.json" ]; then
+    # a run started in an earlier session: rebuild its folder from the committed outputs, then resume
+    python -m rlem_gym.benchmarks.publish --restore "docs/study/$name" "$out"
+  fi
+  echo "== $(date -u +%FT%TZ) study run $name -> $out"
+  rlem-gym bench "${COMMON[@]}" "$@" --out "$out"
+  python -m rlem_gym.benchmarks.publish "$out" "docs/study/$name"
+}
+
+declare -A RUNS
+RUNS[webshop-main]="--env webshop --agents $MAIN_AGENTS --train-split train[0:10] --test-split test[0:50] --init-memory webshop:E0"
+RUNS[wikihow-main]="--env wikihow --agents $MAIN_AGENTS --train-split train_S0 --test-split microcanon70 --init-memory wikihow:init"
+RUNS[webshop-E1]="--env webshop --agents rememberer,rememberer@untrained,static --train-split train[0:10] --test-split test[0:50] --init-memory webshop:E1"
+RUNS[webshop-E2]="--env webshop --agents rememberer,rememberer@untrained,static --train-split train[0:10] --test-split test[0:50] --init-memory webshop:E2"
+RUNS[webshop-S1]="--env webshop --agents rememberer,rememberer@untrained --train-split train[10:20] --test-split test[0:50] --init-memory webshop:E0"
+RUNS[webshop-ablations]="--env webshop --agents rememberer[discouraged=false],rememberer[n_step=1] --train-split train[0:10] --test-split test[0:50] --init-memory webshop:E0"
+RUNS[wikihow-S1]="--env wikihow --agents rememberer,rememberer@untrained --train-split train_S1 --test-split microcanon70 --init-memory wikihow:init"
+RUNS[wikihow-annotated]="--env wikihow --agents rememberer@untrained --epochs 0 --test-split microcanon70 --init-memory wikihow:annotated"
+ORDER=(webshop-main wikihow-main webshop-E1 webshop-E2 webshop-S1 webshop-ablations wikihow-S1 wikihow-annotated)
+
+for name in "${@:-${ORDER[@]}}"; do
+  [ -n "${RUNS[$name]:-}" ] || { echo "unknown run $name; runs: ${ORDER[*]}" >&2; exit 2; }
+  # shellcheck disable=SC2086  # the run's arguments are word-split on purpose
+  run "$name" ${RUNS[$name]}
+done
