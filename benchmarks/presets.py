@@ -1,12 +1,14 @@
 """Named benchmark presets: instances of :class:`rlem_gym.benchmarks.config.BenchConfig`.
 
-- ``demo``: the README's main job. WebShop small catalog, SmolLM2-135M through HF transformers on
-  a 2-core CPU in under 10 minutes: the Rememberer trains 2 epochs on 3 goals (so the learning
-  curve has two points), then the Rememberer, ReAct and static-exemplar agents each play the same 3
-  test goals (at most 8 steps each, 32 tokens per reply). It shows the whole pipeline end to end (training with
-  memory updates, frozen-memory testing, the side-by-side table with CIs, the plots, the logs). It
-  does NOT show which agent is better: 3 goals and a 135M model give intervals far too wide for
-  that, and a model this small mostly falls back to the parser's fallback policy.
+- ``demo``: the README's main job. WebShop small catalog, Qwen2.5-Coder-0.5B-Instruct (the
+  ``qwen-0.5b`` extra; llama.cpp when installed, else HF transformers) with constrained action
+  decoding, on a 2-core CPU in about 15 minutes: the Rememberer starts from the official initial
+  pool E0 and trains 2 epochs on 3 synthetic goals (so the learning curve has two points), then the
+  trained Rememberer, the untrained one (E0 only), ReAct and the static-exemplar agent (E0's
+  records as exemplars) play the same 3 test goals (at most 6 steps each, 48 tokens per reply),
+  beside the LLM-free heuristic (floor) and oracle (ceiling). It shows the whole pipeline end to
+  end with non-zero scores. It does NOT show which agent is better: 3 goals give intervals far too
+  wide for that; the study (docs/study/README.md) does.
 - ``paper-webshop``: the paper's WebShop protocol: 15 steps, top-2 retrieval, capacities 500/20,
   the Rememberer starting from the official initial pool E0 (``--init-memory webshop:E0``; the
   static agent's exemplars are the same pool), 3 epochs on 10 training goals (human goals
@@ -25,17 +27,19 @@ from rlem_gym.benchmarks.config import BenchConfig
 #: the README demo (see the module docstring for what it does and does not show)
 DEMO = BenchConfig(
     env="webshop",
-    agents=("rememberer", "react", "static"),
-    llm=None,
+    agents=("rememberer", "rememberer@untrained", "react", "static", "heuristic", "oracle"),
+    llm="qwen2.5-coder-0.5b",
+    action_decoding="constrained",
+    init_memory="webshop:E0",
     train_split="train[0:3]",
     test_split="test[0:3]",
     epochs=2,
     seeds=(0,),
-    max_steps=8,
+    max_steps=6,
     k=2,
     capacity=500,
     action_capacity=20,
-    max_tokens=32,
+    max_tokens=48,
     shown_results=3,
     out="runs/demo",
 )
