@@ -50,12 +50,18 @@ def _save(plt: Any, fig: Any, path: str | Path) -> Path:
     return path
 
 
+def _agent_ticks(ax: Any, x: Any, agents: list[str]) -> None:
+    """Agent names under the bars; slanted when there are many or long ones, so that they never overlap."""
+    slant = len(agents) > 4 or max((len(a) for a in agents), default=0) > 12
+    ax.set_xticks(x, agents, rotation=30 if slant else 0, ha="right" if slant else "center", fontsize=8)
+
+
 def plot_scores(results: dict[str, Any], path: str | Path, *, title: str = "") -> Path:
     """Bar chart of score and success rate per agent with 95% CI error bars."""
     plt = _pyplot()
     rows = results["rows"]
     agents = [r["agent"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 1.5 * len(agents) + 2), 4.2))
     for ax, key, label in ((axes[0], "score", "Score (100 x mean reward)"), (axes[1], "success_rate", "Success rate (%)")):
         vals = [_err(r[key]) for r in rows]
         means = [v[0] for v in vals]
@@ -65,7 +71,7 @@ def plot_scores(results: dict[str, Any], path: str | Path, *, title: str = "") -
         ax.bar(x, means, color=colors, yerr=yerr, capsize=4, edgecolor="black", linewidth=0.5)
         for xi, (m, r) in enumerate(zip(means, rows)):
             ax.text(xi, m + 1.5, f"{m:.1f}\n(n={r[key]['n']})", ha="center", va="bottom", fontsize=8)
-        ax.set_xticks(x, agents)
+        _agent_ticks(ax, x, agents)
         ax.set_ylim(0, 115)
         ax.set_ylabel(label)
         ax.grid(axis="y", alpha=0.3)
@@ -114,7 +120,7 @@ def plot_sweep(sweep: dict[str, Any], path: str | Path) -> Path:
         offs = x - 0.4 + width * (j + 0.5)
         ax.bar(offs, [v[0] for v in vals], width, yerr=yerr, capsize=3, color=cmap(j % 10), label=model,
                edgecolor="black", linewidth=0.5)
-    ax.set_xticks(x, agents)
+    _agent_ticks(ax, x, agents)
     ax.set_ylim(0, 110)
     ax.set_ylabel("Score (100 x mean reward)")
     ax.grid(axis="y", alpha=0.3)
