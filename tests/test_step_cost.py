@@ -328,3 +328,26 @@ def test_bad_llm_kwargs_end_in_one_clear_line(capsys, tmp_path, flag, expected):
     assert rc == 2 and expected in err and len(err.splitlines()) == 1 and "Traceback" not in err
     if '"dtyp"' in flag:
         assert "unexpected keyword argument 'dtyp'" in err
+
+
+def test_bench_step_recorder_keeps_constrained_decoding():
+    """bench_step wraps the backend to record completions; an agent asked for constrained decoding
+    must still see the backend's constraint support through the wrapper (it decoded freely before)."""
+    from rlem_gym.benchmarks.bench_step import RecordingLLM
+
+    class Constraining(ScriptedLLM):
+        supports_constraint = True
+
+        def generate(self, prompt, *, constraint=None, **kw):
+            self.constraints = getattr(self, "constraints", []) + [constraint]
+            return super().generate(prompt, **kw)
+
+    inner = Constraining(lambda i: "click[buy now]")
+    rec = RecordingLLM(inner)
+    assert rec.supports_constraint is True
+    assert RecordingLLM(ScriptedLLM(lambda i: "")).supports_constraint is False
+    agent = StaticExemplarAgent(rec, adapter="webshop", action_decoding="constrained").eval()
+    agent.reset("item page", webshop_info(["buy now", "< prev"]))
+    assert agent.act("item page", webshop_info(["buy now", "< prev"])) == "click[buy now]"
+    assert inner.constraints and inner.constraints[-1] is not None  # the action slot went out constrained
+    assert len(rec.completions) == len(inner.prompts)
