@@ -1,6 +1,6 @@
 """Where each agent loses reward: a failure analysis of a run's test episodes.
 
-    python -m rlem_gym.benchmarks.failures runs/study/webshop-main [--markdown]
+    python -m rlem_gym.benchmarks.failures runs/study/webshop-main [--no-queries]
 
 Every test episode gets one outcome and any number of flags, counted per agent.
 
@@ -37,7 +37,8 @@ from rlem_gym.benchmarks.rundir import RunDir, read_json
 WEBSHOP_OUTCOMES = ("success", "wrong product type", "missing attributes", "wrong options", "over the price",
                     "bought, other loss", "never bought")
 WIKIHOW_OUTCOMES = ("success", "partial", "no sub-goal")
-FLAGS = ("loop", "invalid actions", "fallback steps", "query misses the goal")
+FLAGS = ("loop", "invalid actions", "fallback steps")
+WEBSHOP_FLAGS = (*FLAGS, "query misses the goal")
 
 
 def webshop_outcome(record: dict[str, Any]) -> str:
@@ -107,13 +108,14 @@ def analyse(run_dir: str | Path, check_queries: bool = True) -> dict[str, Any]:
     config = (read_json(Path(run_dir) / "config.json") or {}).get("config", {})
     env = config.get("env", "webshop")
     outcomes = WEBSHOP_OUTCOMES if env == "webshop" else WIKIHOW_OUTCOMES
+    flags = WEBSHOP_FLAGS if env == "webshop" else FLAGS
     checker = QueryChecker(config) if env == "webshop" and check_queries else None
     table: dict[str, dict[str, Any]] = {}
     for rec in rd.records():
         if rec.get("phase") != "test" or rec.get("status", "ok") != "ok":
             continue
         row = table.setdefault(rec["agent"], {"episodes": 0, "outcomes": dict.fromkeys(outcomes, 0),
-                                              "flags": dict.fromkeys(FLAGS, 0)})
+                                              "flags": dict.fromkeys(flags, 0)})
         row["episodes"] += 1
         row["outcomes"][webshop_outcome(rec) if env == "webshop" else wikihow_outcome(rec)] += 1
         actions = [str(a) for a in rec.get("actions", [])]
@@ -125,8 +127,7 @@ def analyse(run_dir: str | Path, check_queries: bool = True) -> dict[str, Any]:
             queries = [a[len("search["):-1] for a in actions if a.startswith("search[") and a.endswith("]")]
             row["flags"]["query misses the goal"] += not checker.goal_shown(goal, queries)
     agents = config.get("agents") or sorted(table)
-    return {"env": env, "outcomes": list(outcomes), "flags": [f for f in FLAGS if env == "webshop"
-                                                             or f != "query misses the goal"],
+    return {"env": env, "outcomes": list(outcomes), "flags": list(flags),
             "agents": {a: table[a] for a in agents if a in table}}
 
 
@@ -135,8 +136,7 @@ def markdown(result: dict[str, Any]) -> str:
     cols = result["outcomes"] + result["flags"]
     lines = ["| Agent | N | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
     for agent, row in result["agents"].items():
-        cells = [row["outcomes"].get(c, row["flags"].get(c, 0)) for c in result["outcomes"]]
-        cells += [row["flags"][c] for c in result["flags"]]
+        cells = [row["outcomes"][c] for c in result["outcomes"]] + [row["flags"][c] for c in result["flags"]]
         lines.append(f"| {agent} | {row['episodes']} | " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 

@@ -28,7 +28,7 @@ import tarfile
 from pathlib import Path
 
 from rlem_gym.atomic import atomic_write_bytes
-from rlem_gym.benchmarks.rundir import RunDir, iter_jsonl, read_json
+from rlem_gym.benchmarks.rundir import RunDir, iter_jsonl
 
 #: files copied as they are, when present
 PLAIN = ("results.md", "results.csv", "results.json", "config.json")
@@ -53,16 +53,16 @@ def publish(run_dir: str | Path, dest: str | Path, max_log_mb: float = 5.0) -> l
     for png in sorted(src.glob("*.png")):
         atomic_write_bytes(dst / png.name, png.read_bytes())
         written.append(png.name)
-    for folder, name in (("records", "records.jsonl.gz"), ("errors", "errors.jsonl.gz")):
-        files = sorted((src / folder).glob("*.json")) if (src / folder).is_dir() else []
-        if files:
-            atomic_write_bytes(dst / name, _gz_jsonl([read_json(f) for f in files]))
+    run = RunDir(src)
+    for rows, name in ((run.records(), "records.jsonl.gz"), (run.errors(), "errors.jsonl.gz")):
+        if rows:
+            atomic_write_bytes(dst / name, _gz_jsonl(rows))
             written.append(name)
     state = _state_tar(src)
     if state is not None:
         atomic_write_bytes(dst / "state.tar.gz", state)
         written.append("state.tar.gz")
-    log = src / "episodes.jsonl"
+    log = run.step_log_path
     if log.is_file():
         data = _gz_jsonl(list(iter_jsonl(log)))
         if len(data) <= max_log_mb * 1e6:
@@ -82,17 +82,14 @@ def _state_tar(src: Path) -> bytes | None:
     parts = sorted({p for pattern in STATE_GLOBS for p in src.glob(pattern) if p.is_dir()})
     if not parts:
         return None
+    def reproducible(info: tarfile.TarInfo) -> tarfile.TarInfo:  # same bytes for the same files
+        info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+        return info
+
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
-        for part in parts:
-            for path in sorted([part, *part.rglob("*")]):
-                info = tar.gettarinfo(str(path), arcname=str(path.relative_to(src)))
-                info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-                if path.is_file():
-                    with open(path, "rb") as fh:
-                        tar.addfile(info, fh)
-                else:
-                    tar.addfile(info)
+        for part in parts:  # tar.add recurses into folders in sorted order
+            tar.add(str(part), arcname=part.name, filter=reproducible)
     return buf.getvalue()
 
 

@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(bench)
     bench.set_defaults(func=cmd_bench)
 
-    demo = sub.add_parser("demo", help="the README demo: a <=10-minute WebShop run with the shipped SmolLM2-135M",
+    demo = sub.add_parser("demo", help="the README demo: a ~15-minute WebShop run with Qwen2.5-Coder-0.5B (the qwen-0-5b extra)",
                           description=DEMO_NOTE)
     demo.add_argument("--llm", default=None, help="model spec (default: qwen2.5-coder-0.5b from the zoo; llama.cpp when installed, else HF)")
     demo.add_argument("--out", default=None, help="run folder (default runs/demo; rerunning resumes it)")
