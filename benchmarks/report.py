@@ -32,6 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from rlem_gym.atomic import atomic_write_json, atomic_write_text
+from rlem_gym.benchmarks.rundir import RECORD_TIMING_FIELDS
 from rlem_gym.benchmarks.stats import Estimate, bootstrap_ci, paired_bootstrap_ci
 
 #: (key in results, column header, per-episode value, decimals)
@@ -52,8 +53,9 @@ PAIRED_METRICS: tuple[tuple[str, str, str, int], ...] = (
     ("score", "Δ Score", "score", 1),
     ("success_rate", "Δ SR %", "success", 1),
 )
-#: metrics that depend on timing, so they differ between otherwise identical runs
-TIMING_METRICS = ("wall_s",)
+#: row metrics that depend on timing (the means of the records' wall-time fields), so they differ
+#: between otherwise identical runs
+TIMING_METRICS = RECORD_TIMING_FIELDS
 
 
 def _episode_value(record: dict[str, Any], field: str) -> float:

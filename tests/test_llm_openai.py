@@ -646,7 +646,8 @@ def llama_server(tmp_path_factory):
 
 
 def test_llama_cpp_server_matches_in_process_backend(llama_server, gguf_llm):
-    llm = make_llm(f"openai:{llama_server}#smollm2", timeout=120, extra_body={"repeat_penalty": 1.0})
+    # no sampling options given: the backend itself sends llama.cpp's plain greedy (no repeat penalty)
+    llm = make_llm(f"openai:{llama_server}#smollm2", timeout=120)
     prompt = "What is the capital of France? Answer in one word."
     out = llm.generate(prompt, max_tokens=12)
     assert "paris" in out.text.lower()
@@ -692,15 +693,15 @@ def test_llama_cpp_server_reply_continues_the_answer_cue(llama_server, gguf_llm)
     kw = dict(max_tokens=48, stop=list(DEFAULT_STOP), response_prefix=CUE)
     # auto: this server continues no trailing assistant message and has no /props, and its model has an
     # alias: the cue is forced by a grammar
-    auto = make_llm(f"openai:{llama_server}#smollm2", timeout=120, extra_body={"repeat_penalty": 1.0})
+    auto = make_llm(f"openai:{llama_server}#smollm2", timeout=120)
     out = auto.generate(built.text, **kw)
     assert (auto.capabilities["prefill"], auto.capabilities["guided"]) == ("guided", "grammar")
+    assert auto.capabilities["sampling"]["repeat_penalty"] == 1.0
     first = out.text.strip().splitlines()[0]
     assert parse_advice_line(first, ws.extract_actions) is not None, out.text  # an action line first
     assert parse_advice(CUE + out.text, ws.extract_actions).encouraged
     # completions with the GGUF's own template: the very reply of the in-process llama.cpp backend
-    tmpl = make_llm(f"openai:{llama_server}#smollm2?template={smollm2_gguf_path()}", timeout=120,
-                    extra_body={"repeat_penalty": 1.0})
+    tmpl = make_llm(f"openai:{llama_server}#smollm2?template={smollm2_gguf_path()}", timeout=120)
     served = tmpl.generate(built.text, **kw)
     gguf_llm.reset_cache()
     local = gguf_llm.generate(built.text, **kw)
