@@ -79,6 +79,7 @@ __all__ = [
     "WorkItem",
     "default_run_dir",
     "episode_seed",
+    "epoch_snapshot_name",
     "finish_run",
     "fresh_llm_cache",
     "plan",
@@ -94,6 +95,12 @@ _CKPT_PREFIX = "memory_after_"
 def _ckpt_name(n_done: int) -> str:
     """The checkpoint (in the seed's train dir) of the memory after its first ``n_done`` training episodes."""
     return f"{_CKPT_PREFIX}{n_done:05d}"
+
+
+def epoch_snapshot_name(epoch: int) -> str:
+    """The memory snapshot (in the seed's train dir) after training epoch ``epoch`` (1-based); kept
+    for good, so a later run can test it: ``--agents "rememberer[init=<run>/train/seed0/memory_epoch01]@untrained"``."""
+    return f"memory_epoch{epoch:02d}"
 
 
 def _tally_add(tally: list[int], record: dict[str, Any]) -> None:
@@ -299,6 +306,8 @@ class Runner:
                 # checkpoint, then commit the record that points at it
                 name = _ckpt_name(j + 1)
                 memory.save(str(tdir / name))
+                if j + 1 == len(items) or items[j + 1].epoch != item.epoch:
+                    memory.save(str(tdir / epoch_snapshot_name(item.epoch + 1)))  # the epoch's last episode
                 record["checkpoint"] = name
                 record.setdefault("status", "ok")
                 self.run_dir.write_record(item.id, record)

@@ -131,6 +131,35 @@ def test_test_phase_does_not_change_the_memory(reference):
     assert a["files"]["records"]["sha256"] == b["files"]["records"]["sha256"]
 
 
+def _manifest_sha(folder: Path) -> str:
+    return json.loads((folder / "MANIFEST.json").read_text())["files"]["records"]["sha256"]
+
+
+def test_each_epochs_memory_is_kept_and_testable_as_an_initial_memory(reference, tmp_path):
+    """memory_epochNN survives the checkpoint pruning; the last one is the trained memory, and a run
+    that tests it as an untrained variant's init plays the trained Rememberer's test episodes."""
+    cfg, _ = reference
+    rd = RunDir(cfg.out)
+    tdir = rd.train_dir(0)
+    snaps = sorted(p.name for p in tdir.glob("memory_epoch*"))
+    assert snaps == ["memory_epoch01", "memory_epoch02"]
+    assert _manifest_sha(tdir / "memory_epoch02") == _manifest_sha(rd.memory_dir(0) / "memory")
+    assert _manifest_sha(tdir / "memory_epoch01") != _manifest_sha(tdir / "memory_epoch02")  # epoch 2 learned
+    # only the last per-episode checkpoint is left
+    assert [p.name for p in tdir.glob("memory_after_*")] == ["memory_after_00004"]
+    label = f"rememberer[init={tdir / 'memory_epoch02'}]@untrained"
+    snap_cfg = _cfg(tmp_path, "snapshot", agents=(label,), epochs=0)
+    Runner(snap_cfg, llm_factory=scripted_factory, echo=lambda m: None).run()
+
+    def episodes(root, agent):
+        return [(x["goal"], x["step"], x["action"], x["reward"], x["retrieved_ids"])
+                for x in iter_jsonl(RunDir(root).step_log_path) if x["phase"] == "test" and x["agent"] == agent]
+
+    (snap_label,) = snap_cfg.agents
+    assert episodes(snap_cfg.out, snap_label) == episodes(cfg.out, "rememberer")
+    assert any(ids for *_, ids in episodes(snap_cfg.out, snap_label))
+
+
 def test_rerun_of_a_finished_run_changes_nothing(reference, tmp_path):
     cfg, results = reference
     before = _log_lines(cfg.out)
@@ -157,6 +186,8 @@ def test_interrupted_run_resumes_to_identical_results(reference, tmp_path, fail_
     assert _strip(RunDir(cfg.out).records()) == _strip(RunDir(ref_cfg.out).records())
     # the unfinished episode's log lines were dropped: the log equals the uninterrupted one
     assert _log_lines(cfg.out) == _log_lines(ref_cfg.out)
+    for snap in ("memory_epoch01", "memory_epoch02"):  # an epoch's snapshot survives the interruption
+        assert _manifest_sha(RunDir(cfg.out).train_dir(0) / snap) == _manifest_sha(RunDir(ref_cfg.out).train_dir(0) / snap)
 
 
 def test_failed_episode_is_reported_and_the_run_goes_on(tmp_path):

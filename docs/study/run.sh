@@ -40,13 +40,17 @@ run() {  # run NAME ARGS...: run (or resume) one study run, then publish its sma
 declare -A RUNS
 RUNS[webshop-main]="--env webshop --agents $MAIN_AGENTS --train-split train[0:10] --test-split test[0:50] --init-memory webshop:E0"
 RUNS[wikihow-main]="--env wikihow --agents $MAIN_AGENTS --train-split train_S0 --test-split microcanon70 --init-memory wikihow:init"
+# the learning curve on test goals: the memory snapshots after training epochs 1 and 2 of webshop-main
+# (its epoch-3 memory is the trained row), each tested frozen on the same goals
+SNAP=runs/study/webshop-main/train/seed0/memory_epoch
+RUNS[webshop-snapshots]="--env webshop --agents rememberer[init=${SNAP}01]@untrained,rememberer[init=${SNAP}02]@untrained --epochs 0 --test-split test[0:50] --init-memory webshop:E0"
 RUNS[webshop-E1]="--env webshop --agents rememberer,rememberer@untrained,static --train-split train[0:10] --test-split test[0:50] --init-memory webshop:E1"
 RUNS[webshop-E2]="--env webshop --agents rememberer,rememberer@untrained,static --train-split train[0:10] --test-split test[0:50] --init-memory webshop:E2"
 RUNS[webshop-S1]="--env webshop --agents rememberer,rememberer@untrained --train-split train[10:20] --test-split test[0:50] --init-memory webshop:E0"
 RUNS[webshop-ablations]="--env webshop --agents rememberer[discouraged=false],rememberer[n_step=1] --train-split train[0:10] --test-split test[0:50] --init-memory webshop:E0"
 RUNS[wikihow-S1]="--env wikihow --agents rememberer,rememberer@untrained --train-split train_S1 --test-split microcanon70 --init-memory wikihow:init"
 RUNS[wikihow-annotated]="--env wikihow --agents rememberer@untrained --epochs 0 --test-split microcanon70 --init-memory wikihow:annotated"
-ORDER=(webshop-main wikihow-main webshop-E1 webshop-E2 webshop-S1 webshop-ablations wikihow-S1 wikihow-annotated)
+ORDER=(webshop-main webshop-snapshots wikihow-main webshop-E1 webshop-E2 webshop-S1 webshop-ablations wikihow-S1 wikihow-annotated)
 
 for name in "${@:-${ORDER[@]}}"; do
   [ -n "${RUNS[$name]:-}" ] || { echo "unknown run $name; runs: ${ORDER[*]}" >&2; exit 2; }
