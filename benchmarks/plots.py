@@ -79,15 +79,17 @@ def plot_scores(results: dict[str, Any], path: str | Path, *, title: str = "") -
     return _save(plt, fig, path)
 
 
-def plot_learning_curve(results: dict[str, Any], path: str | Path, *, title: str = "") -> Path | None:
-    """Training score and SR of the Rememberer per epoch; None when the run had no training."""
+def plot_learning_curve(results: dict[str, Any], path: str | Path, *, title: str = "",
+                        phase: str = "train") -> Path | None:
+    """Score and SR of the Rememberer per epoch (``results["learning_curve"]``); None when empty.
+    ``phase`` names the episodes in the legend: ``train`` (memory updates on) or ``test``."""
     curve = results.get("learning_curve") or []
     if not curve:
         return None
     plt = _pyplot()
     epochs = [p["epoch"] for p in curve]
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for key, label, color in (("score", "train score", "#1b9e77"), ("success_rate", "train SR %", "#e7298a")):
+    for key, label, color in (("score", f"{phase} score", "#1b9e77"), ("success_rate", f"{phase} SR %", "#e7298a")):
         vals = [_err(p[key]) for p in curve]
         means = np.array([v[0] for v in vals])
         lo = means - np.array([v[1] for v in vals])
@@ -104,8 +106,9 @@ def plot_learning_curve(results: dict[str, Any], path: str | Path, *, title: str
     return _save(plt, fig, path)
 
 
-def plot_sweep(sweep: dict[str, Any], path: str | Path) -> Path:
-    """Grouped bars for a model sweep: score per agent (groups) and model (bars), with 95% CIs."""
+def plot_sweep(sweep: dict[str, Any], path: str | Path, *, title: str = "") -> Path:
+    """Grouped bars for a model sweep: score per agent (groups) and model (bars), with 95% CIs.
+    Any other set of runs fits too (e.g. the study's robustness runs as "models")."""
     plt = _pyplot()
     models = list(sweep["models"])
     agents = list(dict.fromkeys(r["agent"] for r in sweep["rows"]))
@@ -125,7 +128,7 @@ def plot_sweep(sweep: dict[str, Any], path: str | Path) -> Path:
     ax.set_ylabel("Score (100 x mean reward)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")
-    ax.set_title("Model sweep: test score per agent and model (95% bootstrap CI)", fontsize=10)
+    ax.set_title(title or "Model sweep: test score per agent and model (95% bootstrap CI)", fontsize=10)
     return _save(plt, fig, path)
 
 

@@ -189,8 +189,7 @@ def _stored(est: Estimate) -> dict[str, Any]:
 
 
 def _est(d: dict[str, Any]) -> Estimate:
-    nan = float("nan")
-    return Estimate(*(nan if d[k] is None else d[k] for k in ("mean", "lo", "hi")), d["n"])
+    return Estimate.from_dict(d)
 
 
 def markdown_table(results: dict[str, Any], *, compact: bool = False) -> str:

@@ -14,7 +14,7 @@ mean per-episode difference, both agents resampled with the same seeds and goals
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -35,6 +35,12 @@ class Estimate:
 
     def as_dict(self) -> dict[str, float | int]:
         return {"mean": self.mean, "lo": self.lo, "hi": self.hi, "n": self.n}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Estimate":
+        """The inverse of :meth:`as_dict` (a ``None`` bound, as results.json writes NaN, reads as NaN)."""
+        nan = float("nan")
+        return cls(*(nan if d[k] is None else d[k] for k in ("mean", "lo", "hi")), d["n"])
 
     def fmt(self, digits: int = 1, *, signed: bool = False) -> str:
         """``mean [lo, hi]`` with ``digits`` decimals (``n/a`` when there is no data); ``signed``

@@ -35,6 +35,7 @@ run() {  # run NAME ARGS...: run (or resume) one study run, then publish its sma
   echo "== $(date -u +%FT%TZ) study run $name -> $out"
   rlem-gym bench "${COMMON[@]}" "$@" --out "$out"
   python -m rlem_gym.benchmarks.publish "$out" "docs/study/$name"
+  python -m rlem_gym.benchmarks.study docs/study  # summary.md: robustness spread, test-goal learning curve
 }
 
 declare -A RUNS
