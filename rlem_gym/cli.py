@@ -337,10 +337,25 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM stop a command the way Ctrl-C does (the run folder stays resumable). A job started
+    in the background (``cmd &``) ignores SIGINT, so ``kill <pid>`` is how such a run is stopped."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point ``rlem-gym``."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    interrupt_on_sigterm()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -114,3 +114,20 @@ def test_memory_inspect_lists_searches_and_writes_html(capsys, tmp_path):
     assert main(["memory", "inspect", str(path), "--search", "BIKE"]) == 0
     out = capsys.readouterr().out
     assert "1 records match 'BIKE'" in out and "bake bread" not in out
+
+
+def test_sigterm_stops_a_command_like_ctrl_c():
+    """A background run ignores SIGINT; `kill` (SIGTERM) must still end it through the resumable path."""
+    import os
+    import signal
+
+    from rlem_gym import cli
+
+    old = signal.getsignal(signal.SIGTERM)
+    try:
+        cli.interrupt_on_sigterm()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.sigtimedwait([], 0.5)  # give the handler a chance to run
+    finally:
+        signal.signal(signal.SIGTERM, old)

@@ -4,7 +4,8 @@
 #   bash docs/study/run.sh [RUN ...]      # default: every run, in order
 #
 # Each run is an `rlem-gym bench` command with its own run folder under runs/study/<run>; rerunning
-# this script resumes every unfinished run (finished episodes are skipped; a killed run loses at
+# this script resumes every unfinished run (finished episodes are skipped; a run stopped with Ctrl-C or
+# `kill` (SIGTERM; a background job ignores SIGINT) or killed outright loses at
 # most the episode in flight). When a run finishes, its small outputs are copied to
 # docs/study/<run>/ (results, config, per-episode records, plots, gzipped step log, memories);
 # `python -m rlem_gym.benchmarks.publish runs/study/<run> docs/study/<run>` does the same for a run
