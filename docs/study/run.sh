@@ -16,14 +16,16 @@
 #   model qwen2.5-coder-0.5b through llama.cpp (the best zoo model per CPU-second, RESULTS.md),
 #   constrained action decoding (valid actions 40-73% free -> 100% constrained on WebShop train[20:23]),
 #   ReAct with the bounded history (`last`), greedy decoding, 15 steps, k = 2, capacities 500/20,
-#   3 training epochs, seed 0.
+#   3 training epochs, seed 0, and the official code's invented advice (`--random-advice`: a record
+#   with no positive Q shows a random Encouraged action; decided on dev goals train[20:28], see
+#   docs/study/README.md "Advice rendering").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 set -f  # no globbing: split specs like train[0:10] are arguments, not patterns
 
 COMMON=(--llm qwen2.5-coder-0.5b:gguf --action-decoding constrained --react-history last
         --max-steps 15 --k 2 --capacity 500 --action-capacity 20 --epochs 3 --seeds 0
-        --temperature 0 --max-tokens 128 --no-progress)
+        --temperature 0 --max-tokens 128 --random-advice --no-progress)
 MAIN_AGENTS="rememberer,rememberer@untrained,static,react,heuristic,oracle"
 
 run() {  # run NAME ARGS...: run (or resume) one study run, then publish its small outputs
