@@ -73,7 +73,8 @@ def robustness(runs: dict[str, dict[str, Any]], env: str) -> dict[str, Any]:
     names = [n for n in ROBUSTNESS[env] if n in runs]
     agents: dict[str, Any] = {}
     for agent in ROBUST_AGENTS:
-        per = {n: _row(runs[n], agent)["score"] for n in names if _row(runs[n], agent)}
+        rows = {n: _row(runs[n], agent) for n in names}
+        per = {n: row["score"] for n, row in rows.items() if row}
         means = [e["mean"] for e in per.values()]
         agents[agent] = {
             "per_run": per,
