@@ -18,7 +18,9 @@
 #   ReAct with the bounded history (`last`), greedy decoding, 15 steps, k = 2, capacities 500/20,
 #   3 training epochs, seed 0, and the official code's invented advice (`--random-advice`: a record
 #   with no positive Q shows a random Encouraged action; decided on dev goals train[20:28], see
-#   docs/study/README.md "Advice rendering").
+#   docs/study/README.md "Advice rendering"); WebShop observations in `text` mode (the env's default; the
+#   official launch uses `text_rich`, which made the 0.5B model loop more on dev goals train[20:26], see
+#   docs/study/README.md "Observation mode").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 set -f  # no globbing: split specs like train[0:10] are arguments, not patterns
