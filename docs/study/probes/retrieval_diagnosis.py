@@ -8,48 +8,35 @@ row played with (frozen at test time) and counts:
 - steps that retrieved at least one record with a positive Q;
 - which task the retrieved records came from (the initial pool's, or a training goal's).
 
-    python docs/study/probes/retrieval_diagnosis.py runs/study/webshop-main rememberer memory_seed0/memory
+    python docs/study/probes/retrieval_diagnosis.py runs/study/webshop-main rememberer [SEED]
 
-Reads only the run's step log (``episodes.jsonl``) and the saved memory's records JSON.
+Reads only the run's step log and the memory the row was tested with (``RunDir.memory_dir``).
 """
 import collections
-import json
 import sys
-from pathlib import Path
+
+from rlem_gym.benchmarks.rundir import RunDir, iter_jsonl
+from rlem_gym.memory.inspect import read_saved_memory
 
 
-def load_records(memory_dir: Path) -> tuple[dict[int, dict], list[str]]:
-    files = sorted(memory_dir.glob("records-*.json"))
-    if len(files) != 1:
-        raise SystemExit(f"{memory_dir}: expected one records-*.json, found {len(files)}")
-    data = json.loads(files[0].read_text())
-    return {r["id"]: r for r in data["records"]}, data["tasks"]
-
-
-def max_q(record: dict) -> float:
-    return max((row[1] for table in record["tables"] for row in table), default=0.0)
-
-
-def main(run_dir: str, agent: str, memory: str) -> None:
-    root = Path(run_dir)
-    records, tasks = load_records(root / memory)
+def main(run_dir: str, agent: str, seed: int = 0) -> None:
+    run = RunDir(run_dir)
+    _, views = read_saved_memory(run.memory_dir(seed, agent) / "memory")
+    records = {v.id: v for v in views}
     steps = positive = 0
     by_task: collections.Counter[str] = collections.Counter()
     goals = set()
-    with open(root / "episodes.jsonl") as fh:
-        for line in fh:
-            row = json.loads(line)
-            if row.get("phase") != "test" or row.get("agent") != agent:
-                continue
-            steps += 1
-            goals.add(row["goal"])
-            got = [records[i] for i in row["retrieved_ids"] if i in records]
-            if any(max_q(r) > 0 for r in got):
-                positive += 1
-            for r in got:
-                by_task[tasks[r["task"]][:60]] += 1
+    for row in iter_jsonl(run.step_log_path):
+        if row.get("phase") != "test" or row.get("agent") != agent or row.get("seed") != seed:
+            continue
+        steps += 1
+        goals.add(row["goal"])
+        got = [records[i] for i in row["retrieved_ids"] if i in records]
+        if any(v.actions and v.actions[0].q > 0 for v in got):  # actions are sorted by Q, highest first
+            positive += 1
+        by_task.update(v.task[:60] for v in got)
     if not steps:
-        raise SystemExit(f"no test steps of {agent!r} in {root / 'episodes.jsonl'}")
+        raise SystemExit(f"no test steps of {agent!r} (seed {seed}) in {run.step_log_path}")
     print(f"{agent}: {steps} test steps over {len(goals)} goals")
     print(f"- steps with a retrieved record of positive Q: {positive} ({100 * positive / steps:.0f}%)")
     print(f"- steps whose retrieved records all have max Q <= 0: {steps - positive} ({100 * (steps - positive) / steps:.0f}%)")
@@ -59,6 +46,6 @@ def main(run_dir: str, agent: str, memory: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
+    if len(sys.argv) not in (3, 4):
         raise SystemExit(__doc__)
-    main(*sys.argv[1:])
+    main(sys.argv[1], sys.argv[2], *(int(a) for a in sys.argv[3:]))
