@@ -13,5 +13,6 @@ for mode in text_rich text; do
     --test-split 'train[20:26]' --init-memory webshop:E0 --env-kwargs "{\"observation_mode\": \"$mode\"}" \
     --out "runs/probes/obsmode-$mode"
   python -m rlem_gym.benchmarks.publish "runs/probes/obsmode-$mode" "docs/study/probes/obsmode-$mode"
+  cp -r "runs/probes/obsmode-$mode/records" "docs/study/probes/obsmode-$mode/"  # one JSON per episode, as the runner writes them
   python -m rlem_gym.benchmarks.failures "runs/probes/obsmode-$mode" > "docs/study/probes/obsmode-$mode/failures.md"
 done
