@@ -6,7 +6,10 @@ row played with (frozen at test time) and counts:
 - steps whose retrieved records all have max Q <= 0: their advice is invented (``--random-advice``)
   or Discouraged only, so the exemplars carry no learned preference;
 - steps that retrieved at least one record with a positive Q;
-- which task the retrieved records came from (the initial pool's, or a training goal's).
+- which task the retrieved records came from (the initial pool's, or a training goal's);
+- what the executed action was, against the retrieved records' real advice: a record's top action
+  when its Q > 0 (shown as Encouraged), or one of its actions with Q <= 0 (shown as Discouraged).
+  Invented advice (``--random-advice``) is drawn at render time and not logged, so it is not counted.
 
     python docs/study/probes/retrieval_diagnosis.py runs/study/webshop-main rememberer [SEED]
 
@@ -23,8 +26,9 @@ def main(run_dir: str, agent: str, seed: int = 0) -> None:
     run = RunDir(run_dir)
     _, views = read_saved_memory(run.memory_dir(seed, agent) / "memory")
     records = {v.id: v for v in views}
-    steps = positive = 0
+    steps = positive = took_encouraged = took_discouraged = 0
     by_task: collections.Counter[str] = collections.Counter()
+    discouraged_taken: collections.Counter[str] = collections.Counter()
     goals = set()
     for row in iter_jsonl(run.step_log_path):
         if row.get("phase") != "test" or row.get("agent") != agent or row.get("seed") != seed:
@@ -35,11 +39,21 @@ def main(run_dir: str, agent: str, seed: int = 0) -> None:
         if any(v.actions and v.actions[0].q > 0 for v in got):  # actions are sorted by Q, highest first
             positive += 1
         by_task.update(v.task[:60] for v in got)
+        encouraged = {v.actions[0].action for v in got if v.actions and v.actions[0].q > 0}
+        discouraged = {a.action for v in got for a in v.actions if a.q <= 0}
+        took_encouraged += row["action"] in encouraged
+        if row["action"] in discouraged and row["action"] not in encouraged:
+            took_discouraged += 1
+            discouraged_taken[row["action"][:60]] += 1
     if not steps:
         raise SystemExit(f"no test steps of {agent!r} (seed {seed}) in {run.step_log_path}")
     print(f"{agent}: {steps} test steps over {len(goals)} goals")
     print(f"- steps with a retrieved record of positive Q: {positive} ({100 * positive / steps:.0f}%)")
     print(f"- steps whose retrieved records all have max Q <= 0: {steps - positive} ({100 * (steps - positive) / steps:.0f}%)")
+    print(f"- executed action = a retrieved record's Encouraged action (Q > 0): {took_encouraged} ({100 * took_encouraged / steps:.0f}%)")
+    print(f"- executed action = a retrieved record's Discouraged action (Q <= 0): {took_discouraged} ({100 * took_discouraged / steps:.0f}%)")
+    for action, n in discouraged_taken.most_common(5):
+        print(f"  - {n:4d}  {action}")
     print("- retrieved records by source task (count of record retrievals):")
     for task, n in by_task.most_common():
         print(f"  - {n:4d}  {task}")
