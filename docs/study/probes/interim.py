@@ -4,7 +4,8 @@ A stopped run has played its test goals in order, so the rows differ by at most 
 This copies the run's config, records, step log and memories to a scratch folder, keeps the test
 episodes of the goals every agent of the config finished, and renders there what a finished run
 would show: ``results.{md,csv,json}`` and plots (``rerender``), ``failures.md`` and, for each
-Rememberer row, ``retrieval_<row>.md`` (``retrieval_diagnosis.py``). They are copied to DEST.
+Rememberer row, ``retrieval_<row>.md`` (``retrieval_diagnosis.py``). They are copied to DEST, with
+the per-episode records they were rendered from (``records/``, one JSON per episode).
 
     python docs/study/probes/interim.py runs/study/webshop-main docs/study/webshop-main/interim [FIRST]
 
@@ -66,6 +67,9 @@ def main(run_dir: str, dest: str, first: int | None = None) -> None:
         for name in OUTPUTS:
             if (root / name).exists():
                 shutil.copy2(root / name, out_dir / name)
+        # the per-episode records the table was rendered from, beside it
+        shutil.rmtree(out_dir / "records", ignore_errors=True)
+        shutil.copytree(root / "records", out_dir / "records")
         (out_dir / "failures.md").write_text(failures.markdown(failures.analyse(root)) + "\n")
         for agent in agents:
             if not agent.startswith("rememberer"):
