@@ -5,7 +5,8 @@ and rebuild a run folder from them, so that a run that takes several sessions ca
     python -m rlem_gym.benchmarks.publish --restore docs/study/webshop-main runs/study/webshop-main
 
 Copied: ``results.{md,csv,json}``, ``config.json``, every ``*.png``, the per-episode records
-(``records/*.json``, as one ``records.jsonl.gz``), the error records if any, the step log as
+(``records/*.json``: as they are into ``records/`` beside ``results.json``, and as one
+``records.jsonl.gz``, which ``--restore`` reads), the error records if any, the step log as
 ``episodes.jsonl.gz`` when it compresses to at most ``--max-log-mb`` (default 5 MB), and
 ``state.tar.gz``: the rest of the run folder a resume needs (the memories: ``memory_*/`` and the
 training checkpoints ``train/``). Every file is written atomically; the destination's earlier copies
@@ -54,6 +55,8 @@ def publish(run_dir: str | Path, dest: str | Path, max_log_mb: float = 5.0) -> l
         atomic_write_bytes(dst / png.name, png.read_bytes())
         written.append(png.name)
     run = RunDir(src)
+    if copy_records(run, dst):
+        written.append("records/")
     for rows, name in ((run.records(), "records.jsonl.gz"), (run.errors(), "errors.jsonl.gz")):
         if rows:
             atomic_write_bytes(dst / name, _gz_jsonl(rows))
@@ -72,6 +75,21 @@ def publish(run_dir: str | Path, dest: str | Path, max_log_mb: float = 5.0) -> l
             print(f"publish: {log} compresses to {len(data) / 1e6:.1f} MB > {max_log_mb} MB; not copied",
                   file=sys.stderr)
     return written
+
+
+def copy_records(run: RunDir, dest: str | Path) -> int:
+    """Copy ``run``'s per-episode records (one JSON per episode) into ``dest/records/``, atomically
+    file by file; earlier copies that the run no longer has are removed. Returns the number copied."""
+    out = Path(dest) / "records"
+    paths = sorted(run.records_dir.glob("*.json")) if run.records_dir.is_dir() else []
+    if out.is_dir():
+        keep = {p.name for p in paths}
+        for stale in out.glob("*.json"):
+            if stale.name not in keep:
+                stale.unlink()
+    for path in paths:
+        atomic_write_bytes(out / path.name, path.read_bytes())
+    return len(paths)
 
 
 #: the parts of a run folder that ``state.tar.gz`` holds (memories and training checkpoints)

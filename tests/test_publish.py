@@ -25,12 +25,20 @@ def test_publish_copies_results_records_and_the_step_log(tmp_path):
     src = _run_folder(tmp_path / "run")
     names = publish(src, tmp_path / "docs" / "run")
     dst = tmp_path / "docs" / "run"
-    assert set(names) == {"config.json", "results.md", "scores.png", "records.jsonl.gz", "episodes.jsonl.gz"}
+    assert set(names) == {"config.json", "results.md", "scores.png", "records/", "records.jsonl.gz",
+                          "episodes.jsonl.gz"}
+    # the per-episode records, one JSON per episode, beside results.json
+    assert sorted(p.name for p in (dst / "records").iterdir()) == ["test-static-s0-t0000.json", "test-static-s0-t0001.json"]
+    assert json.loads((dst / "records" / "test-static-s0-t0001.json").read_text()) == {"goal": 1, "return": 1.0}
     records = [json.loads(x) for x in gzip.decompress((dst / "records.jsonl.gz").read_bytes()).splitlines()]
     assert [(r["goal"], r["return"]) for r in records] == [(0, 0.5), (1, 1.0)]
     steps = [json.loads(x) for x in gzip.decompress((dst / "episodes.jsonl.gz").read_bytes()).splitlines()]
     assert steps == [{"step": 0, "action": "search[x]"}]  # the torn line is dropped
     assert (dst / "scores.png").read_bytes() == b"\x89PNG fake"
+    # publishing again after a record is gone leaves no stale copy of it
+    (src / "records" / "test-static-s0-t0000.json").unlink()
+    publish(src, dst)
+    assert [p.name for p in (dst / "records").iterdir()] == ["test-static-s0-t0001.json"]
 
 
 def test_publish_skips_a_step_log_over_the_limit(tmp_path, capsys):

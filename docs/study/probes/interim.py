@@ -23,6 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from rlem_gym.benchmarks import failures
+from rlem_gym.benchmarks.publish import copy_records
 from rlem_gym.benchmarks.rundir import RunDir, iter_jsonl, read_json
 from rlem_gym.benchmarks.runner import rerender
 
@@ -67,9 +68,7 @@ def main(run_dir: str, dest: str, first: int | None = None) -> None:
         for name in OUTPUTS:
             if (root / name).exists():
                 shutil.copy2(root / name, out_dir / name)
-        # the per-episode records the table was rendered from, beside it
-        shutil.rmtree(out_dir / "records", ignore_errors=True)
-        shutil.copytree(root / "records", out_dir / "records")
+        copy_records(RunDir(root), out_dir)  # the per-episode records the table was rendered from, beside it
         (out_dir / "failures.md").write_text(failures.markdown(failures.analyse(root)) + "\n")
         for agent in agents:
             if not agent.startswith("rememberer"):
