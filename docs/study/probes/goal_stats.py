@@ -1,0 +1,55 @@
+"""Goal-by-goal counts of a study run that the results table does not show (cited in docs/study/README.md).
+
+    python docs/study/probes/goal_stats.py runs/study/webshop-main
+
+Over the test goals that every agent finished: the goals where each agent bought, where the trained
+Rememberer scored higher / lower / the same as each other agent, the episodes with one action 3+
+times in a row, and those with 3+ ``click[back to search]``.
+"""
+import sys
+from collections import Counter, defaultdict
+
+from rlem_gym.benchmarks.rundir import RunDir, iter_jsonl
+
+REF = "rememberer"
+
+
+def max_repeat(actions: list[str]) -> int:
+    best = run = 1 if actions else 0
+    for prev, cur in zip(actions, actions[1:]):
+        run = run + 1 if cur == prev else 1
+        best = max(best, run)
+    return best
+
+
+def main(run_dir: str) -> None:
+    run = RunDir(run_dir)
+    score: dict[int, dict[str, float]] = defaultdict(dict)
+    for rec in run.records():
+        if rec.get("phase") == "test" and rec.get("status", "ok") == "ok":
+            score[int(rec["task_index"])][rec["agent"]] = rec["normalized_return"]
+    agents = sorted({a for s in score.values() for a in s})
+    goals = sorted(g for g, s in score.items() if len(s) == len(agents))
+    steps: dict[tuple[str, int], list[str]] = defaultdict(list)
+    for row in iter_jsonl(run.step_log_path):
+        if row.get("phase") == "test" and int(row["goal"]) in score:
+            steps[row["agent"], int(row["goal"])].append(row["action"])
+    kept = {k: v for k, v in steps.items() if k[1] in set(goals)}
+    print(f"{len(goals)} test goals finished by every agent ({goals[0]}-{goals[-1]})")
+    print("goals with a purchase:", dict(Counter(a for (a, _), acts in kept.items() if "click[buy now]" in acts)))
+    for other in agents:
+        if other == REF:
+            continue
+        hi = sum(score[g][REF] > score[g][other] for g in goals)
+        lo = sum(score[g][REF] < score[g][other] for g in goals)
+        print(f"{REF} vs {other}: higher {hi}, lower {lo}, same {len(goals) - hi - lo}")
+    print("episodes with one action 3+ times in a row:",
+          dict(Counter(a for (a, _), acts in kept.items() if max_repeat(acts) >= 3)))
+    print("episodes with 3+ click[back to search]:",
+          dict(Counter(a for (a, _), acts in kept.items() if acts.count("click[back to search]") >= 3)))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        raise SystemExit(__doc__)
+    main(sys.argv[1])
