@@ -12,7 +12,12 @@ WebShop outcomes (from the record's ``purchased`` / ``reward_details``, kept sin
   reward on that component (the first one that lost reward, in this order);
 - ``never bought``: no purchase within the step cap.
 
-WikiHow outcomes: ``success`` (every sub-goal), ``partial`` (some), ``no sub-goal``.
+WikiHow outcomes: ``success`` (every sub-goal), else the first sub-goal the episode missed, read from
+the record's ``subgoals_done`` and the task's chain: ``no search`` (no search with a title keyword
+was submitted), ``article not opened`` (searched, but the target article never came on screen),
+then ``about page`` / ``author page`` / ``category page`` / ``reference list`` / ``next article
+not opened`` for the later sub-goals. A record without ``subgoals_done`` or with an unknown task
+counts as ``partial`` (some reward) or ``no search`` (none).
 
 Flags (several per episode):
 
@@ -36,7 +41,11 @@ from rlem_gym.benchmarks.rundir import RunDir, read_json
 
 WEBSHOP_OUTCOMES = ("success", "wrong product type", "missing attributes", "wrong options", "over the price",
                     "bought, other loss", "never bought")
-WIKIHOW_OUTCOMES = ("success", "partial", "no sub-goal")
+#: what a WikiHow episode missed first, by the sub-goal's kind ("article" after the first is "next article")
+WIKIHOW_MISSED = {"search": "no search", "article": "article not opened", "about": "about page not opened",
+                  "author": "author page not opened", "category": "category page not opened",
+                  "reference": "reference list not opened", "next article": "next article not opened"}
+WIKIHOW_OUTCOMES = ("success", *WIKIHOW_MISSED.values(), "partial")
 FLAGS = ("loop", "invalid actions", "fallback steps")
 WEBSHOP_FLAGS = (*FLAGS, "query misses the goal")
 
@@ -64,7 +73,16 @@ def wikihow_outcome(record: dict[str, Any]) -> str:
     """The outcome of a WikiHow episode record (see the module docstring)."""
     if record.get("success"):
         return "success"
-    return "partial" if float(record.get("return", 0.0)) > 0 else "no sub-goal"
+    from rlem_gym.envs.wikihow.tasks import all_tasks
+
+    task = all_tasks().get(str(record.get("task_label", "")))
+    done = record.get("subgoals_done")
+    if task is None or done is None or not 0 <= int(done) < len(task.subgoals):
+        return "partial" if float(record.get("return", 0.0)) > 0 else WIKIHOW_MISSED["search"]
+    kind = task.subgoals[int(done)].kind
+    if kind == "article" and int(done) > 1:
+        kind = "next article"
+    return WIKIHOW_MISSED.get(kind, "partial")
 
 
 def looped(actions: Iterable[str], times: int = 3) -> bool:
@@ -108,8 +126,8 @@ def analyse(run_dir: str | Path, check_queries: bool = True) -> dict[str, Any]:
     config = (read_json(Path(run_dir) / "config.json") or {}).get("config", {})
     env = config.get("env", "webshop")
     outcomes = WEBSHOP_OUTCOMES if env == "webshop" else WIKIHOW_OUTCOMES
-    flags = WEBSHOP_FLAGS if env == "webshop" else FLAGS
     checker = QueryChecker(config) if env == "webshop" and check_queries else None
+    flags = WEBSHOP_FLAGS if checker is not None else FLAGS  # no column for a check that was not run
     table: dict[str, dict[str, Any]] = {}
     for rec in rd.records():
         if rec.get("phase") != "test" or rec.get("status", "ok") != "ok":

@@ -233,3 +233,39 @@ def test_records_keep_how_the_episode_ended(tmp_path):
     assert webshop_outcome({"return": 0.5, "purchased": {"asin": "a"}, "reward_details": {"r_type": 0.5}}) == (
         "wrong product type")
     assert markdown(result).splitlines()[0].startswith("| Agent | N | success |")
+
+
+def test_wikihow_failures_name_the_first_missed_subgoal(tmp_path, monkeypatch):
+    """Real WikiHow episodes of the heuristic and the oracle (no LLM): the oracle succeeds on every
+    task; each heuristic episode is classed by the first sub-goal it missed, read from the task chain."""
+    from rlem_gym.benchmarks.failures import WIKIHOW_MISSED, analyse, wikihow_outcome
+    from rlem_gym.envs.wikihow.tasks import task_set
+
+    monkeypatch.setattr("rlem_gym.benchmarks.plots.make_plots", lambda *a, **k: [])  # plots are tested elsewhere
+    cfg = _cfg(tmp_path, env="wikihow", agents=("heuristic", "oracle"), epochs=0, max_steps=15,
+               test_split="microcanon70[0:4]")
+    Runner(cfg, llm_factory=CopyFirstAdvice, echo=lambda m: None).run()
+    result = analyse(cfg.out)
+    assert result["agents"]["oracle"]["outcomes"]["success"] == 4
+    heuristic = [r for r in RunDir(cfg.out).records() if r["agent"] == "heuristic"]
+    assert len(heuristic) == 4
+    for rec in heuristic:
+        outcome = wikihow_outcome(rec)
+        task = next(t for t in task_set("microcanon70") if t.task_id == rec["task_label"])
+        if rec["success"]:
+            assert outcome == "success"
+        else:
+            assert rec["subgoals_done"] < len(task.subgoals)
+            kind = task.subgoals[rec["subgoals_done"]].kind
+            assert outcome == WIKIHOW_MISSED["next article" if kind == "article" and rec["subgoals_done"] > 1 else kind]
+    assert sum(result["agents"]["heuristic"]["outcomes"].values()) == 4
+    # hand-made records: the chain decides the name; unknown tasks fall back to the return
+    task = next(t for t in task_set("microcanon70") if [g.kind for g in t.subgoals][2:3] == ["author"])
+    assert wikihow_outcome({"task_label": task.task_id, "subgoals_done": 0, "return": 0.0}) == "no search"
+    assert wikihow_outcome({"task_label": task.task_id, "subgoals_done": 1, "return": 1.0}) == "article not opened"
+    assert wikihow_outcome({"task_label": task.task_id, "subgoals_done": 2, "return": 2.0}) == "author page not opened"
+    if len(task.subgoals) > 3:
+        assert wikihow_outcome({"task_label": task.task_id, "subgoals_done": 3, "return": 3.0}) == (
+            "next article not opened")
+    assert wikihow_outcome({"task_label": "nope", "return": 1.0}) == "partial"
+    assert wikihow_outcome({"task_label": task.task_id, "success": True}) == "success"
