@@ -106,9 +106,9 @@ class Rememberer(LLMAgent):
         max_tokens, temperature, stop: generation settings (temperature 0 = greedy).
         seed: seeds the generator used by random advice / random fallback and the LLM call.
         margin: tokens kept free for the backend's chat template when fitting the prompt.
-        exemplar_order: ``"similarity"`` (most similar first, the paper's, the default) or
-            ``"stable"`` (by memory record id); the measured KV-prefix reuse is the same for both
-            (see :mod:`rlem_gym.prompts`).
+        exemplar_order: ``"official"`` (the official code's: most similar last, next to the new
+            input, numbered by rank; the default), ``"similarity"`` (most similar first) or
+            ``"stable"`` (by memory record id); see :func:`rlem_gym.prompts.order_exemplars`.
         action_decoding: ``"free"`` or ``"constrained"`` (the first Encouraged action is generated
             under the page's valid actions; see :mod:`rlem_gym.agents.llm_agent`).
         full_reply: in constrained mode, generate the reason and Discouraged list after the action
@@ -132,7 +132,7 @@ class Rememberer(LLMAgent):
         stop: Sequence[str] | None = DEFAULT_STOP,
         seed: int = 0,
         margin: int = DEFAULT_MARGIN_TOKENS,
-        exemplar_order: str = "similarity",
+        exemplar_order: str = "official",
         action_decoding: str = "free",
         full_reply: bool | None = None,
     ) -> None:

@@ -409,7 +409,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-tokens", type=int, default=128, help="tokens generated per call (the study's 128)")
     p.add_argument("--react-history", default=None, choices=("last", "full"),
                    help="ReAct history setting (default: the agent's default)")
-    p.add_argument("--exemplar-order", default=None, choices=("stable", "similarity"),
+    p.add_argument("--exemplar-order", default=None, choices=("official", "similarity", "stable"),
                    help="Rememberer exemplar order (default: the agent's default)")
     p.add_argument("--fallback", default=None, choices=("first_valid", "random_valid", "noop"),
                    help="fallback policy of the tested agents (default: the agents' own); with --tokenizer-only "

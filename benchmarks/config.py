@@ -102,6 +102,11 @@ class BenchConfig:
     """Reproduce the official code's invented random advice when a record lacks a positive or a
     non-positive action."""
 
+    exemplar_order: str = "official"
+    """The Rememberer's exemplar order in the prompt: official (the official code's: the most
+    similar exemplar last, next to the new input, numbered by its rank), similarity (most similar
+    first; this project's order before 2026-11-30) or stable (by memory record id)."""
+
     react_history: str = "last"
     """ReAct's prompt history: last (the first and the current page in full, earlier steps as their
     actions only, as the Rememberer's input shows them; bounds the prompt) or full (every page and
@@ -205,6 +210,10 @@ class BenchConfig:
                 raise ConfigError(message)
         if self.ray is not None and self.workers > 1:
             raise ConfigError("use either --workers N or --ray, not both")
+        from rlem_gym.prompts import EXEMPLAR_ORDERS
+
+        if self.exemplar_order not in EXEMPLAR_ORDERS:
+            raise ConfigError(f"--exemplar-order must be one of {', '.join(EXEMPLAR_ORDERS)}, got {self.exemplar_order!r}")
         from rlem_gym.agents.react import REACT_HISTORIES
 
         if self.react_history not in REACT_HISTORIES:
@@ -222,15 +231,21 @@ class BenchConfig:
         return self
 
     def _check_pools(self) -> None:
-        """Fail fast on an --init-memory or a variant's init/exemplars that cannot be read."""
+        """Fail fast on an --init-memory or a variant's init/exemplars that cannot be read, or a bad exemplar order."""
         from pathlib import Path
 
         from rlem_gym.agents.pools import POOLS, is_pool_spec, resolve_pool
+        from rlem_gym.prompts import check_exemplar_order
 
         specs = [("--init-memory", self.init_memory)] if self.init_memory else []
         for v in self.variants:
             if v.get("exemplars") not in (None, "pool", "handwritten"):
                 raise ConfigError(f"{v.label}: exemplars must be pool or handwritten")
+            if v.get("exemplar_order") is not None:
+                try:
+                    check_exemplar_order(str(v.get("exemplar_order")))
+                except ValueError as exc:
+                    raise ConfigError(f"{v.label}: {exc}") from None
             if v.get("init") is not None:
                 specs.append((v.label, str(v.get("init"))))
         for where, spec in specs:

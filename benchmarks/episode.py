@@ -366,7 +366,8 @@ def make_bench_agent(cfg: BenchConfig, name: str, llm: "LLM | None", memory: Any
         kwargs.update({"max_tokens": cfg.max_tokens, "temperature": cfg.temperature,
                        "action_decoding": cfg.action_decoding})
     if base == "rememberer":
-        kwargs.update({"memory": memory, "k": cfg.k, "discouraged": cfg.discouraged, "random_advice": cfg.random_advice})
+        kwargs.update({"memory": memory, "k": cfg.k, "discouraged": cfg.discouraged, "random_advice": cfg.random_advice,
+                       "exemplar_order": cfg.exemplar_order})
     if base == "static":
         kwargs["exemplars"] = static_exemplars(cfg, variant)
     if base == "react":

@@ -15,12 +15,13 @@ re-reads only what follows the longest common token prefix of two consecutive pr
 (:func:`common_prefix_fraction`). The prompt already runs from the most stable part to the least:
 the preamble (fixed per env), the exemplars (fixed for the static agent; for the Rememberer fixed
 while the retrieval key's page type or instruction pattern stays the same), then the new input.
-The exemplar order is a setting (:data:`EXEMPLAR_ORDERS`): most similar first (the paper's, the
-default) or by record id. Measured with the Qwen2.5 tokenizer over 10 test episodes per env
-(``benchmarks/bench_step.py --tokenizer-only``), both orders reuse exactly the same share
-(WebShop 15.5%, WikiHow 72.6%): within an episode the task similarity is constant, so two
-consecutive steps retrieve either the same records in the same rank order or disjoint ones, and
-the order cannot matter. Moving the new input's task text before the exemplars would save at
+The exemplar order is a setting (:data:`EXEMPLAR_ORDERS`): the official code's (most similar last,
+next to the new input; the default), most similar first, or by record id. Measured with the
+Qwen2.5 tokenizer over 10 test episodes per env (``benchmarks/bench_step.py --tokenizer-only``),
+the similarity and stable orders reuse exactly the same share (WebShop 15.5%, WikiHow 72.6%):
+within an episode the task similarity is constant, so two consecutive steps retrieve either the
+same records in the same rank order or disjoint ones, and the order cannot matter (the same
+argument holds for the official order). Moving the new input's task text before the exemplars would save at
 most its ~40 tokens on a changed exemplar set and would change the paper's layout, so it is not done.
 """
 
@@ -120,8 +121,10 @@ class Exemplar:
     record_id: int | None = None
     """Id of the memory record it came from (None for static exemplars)."""
     rank: int | None = None
-    """Similarity rank at retrieval (0 = most similar; None for static exemplars). Not rendered:
-    when exemplars must be dropped to fit the budget, the highest rank goes first."""
+    """Similarity rank at retrieval (0 = most similar; None for static exemplars). When exemplars
+    must be dropped to fit the budget, the highest rank goes first."""
+    number: int | None = None
+    """The number it is shown with (``Example <number>:``); None: its position in the prompt."""
 
 
 @dataclass
@@ -140,9 +143,9 @@ class BuiltPrompt:
 
 
 # ------------------------------------------------------------------------ exemplar order
-#: how the Rememberer orders its exemplars in the prompt: most similar first ("similarity", the
-#: paper's, the default) or by memory record id ("stable"); see the module docstring for the measurement
-EXEMPLAR_ORDERS: tuple[str, ...] = ("similarity", "stable")
+#: how the Rememberer orders its exemplars in the prompt (see :func:`order_exemplars`): "official"
+#: (the default), "similarity" (most similar first) or "stable" (by memory record id)
+EXEMPLAR_ORDERS: tuple[str, ...] = ("official", "similarity", "stable")
 
 
 def check_exemplar_order(order: str) -> str:
@@ -166,9 +169,20 @@ def stable_exemplar_order(exemplars: Sequence[Exemplar]) -> list[Exemplar]:
 
 
 def order_exemplars(exemplars: Sequence[Exemplar], order: str) -> list[Exemplar]:
-    """Exemplars (given most similar first) in the prompt order ``order`` names (see :data:`EXEMPLAR_ORDERS`)."""
-    if check_exemplar_order(order) == "stable":
+    """Exemplars (given most similar first) in the prompt order ``order`` names.
+
+    - ``"official"``: the official Rememberer code's order, in both its WebShop and WikiHow agents:
+      the most similar exemplar comes last, next to the new input, and each exemplar keeps the
+      number of its similarity rank, so a prompt reads ``Example 2: ...`` then ``Example 1: ...``.
+    - ``"similarity"``: most similar first, numbered in prompt order (this project's order until
+      2026-11-30, used by the study's first WebShop run).
+    - ``"stable"``: by memory record id (see :func:`stable_exemplar_order`), numbered in prompt order.
+    """
+    order = check_exemplar_order(order)
+    if order == "stable":
         return stable_exemplar_order(exemplars)
+    if order == "official":
+        return [replace(e, number=i + 1) for i, e in reversed(list(enumerate(exemplars)))]
     return list(exemplars)
 
 
@@ -230,17 +244,21 @@ def assemble_advice_prompt(
     preamble: str,
     rendered_exemplars: Sequence[str],
     rendered_query: str,
+    numbers: Sequence[int | None] | None = None,
 ) -> str:
     """Join preamble, numbered exemplars and the new input, ending with a blank line.
 
+    ``numbers[i]`` is the number shown for exemplar i (None or missing: its position, from 1).
     The answer cue (:data:`ANSWER_CUE`) is not included: it is the reply's ``response_prefix``,
     and ``prompt + ANSWER_CUE`` is exactly what a base model completes.
     """
+    numbers = list(numbers or [])
     parts = [preamble.rstrip(), ""]
     if rendered_exemplars:
         parts += [EXAMPLES_HEADER, ""]
         for i, text in enumerate(rendered_exemplars, 1):
-            parts += [f"Example {i}:", "", text, ""]
+            number = numbers[i - 1] if i <= len(numbers) and numbers[i - 1] is not None else i
+            parts += [f"Example {number}:", "", text, ""]
     parts += [NEW_INPUT_HEADER, "", rendered_query, "", ""]
     return "\n".join(parts)
 
@@ -294,7 +312,8 @@ def build_advice_prompt(
 
     def render(exs: Sequence[Exemplar], q: PromptInput) -> str:
         return assemble_advice_prompt(
-            preamble, [render_exemplar(render_input, e, discouraged) for e in exs], render_input(q)
+            preamble, [render_exemplar(render_input, e, discouraged) for e in exs], render_input(q),
+            [e.number for e in exs],
         )
 
     text = render(exemplars, query)

@@ -175,7 +175,7 @@ def _memory_with_two_tasks():
     return memory
 
 
-@pytest.mark.parametrize("order", ["similarity", "stable"])
+@pytest.mark.parametrize("order", ["official", "similarity", "stable"])
 def test_recall_order_and_rank_leave_each_exemplar_text_unchanged(order):
     memory = _memory_with_two_tasks()
     agent = Rememberer(ScriptedLLM(lambda i: "INPUT(2, clean utensils) -> 1.0 x"), memory, "wikihow", k=2,
@@ -185,13 +185,34 @@ def test_recall_order_and_rank_leave_each_exemplar_text_unchanged(order):
     by_rank = sorted(exemplars, key=lambda e: e.rank)
     assert [e.record_id for e in by_rank] == [r.record_id for r in retrieved] and [e.rank for e in by_rank] == [0, 1]
     ids = [e.record_id for e in exemplars]
-    assert ids == (sorted(ids) if order == "stable" else [r.record_id for r in retrieved])
-    assert ids != sorted(ids) or order == "stable"
+    by_similarity = [r.record_id for r in retrieved]
+    expected = {"stable": sorted(ids), "similarity": by_similarity, "official": by_similarity[::-1]}[order]
+    assert ids == expected
+    assert by_similarity != sorted(by_similarity)  # the orders differ on this memory
     for ex, hit in zip(by_rank, retrieved):  # rank is not rendered: the exemplar text is the record's as before
         plain = exemplar_from_record(hit.record, WIKIHOW)
         assert render_exemplar(WIKIHOW.render_input, ex) == render_exemplar(WIKIHOW.render_input, plain)
-    with pytest.raises(ValueError, match="similarity, stable"):
+    with pytest.raises(ValueError, match="official, similarity, stable"):
         Rememberer(ScriptedLLM(lambda i: ""), memory, "wikihow", exemplar_order="random")
+
+
+def test_official_order_puts_the_most_similar_exemplar_next_to_the_new_input():
+    """The official code's prompt: the least similar exemplar first, the most similar one right
+    before the new input, each numbered by its similarity rank (Example 2, then Example 1)."""
+    memory = _memory_with_two_tasks()
+    llm = ScriptedLLM(lambda i: "INPUT(2, clean utensils) -> 1.0 x")
+    agent = Rememberer(llm, memory, "wikihow", k=2)
+    assert agent.exemplar_order == "official"  # the default
+    info = {"task_lines": ["clean utensils"], "instruction": "", "clickable_ids": [2], "input_ids": [2]}
+    agent.reset("<home/>", info)
+    assert agent.act("<home/>", info) == "INPUT(2, clean utensils)"
+    prompt = llm.prompts[-1]
+    ex2, ex1, new = prompt.index("Example 2:"), prompt.index("Example 1:"), prompt.index("INPUT(2, clean utensils) -> 1.0 near")
+    assert ex2 < prompt.index("SCROLL(DOWN)") < ex1 < new < prompt.rindex("Task:\nclean utensils")
+    assert "Example 3:" not in prompt
+    similarity = Rememberer(ScriptedLLM(lambda i: ""), memory, "wikihow", k=2, exemplar_order="similarity")
+    _, exemplars = similarity._recall("clean utensils", "<home/>", "")
+    assert [e.number for e in exemplars] == [None, None] and [e.rank for e in exemplars] == [0, 1]
 
 
 def test_stable_order_sorts_by_record_id_and_leaves_static_exemplars_alone():

@@ -59,6 +59,8 @@ def _cfg(tmp_path: Path, **kw) -> BenchConfig:
         ({"init_memory": "/nonexistent/memory"}, "nor a saved memory"),
         ({"agents": ("static[exemplars=some]",)}, "exemplars must be pool or handwritten"),
         ({"agents": ("heuristic", "oracle"), "reference": "rememberer"}, "not among the agents"),
+        ({"exemplar_order": "nearest"}, "--exemplar-order must be one of official, similarity, stable"),
+        ({"agents": ("rememberer[exemplar_order=nearest]",)}, "unknown exemplar order 'nearest'"),
     ],
 )
 def test_bad_study_settings_are_config_errors(tmp_path, kw, message):
@@ -107,6 +109,9 @@ def test_variant_settings_reach_the_agent(tmp_path):
     agent = make_bench_agent(cfg, "rememberer[discouraged=false,k=1]", llm, memory=None)
     assert agent.discouraged is False and agent.k == 1
     assert make_bench_agent(cfg, "rememberer", llm).discouraged is True
+    assert make_bench_agent(cfg, "rememberer", llm).exemplar_order == "official"  # the run's default
+    assert make_bench_agent(_cfg(tmp_path, exemplar_order="similarity"), "rememberer", llm).exemplar_order == "similarity"
+    assert make_bench_agent(cfg, "rememberer[exemplar_order=stable]", llm).exemplar_order == "stable"
     heuristic = make_bench_agent(cfg, "heuristic", llm)
     assert heuristic.uses_llm is False and not hasattr(heuristic, "llm")
 

@@ -15,7 +15,9 @@
 # Settings (decided on dev splits, never on test goals; see docs/study/README.md):
 #   model qwen2.5-coder-0.5b through llama.cpp (the best zoo model per CPU-second, RESULTS.md),
 #   constrained action decoding (valid actions 40-73% free -> 100% constrained on WebShop train[20:23]),
-#   ReAct with the bounded history (`last`), greedy decoding, 15 steps, k = 2, capacities 500/20,
+#   ReAct with the bounded history (`last`), the official exemplar order (the most similar exemplar
+#   last, next to the new input; the agent's default since 2026-11-30: runs before that showed the
+#   most similar first, see docs/study/README.md "Exemplar order"), greedy decoding, 15 steps, k = 2, capacities 500/20,
 #   3 training epochs, seed 0, and the official code's invented advice (`--random-advice`: a record
 #   with no positive Q shows a random Encouraged action; decided on dev goals train[20:28], see
 #   docs/study/README.md "Advice rendering"); WebShop observations in `text` mode (the env's default; the
@@ -56,7 +58,7 @@ RUNS[webshop-S1]="--env webshop --agents rememberer,rememberer@untrained --train
 RUNS[webshop-ablations]="--env webshop --agents rememberer[discouraged=false],rememberer[n_step=1] --train-split train[0:10] --test-split test[0:50] --init-memory webshop:E0"
 RUNS[wikihow-S1]="--env wikihow --agents rememberer,rememberer@untrained --train-split train_S1 --test-split microcanon70 --init-memory wikihow:init"
 RUNS[wikihow-annotated]="--env wikihow --agents rememberer@untrained --epochs 0 --test-split microcanon70 --init-memory wikihow:annotated"
-ORDER=(webshop-main wikihow-main webshop-snapshots webshop-E1 webshop-E2 webshop-S1 webshop-ablations wikihow-S1 wikihow-annotated)
+ORDER=(wikihow-main webshop-main webshop-snapshots webshop-E1 webshop-E2 webshop-S1 webshop-ablations wikihow-S1 wikihow-annotated)
 
 for name in "${@:-${ORDER[@]}}"; do
   [ -n "${RUNS[$name]:-}" ] || { echo "unknown run $name; runs: ${ORDER[*]}" >&2; exit 2; }
