@@ -1,5 +1,11 @@
+"""The results-page step with another model: WikiHow dev tasks 0..N-1 (see ../order_probe.py), the
+untrained Rememberer (wikihow:init), the study's settings (constrained decoding, official advice):
+its action on the home page, then on the page that follows. One JSON line per task.
+
+    python docs/study/probes/order/probe_15b.py qwen2.5-coder-1.5b:gguf official 5 > qwen15b_official.jsonl
+"""
 import json, sys, time
-sys.path.insert(0,'docs/study/probes')
+sys.path.insert(0, __import__('os').path.join(__import__('os').path.dirname(__file__), '..'))
 from order_probe import dev_tasks, CONFIG
 from rlem_gym.benchmarks.config import BenchConfig
 from rlem_gym.benchmarks.episode import initial_memory, make_bench_agent, make_env
