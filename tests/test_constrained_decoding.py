@@ -285,3 +285,30 @@ def test_llamacpp_grammar_engine_agrees_with_mask_engine() -> None:
     assert texts[0] == texts[1]
     with pytest.raises(ValueError, match="constraint_engine"):
         make_llm("smollm2-gguf", constraint_engine="regex")
+
+
+def test_an_interrupt_inside_the_llamacpp_logits_processor_is_not_lost(gguf_llm, monkeypatch) -> None:
+    """llama.cpp runs the mask processor inside a C callback, which would print and drop a
+    KeyboardInterrupt (Ctrl-C, or SIGTERM in the CLI): the backend re-raises it after the call,
+    and the next call is unaffected."""
+    from rlem_gym.llm.vocab_index import VocabIndex
+
+    if getattr(gguf_llm, "constraint_engine", "mask") != "mask":
+        pytest.skip("the default llama.cpp engine is not the mask processor")
+    prompt = "Task: learn how to hide gauges. Screen: a search box (id 2). Write your next action."
+    real = VocabIndex.constrain
+    calls = []
+
+    def interrupted(self, scores, constraint, text, eos):
+        calls.append(text)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("signal 15")
+        return real(self, scores, constraint, text, eos)
+
+    monkeypatch.setattr(VocabIndex, "constrain", interrupted)
+    with pytest.raises(KeyboardInterrupt, match="signal 15"):
+        gguf_llm.generate(prompt, response_prefix="Encouraged:\n", constraint=WIKI, max_tokens=48)
+    assert len(calls) == 2  # generation stopped at the interrupted token
+    monkeypatch.setattr(VocabIndex, "constrain", real)
+    out = gguf_llm.generate(prompt, response_prefix="Encouraged:\n", constraint=WIKI, max_tokens=48)
+    assert WIKI.matches(out.text), out.text

@@ -14,6 +14,8 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from rlem_gym.llm.base import (
     LLM, Completion, LLMError, chat_messages, check_generate_args, common_prefix_len, finish_reason, timed,
 )
@@ -133,8 +135,15 @@ class LlamaCppBackend(LLM):
             self._grammars[text] = grammar
         return grammar
 
-    def _mask_processor(self, constraint: ActionConstraint, n_prompt: int) -> Any:
-        """A llama.cpp logits processor that masks every token the constraint forbids after the reply so far."""
+    def _mask_processor(self, constraint: ActionConstraint, n_prompt: int) -> tuple[Any, list[BaseException]]:
+        """A llama.cpp logits processor that masks every token the constraint forbids after the reply so
+        far, and the list where it keeps an exception raised inside it.
+
+        llama.cpp calls the processor from a C callback, where a raised exception is printed and
+        then ignored, generation going on: a Ctrl-C or ``kill`` (SIGTERM raises KeyboardInterrupt in
+        the CLI) that lands there would be lost. So the processor keeps the exception, lets only the
+        end-of-sequence token through to end the reply at once, and :meth:`generate` raises it.
+        """
         from llama_cpp import LogitsProcessorList
 
         if self._vocab is None:
@@ -142,11 +151,19 @@ class LlamaCppBackend(LLM):
 
             self._vocab = VocabIndex.from_llama(self._llm)
         vocab, eos = self._vocab, int(self._llm.token_eos())
+        raised: list[BaseException] = []
 
         def process(input_ids: Any, scores: Any) -> Any:
-            return vocab.constrain(scores, constraint, vocab.text_of(input_ids[n_prompt:]), eos)
+            if not raised:
+                try:
+                    return vocab.constrain(scores, constraint, vocab.text_of(input_ids[n_prompt:]), eos)
+                except BaseException as exc:  # noqa: BLE001 - re-raised by generate()
+                    raised.append(exc)
+            scores[:] = -np.inf
+            scores[eos] = 0.0
+            return scores
 
-        return LogitsProcessorList([process])
+        return LogitsProcessorList([process]), raised
 
     def _spell(self, token_id: int) -> str:
         """A special token's text as the vocabulary spells it ("" for a missing token, id -1)."""
@@ -199,12 +216,13 @@ class LlamaCppBackend(LLM):
             max_tokens=max_tokens, stop=stops + template_stops, temperature=float(temperature), top_p=1.0, top_k=0,
             min_p=0.0, repeat_penalty=1.0, seed=seed if seed is not None else (0 if temperature == 0 else None),
         )
+        raised: list[BaseException] = []
         if constraint is not None:
             sampling["stop"] = list(template_stops)
             if self.constraint_engine == "grammar":
                 sampling["grammar"] = self._grammar(constraint)
             else:
-                sampling["logits_processor"] = self._mask_processor(constraint, len(ids))
+                sampling["logits_processor"], raised = self._mask_processor(constraint, len(ids))
         with self._lock:
             before = self._cached_ids()
             try:
@@ -213,6 +231,8 @@ class LlamaCppBackend(LLM):
                 raise LLMError(f"{self.name}: {exc} (shorten the prompt; see rlem_gym.llm.truncate_to_tokens)") from exc
             except RuntimeError as exc:
                 raise LLMError(f"{self.name} failed to generate: {exc}") from exc
+            if raised:  # an exception inside the logits processor (see _mask_processor)
+                raise raised[0]
             usage = out.get("usage") or {}
             n_prompt = int(usage.get("prompt_tokens") or 0)
             after = self._cached_ids()
