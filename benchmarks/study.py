@@ -157,7 +157,8 @@ def summary_markdown(rob: list[dict[str, Any]], curves: list[dict[str, Any]]) ->
 
 
 def write_summary(root: str | Path, out: str | Path | None = None) -> list[Path]:
-    """Write summary.md and the plots of every view that has data; return the paths written."""
+    """Write summary.md and the plots of every view that has data; return the paths written. A view
+    with no data (e.g. its main run was renamed or not finished) loses a plot left by an earlier call."""
     from rlem_gym.benchmarks.plots import plot_learning_curve, plot_sweep
 
     out = Path(out or root)
@@ -167,13 +168,17 @@ def write_summary(root: str | Path, out: str | Path | None = None) -> list[Path]
     paths = [out / "summary.md"]
     atomic_write_text(paths[0], summary_markdown(rob, curves))
     for r in rob:
-        if r["runs"]:
+        if not r["runs"]:
+            (out / f"robustness_{r['env']}.png").unlink(missing_ok=True)
+        else:
             rows = [{"model": n, "agent": agent, "score": est}
                     for agent, a in r["agents"].items() for n, est in a["per_run"].items()]
             paths.append(plot_sweep({"models": r["runs"], "rows": rows}, out / f"robustness_{r['env']}.png",
                                     title=f"Robustness, {r['env']}: test score per agent and run (95% bootstrap CI)"))
     for c in curves:
-        if c["points"]:
+        if not c["points"]:
+            (out / f"test_curve_{c['env']}.png").unlink(missing_ok=True)
+        else:
             path = plot_learning_curve({"learning_curve": c["points"]}, out / f"test_curve_{c['env']}.png", phase="test",
                                        title=f"{c['env']}: test score of the memory after each training epoch")
             paths.append(path)

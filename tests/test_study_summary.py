@@ -83,3 +83,17 @@ def test_summary_files(published, tmp_path):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     assert not (out / "robustness_wikihow.png").exists()
     assert study.main([str(published / "nope")]) == 2
+    # the main run gone (renamed, or not published yet): its views lose their plots, not keep stale ones
+    import shutil
+
+    shutil.rmtree(published / "webshop-main")
+    assert study.main([str(published), "--out", str(out)]) == 0
+    text = (out / "summary.md").read_text()
+    assert "Missing (not finished): webshop-main" in text
+    for name in ("robustness_webshop.png", "test_curve_webshop.png"):  # webshop-E1 and the snapshots are left
+        assert (out / name).exists()
+    shutil.rmtree(published / "webshop-E1")
+    shutil.rmtree(published / "webshop-snapshots")
+    assert study.main([str(published), "--out", str(out)]) == 0
+    for name in ("robustness_webshop.png", "test_curve_webshop.png"):
+        assert not (out / name).exists()
