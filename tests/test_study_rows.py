@@ -125,7 +125,8 @@ def test_encouraged_copies_are_counted(tmp_path, minilm):
     from rlem_gym.agents.pools import import_pool
 
     memory = import_pool("webshop:E0", get_adapter("webshop").make_matcher(minilm))
-    cfg = _cfg(tmp_path)
+    # the fake copies the first exemplar shown: with the most similar shown first, that is rank 0
+    cfg = _cfg(tmp_path, exemplar_order="similarity")
     agent = make_bench_agent(cfg, "rememberer", CopyFirstAdvice(), memory).eval()
     env = gym.make("rlem_gym/WebShop-v0", split="test", shown_results=3, max_steps=3, max_episode_steps=3)
     lines = []
@@ -175,7 +176,8 @@ def test_cli_run_of_reference_rows_needs_no_llm(tmp_path, capsys):
 
 
 def test_runner_plays_every_variant(tmp_path):
-    cfg = _cfg(tmp_path, init_memory="webshop:E0",
+    # exemplar_order: the fake copies the first exemplar shown, which is rank 0 with the most similar first
+    cfg = _cfg(tmp_path, init_memory="webshop:E0", exemplar_order="similarity",
                agents=("rememberer", "rememberer@untrained", "rememberer[n_step=1]", "static", "heuristic"))
     results = Runner(cfg, llm_factory=CopyFirstAdvice, echo=lambda m: None).run()
     rd = RunDir(cfg.out)
