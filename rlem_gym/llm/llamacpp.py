@@ -14,8 +14,6 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
 from rlem_gym.llm.base import (
     LLM, Completion, LLMError, chat_messages, check_generate_args, common_prefix_len, finish_reason, timed,
 )
@@ -146,6 +144,8 @@ class LlamaCppBackend(LLM):
         """
         from llama_cpp import LogitsProcessorList
 
+        from rlem_gym.llm.vocab_index import eos_only
+
         if self._vocab is None:
             from rlem_gym.llm.vocab_index import VocabIndex
 
@@ -159,9 +159,7 @@ class LlamaCppBackend(LLM):
                     return vocab.constrain(scores, constraint, vocab.text_of(input_ids[n_prompt:]), eos)
                 except BaseException as exc:  # noqa: BLE001 - re-raised by generate()
                     raised.append(exc)
-            scores[:] = -np.inf
-            scores[eos] = 0.0
-            return scores
+            return eos_only(scores, eos)
 
         return LogitsProcessorList([process]), raised
 

@@ -26,6 +26,14 @@ import numpy as np
 from rlem_gym.llm.constraint import ActionConstraint
 
 
+
+def eos_only(scores: np.ndarray, eos: int) -> np.ndarray:
+    """Scores (a new array shaped like ``scores``) that leave end-of-sequence as the only choice."""
+    out = np.full_like(scores, -np.inf)
+    out[eos] = 0.0
+    return out
+
+
 class VocabIndex:
     """The decoded text of every token, indexed for prefix lookups.
 
@@ -125,16 +133,14 @@ class VocabIndex:
         """``scores`` with every token the constraint forbids after ``text`` set to -inf (a new array);
         when decoding must end (:meth:`next_mask`, :meth:`may_end`), end-of-sequence (``eos``) is the
         only choice."""
-        out = np.full_like(scores, -np.inf)
         allowed = self.next_mask(constraint, text)
         if allowed is None:
-            out[eos] = 0.0
-            return out
+            return eos_only(scores, eos)
+        out = np.full_like(scores, -np.inf)
         n = min(len(allowed), len(scores))
         out[:n] = np.where(allowed[:n], scores[:n], -np.inf)
         if self.may_end(constraint, text, float(scores[eos]), float(out.max())):
-            out[:] = -np.inf
-            out[eos] = 0.0
+            return eos_only(scores, eos)
         return out
 
     def allowed(self, constraint: ActionConstraint, text: str) -> np.ndarray:
