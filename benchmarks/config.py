@@ -210,10 +210,16 @@ class BenchConfig:
                 raise ConfigError(message)
         if self.ray is not None and self.workers > 1:
             raise ConfigError("use either --workers N or --ray, not both")
-        from rlem_gym.prompts import EXEMPLAR_ORDERS
+        from rlem_gym.prompts import EXEMPLAR_ORDERS, check_exemplar_order
 
         if self.exemplar_order not in EXEMPLAR_ORDERS:
             raise ConfigError(f"--exemplar-order must be one of {', '.join(EXEMPLAR_ORDERS)}, got {self.exemplar_order!r}")
+        for v in self.variants:
+            if v.get("exemplar_order") is not None:
+                try:
+                    check_exemplar_order(str(v.get("exemplar_order")))
+                except ValueError as exc:
+                    raise ConfigError(f"{v.label}: {exc}") from None
         from rlem_gym.agents.react import REACT_HISTORIES
 
         if self.react_history not in REACT_HISTORIES:
@@ -231,21 +237,15 @@ class BenchConfig:
         return self
 
     def _check_pools(self) -> None:
-        """Fail fast on an --init-memory or a variant's init/exemplars that cannot be read, or a bad exemplar order."""
+        """Fail fast on an --init-memory or a variant's init/exemplars that cannot be read."""
         from pathlib import Path
 
         from rlem_gym.agents.pools import POOLS, is_pool_spec, resolve_pool
-        from rlem_gym.prompts import check_exemplar_order
 
         specs = [("--init-memory", self.init_memory)] if self.init_memory else []
         for v in self.variants:
             if v.get("exemplars") not in (None, "pool", "handwritten"):
                 raise ConfigError(f"{v.label}: exemplars must be pool or handwritten")
-            if v.get("exemplar_order") is not None:
-                try:
-                    check_exemplar_order(str(v.get("exemplar_order")))
-                except ValueError as exc:
-                    raise ConfigError(f"{v.label}: {exc}") from None
             if v.get("init") is not None:
                 specs.append((v.label, str(v.get("init"))))
         for where, spec in specs:

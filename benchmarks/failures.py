@@ -76,11 +76,11 @@ def wikihow_outcome(record: dict[str, Any]) -> str:
     from rlem_gym.envs.wikihow.tasks import all_tasks
 
     task = all_tasks().get(str(record.get("task_label", "")))
-    done = record.get("subgoals_done")
-    if task is None or done is None or not 0 <= int(done) < len(task.subgoals):
+    done = -1 if record.get("subgoals_done") is None else int(record["subgoals_done"])
+    if task is None or not 0 <= done < len(task.subgoals):
         return "partial" if float(record.get("return", 0.0)) > 0 else WIKIHOW_MISSED["search"]
-    kind = task.subgoals[int(done)].kind
-    if kind == "article" and int(done) > 1:
+    kind = task.subgoals[done].kind
+    if kind == "article" and done > 1:
         kind = "next article"
     return WIKIHOW_MISSED.get(kind, "partial")
 

@@ -34,7 +34,8 @@ def main(run_dir: str) -> None:
     for row in iter_jsonl(run.step_log_path):
         if row.get("phase") == "test" and int(row["goal"]) in score:
             steps[row["agent"], int(row["goal"])].append(row["action"])
-    kept = {k: v for k, v in steps.items() if k[1] in set(goals)}
+    finished = set(goals)
+    kept = {k: v for k, v in steps.items() if k[1] in finished}
     print(f"{len(goals)} test goals finished by every agent ({goals[0]}-{goals[-1]})")
     print("goals with a purchase:", dict(Counter(a for (a, _), acts in kept.items() if "click[buy now]" in acts)))
     for other in agents:
