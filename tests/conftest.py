@@ -27,9 +27,33 @@ def page_kind():
 
 
 # ----------------------------------------------------------------------------- LLM backends
+@pytest.fixture(scope="session", autouse=True)
+def dequant_cache_dir(tmp_path_factory):
+    """A fresh dequantised-weights cache for this test session (inherited by subprocesses).
+
+    The first HF load of the shipped GGUF in the session dequantises it and fills the cache, so
+    tests see that path; every later process (CLI runs, Ray workers) loads from the cache. The
+    folder (about 0.5 GB) is removed at the end.
+    """
+    import os
+    import shutil
+
+    from rlem_gym.llm.dequant_cache import DEQUANT_CACHE_ENV
+
+    folder = tmp_path_factory.mktemp("dequant-cache")
+    old = os.environ.get(DEQUANT_CACHE_ENV)
+    os.environ[DEQUANT_CACHE_ENV] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop(DEQUANT_CACHE_ENV, None)
+    else:
+        os.environ[DEQUANT_CACHE_ENV] = old
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def hf_llm():
-    """The shipped SmolLM2-135M-Instruct through HF transformers (loaded once: ~30 s on 2 cores)."""
+    """The shipped SmolLM2-135M-Instruct through HF transformers (loaded once: ~45 s on 2 cores, from the GGUF)."""
     from rlem_gym.llm import make_llm
 
     llm = make_llm()

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from rlem_gym.llm import dequant_cache
 from rlem_gym.llm.base import (
     LLM, Completion, LLMError, chat_messages, check_generate_args, common_prefix_len, find_stop, timed,
 )
@@ -38,6 +40,8 @@ class _Loaded:
     is_chat: bool
     cache_arg: str
     """The forward() keyword that takes the KV cache: ``cache`` (transformers >= 5.x) or ``past_key_values``."""
+    origin: str = "pretrained"
+    """Where the weights came from: ``gguf`` (dequantised now), ``cache`` (:mod:`dequant_cache`) or ``pretrained``."""
     vocab: Any = None
     """The :class:`VocabIndex` for constrained decoding, built on first use."""
 
@@ -119,6 +123,24 @@ def release_weights() -> int:
     return n
 
 
+def _load_dequantised(model: str, gguf_file: str) -> tuple[Any, Any] | None:
+    """(model, tokenizer) from the dequantised-weights cache; None without an entry or for a broken one (removed)."""
+    entry = dequant_cache.lookup(model, gguf_file)
+    if entry is None:
+        return None
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(entry), dtype=torch.float32), AutoTokenizer.from_pretrained(
+            str(entry))
+    except Exception as exc:  # noqa: BLE001 - any unreadable entry (safetensors raises its own type): rebuild it
+        warnings.warn(f"ignoring the unreadable dequantised-weights cache {entry} ({type(exc).__name__}: {exc}); "
+                      "loading the GGUF instead", RuntimeWarning, stacklevel=3)
+        dequant_cache.discard(entry)
+        return None
+
+
 def load_weights(model: str, gguf_file: str | None, device: str, dtype: str) -> _Loaded:
     """Load (or fetch from this process's cache) the model and tokenizer; raises LLMError on failure."""
     key = (str(model), gguf_file, device, dtype)
@@ -128,17 +150,24 @@ def load_weights(model: str, gguf_file: str | None, device: str, dtype: str) -> 
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        kw: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(str(model), **kw)
-            torch_dtype = _resolve_dtype(dtype, device)
-            # GGUF weights are dequantised to fp32 on load; cast afterwards for any other dtype.
-            lm = AutoModelForCausalLM.from_pretrained(str(model), dtype=torch.float32 if gguf_file else torch_dtype, **kw)
-        except (OSError, ValueError) as exc:
-            offline = " (HF_HUB_OFFLINE is set: pass a local directory or pre-download the model)" if os.environ.get(
-                "HF_HUB_OFFLINE") == "1" else ""
-            raise LLMError(f"could not load HF model {model!r}{' gguf_file=' + gguf_file if gguf_file else ''}: "
-                           f"{exc}{offline}") from exc
+        torch_dtype = _resolve_dtype(dtype, device)
+        loaded_from_cache = _load_dequantised(str(model), gguf_file) if gguf_file else None
+        lm, tokenizer = loaded_from_cache or (None, None)
+        origin = "cache" if loaded_from_cache else "gguf" if gguf_file else "pretrained"
+        if lm is None:
+            kw: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(str(model), **kw)
+                # GGUF weights are dequantised to fp32 on load; cast afterwards for any other dtype.
+                lm = AutoModelForCausalLM.from_pretrained(str(model), dtype=torch.float32 if gguf_file else torch_dtype,
+                                                          **kw)
+            except (OSError, ValueError) as exc:
+                offline = " (HF_HUB_OFFLINE is set: pass a local directory or pre-download the model)" if os.environ.get(
+                    "HF_HUB_OFFLINE") == "1" else ""
+                raise LLMError(f"could not load HF model {model!r}{' gguf_file=' + gguf_file if gguf_file else ''}: "
+                               f"{exc}{offline}") from exc
+            if gguf_file:
+                dequant_cache.store(str(model), gguf_file, lm, tokenizer)
         lm = lm.to(device=device, dtype=torch_dtype)
         lm.eval()
         loaded = _Loaded(
@@ -149,6 +178,7 @@ def load_weights(model: str, gguf_file: str | None, device: str, dtype: str) -> 
             context_length=_context_length(lm.config, tokenizer),
             is_chat=bool(getattr(tokenizer, "chat_template", None)),
             cache_arg=cache_argument(lm),
+            origin=origin,
         )
         _WEIGHTS[key] = loaded
         return loaded
@@ -160,7 +190,8 @@ class HFBackend(LLM):
     Args:
         model: a HF model id or a local directory.
         gguf_file: name of a GGUF file inside ``model`` (weights are dequantised on load;
-            the tokenizer embedded in the GGUF is used).
+            the tokenizer embedded in the GGUF is used). The dequantised weights of a local
+            GGUF are cached on disk after the first load (:mod:`rlem_gym.llm.dequant_cache`).
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda[:n]"``.
         dtype: ``"auto"`` (fp32 on CPU, bf16 on CUDA), ``"float32"``, ``"bfloat16"`` or ``"float16"``.
         chat: apply the tokenizer's chat template (``None`` = when the tokenizer has one).
