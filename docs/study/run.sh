@@ -58,7 +58,9 @@ RUNS[webshop-S1]="--env webshop --agents rememberer,rememberer@untrained --train
 RUNS[webshop-ablations]="--env webshop --agents rememberer[discouraged=false],rememberer[n_step=1] --train-split train[0:10] --test-split test[0:50] --init-memory webshop:E0"
 RUNS[wikihow-S1]="--env wikihow --agents rememberer,rememberer@untrained --train-split train_S1 --test-split microcanon70 --init-memory wikihow:init"
 RUNS[wikihow-annotated]="--env wikihow --agents rememberer@untrained --epochs 0 --test-split microcanon70 --init-memory wikihow:annotated"
-ORDER=(wikihow-main webshop-main webshop-snapshots webshop-E1 webshop-E2 webshop-S1 webshop-ablations wikihow-S1 wikihow-annotated)
+# webshop-main before the rest of wikihow-main: its re-run (~8.5 h) settles the provisional WebShop
+# verdict, while wikihow-main still has ~28 h to go (its epoch 3 and its test); both resume as they are
+ORDER=(webshop-main wikihow-main webshop-snapshots webshop-E1 webshop-E2 webshop-S1 webshop-ablations wikihow-S1 wikihow-annotated)
 
 for name in "${@:-${ORDER[@]}}"; do
   [ -n "${RUNS[$name]:-}" ] || { echo "unknown run $name; runs: ${ORDER[*]}" >&2; exit 2; }
