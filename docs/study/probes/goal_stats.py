@@ -4,7 +4,8 @@
 
 Over the test goals that every agent finished: the goals where each agent bought, where the trained
 Rememberer scored higher / lower / the same as each other agent, the episodes with one action 3+
-times in a row, and those with 3+ ``click[back to search]``.
+times in a row, those with 3+ ``click[back to search]``, and those that took exactly the heuristic's
+actions on the same goal (search, the first result, ``buy now``; no option clicked).
 """
 import sys
 from collections import Counter, defaultdict
@@ -48,6 +49,14 @@ def main(run_dir: str) -> None:
           dict(Counter(a for (a, _), acts in kept.items() if max_repeat(acts) >= 3)))
     print("episodes with 3+ click[back to search]:",
           dict(Counter(a for (a, _), acts in kept.items() if acts.count("click[back to search]") >= 3)))
+    if "heuristic" in agents:
+        # the heuristic's query is the instruction without its price clause; the LLM rows write their own,
+        # so compare the path: a search, then the same result click and the same clicks after it
+        def path(acts: list[str]) -> list[str]:
+            return ["search" if a.startswith("search[") else a for a in acts]
+        same = Counter(a for (a, g), acts in kept.items()
+                       if a != "heuristic" and path(acts) == path(kept.get(("heuristic", g), [])))
+        print("episodes on the heuristic's path (search, the same result, buy now):", dict(same))
 
 
 if __name__ == "__main__":
