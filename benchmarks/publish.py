@@ -36,7 +36,9 @@ PLAIN = ("results.md", "results.csv", "results.json", "config.json")
 
 
 def _gz_jsonl(rows: list[dict]) -> bytes:
-    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+    # keys in their written order, as the run folder has them: a restored run is byte-identical, and
+    # republishing it changes no committed record
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     return gzip.compress(text.encode("utf-8"), mtime=0)
 
 

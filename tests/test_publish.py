@@ -71,6 +71,11 @@ def test_restore_rebuilds_a_run_that_resumes_without_replaying(tmp_path):
     publish(tmp_path / "run", tmp_path / "pub")
     assert restore(tmp_path / "pub", tmp_path / "again") == 4
     assert (tmp_path / "again" / "memory_x_seed0" / "MANIFEST.json").read_text() == '{"format": 1}'
+    # the restored records and step log are the run's own bytes, so republishing changes nothing
+    original = sorted((tmp_path / "run" / "records").glob("*.json"))
+    assert [p.read_bytes() for p in original] == [
+        (tmp_path / "again" / "records" / p.name).read_bytes() for p in original]
+    assert (tmp_path / "again" / "episodes.jsonl").read_bytes() == (tmp_path / "run" / "episodes.jsonl").read_bytes()
     before = comparable_step_log(tmp_path / "again")
     Runner(cfg.replace(out=str(tmp_path / "again")), echo=lambda m: None).run()
     assert comparable_step_log(tmp_path / "again") == before == comparable_step_log(tmp_path / "run")
