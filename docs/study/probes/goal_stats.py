@@ -4,8 +4,8 @@
 
 Over the test goals that every agent finished: the goals where each agent bought, where the trained
 Rememberer scored higher / lower / the same as each other agent, the episodes with one action 3+
-times in a row, those with 3+ ``click[back to search]``, and those that took exactly the heuristic's
-actions on the same goal (search, the first result, ``buy now``; no option clicked).
+times in a row, those with 3+ ``click[back to search]``, and those that took the heuristic's path on
+the same goal: a search (its query may differ), then the same clicks (result, ``buy now``).
 """
 import sys
 from collections import Counter, defaultdict
