@@ -134,3 +134,62 @@ def test_builds_left_by_killed_processes_are_removed_after_an_hour(fake_gguf, hf
     os.utime(old, (hours_ago, hours_ago))
     assert dequant_cache.store(str(fake_gguf), "m.gguf", _tiny_llama(), hf_llm._w.tokenizer) is not None
     assert not old.exists() and recent.exists()  # a recent one may belong to a process still writing it
+
+
+def _tiny_tokenizer():
+    """A real fast tokenizer with a 64-word vocabulary, built in memory (no model needed)."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+
+    vocab = {"[UNK]": 0, **{f"w{i}": i for i in range(1, 64)}}
+    tok = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = Whitespace()
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]")
+
+
+def _gguf_stand_in(folder: Path, name: str, size: int) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(b"GGUF" + bytes(size))
+    return str(folder)
+
+
+def test_entries_of_changed_or_deleted_ggufs_are_removed_by_the_next_store(fake_gguf, tmp_path):
+    lm, tok = _tiny_llama(), _tiny_tokenizer()
+    other = _gguf_stand_in(tmp_path / "other", "o.gguf", 10)
+    gone = _gguf_stand_in(tmp_path / "gone", "g.gguf", 10)
+    old_m = dequant_cache.store(str(fake_gguf), "m.gguf", lm, tok)
+    kept = dequant_cache.store(other, "o.gguf", lm, tok)
+    dead = dequant_cache.store(gone, "g.gguf", lm, tok)
+    assert {old_m, kept, dead} <= set((tmp_path / "cache").iterdir())
+
+    (fake_gguf / "m.gguf").write_bytes(b"GGUF" + bytes(80))  # m.gguf changed: its old entry is dead
+    (Path(gone) / "g.gguf").unlink()  # g.gguf deleted: its entry is dead
+    new_m = dequant_cache.store(str(fake_gguf), "m.gguf", lm, tok)
+    assert new_m != old_m
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted([new_m.name, kept.name])
+    assert dequant_cache.lookup(other, "o.gguf") == kept
+
+
+def test_the_size_cap_evicts_the_least_recently_used_entries(fake_gguf, tmp_path, monkeypatch):
+    lm, tok = _tiny_llama(), _tiny_tokenizer()
+    models = [_gguf_stand_in(tmp_path / f"m{i}", f"m{i}.gguf", 10) for i in range(3)]
+    entries = [dequant_cache.store(models[i], f"m{i}.gguf", lm, tok) for i in range(3)]
+    for i, entry in enumerate(entries):  # stored at different times, m0 first
+        t = time.time() - 100 * (3 - i)
+        os.utime(entry / MARKER, (t, t))
+    assert dequant_cache.lookup(models[0], "m0.gguf") == entries[0]  # m0 used just now: m1 is the oldest
+    size = dequant_cache._folder_bytes(entries[0])
+
+    monkeypatch.setenv(dequant_cache.DEQUANT_CACHE_MAX_GB_ENV, str(2.5 * size / 1e9))  # room for 2 entries
+    assert dequant_cache.prune(tmp_path / "cache") == [entries[1]]
+    assert [dequant_cache.lookup(models[i], f"m{i}.gguf") for i in range(3)] == [entries[0], None, entries[2]]
+
+    new = _gguf_stand_in(tmp_path / "m3", "m3.gguf", 10)
+    monkeypatch.setenv(dequant_cache.DEQUANT_CACHE_MAX_GB_ENV, "0")  # the entry just stored always stays
+    kept = dequant_cache.store(new, "m3.gguf", lm, tok)
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [kept.name]
+
+    monkeypatch.setenv(dequant_cache.DEQUANT_CACHE_MAX_GB_ENV, "lots")
+    with pytest.raises(ValueError, match="RLEM_GYM_DEQUANT_CACHE_MAX_GB must be a number"):
+        dequant_cache.store(new, "m3.gguf", lm, tok)

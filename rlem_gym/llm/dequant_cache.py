@@ -18,6 +18,11 @@ entry. An entry is built in a temporary folder and appears under its final name 
 rename after its files are synced, with ``rlem-gym.json`` written last, so a killed process
 leaves no half entry that a later one would read. Writing is best effort: on a full disk the
 model is still returned and the cache is skipped with a warning.
+
+The cache is bounded. Each new entry removes the entries whose GGUF file is gone or has changed
+since (they can never be read again), then the least recently used entries until the cache holds
+at most ``$RLEM_GYM_DEQUANT_CACHE_MAX_GB`` gigabytes (default 20; the new entry is always kept).
+A lookup marks its entry as used.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ DEQUANT_CACHE_ENV = "RLEM_GYM_DEQUANT_CACHE"
 #: the file that marks a complete entry and says what it was built from
 MARKER = "rlem-gym.json"
 FORMAT_VERSION = 1
+#: environment variable: the most gigabytes (10**9 bytes) the cache keeps; least recently used entries go first
+DEQUANT_CACHE_MAX_GB_ENV = "RLEM_GYM_DEQUANT_CACHE_MAX_GB"
+DEFAULT_MAX_GB = 20.0
 #: temporary build folders older than this are from killed processes and are removed
 _STALE_AFTER_S = 3600.0
 
@@ -83,7 +91,70 @@ def lookup(model: str, gguf_file: str) -> Path | None:
         marker = json.loads((entry / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return entry if marker == source else None
+    if marker != source:
+        return None
+    try:
+        os.utime(entry / MARKER)  # last use, for the size cap's eviction order
+    except OSError:
+        pass
+    return entry
+
+
+def max_bytes() -> int:
+    """The cache's size cap in bytes, from ``$RLEM_GYM_DEQUANT_CACHE_MAX_GB`` (default 20 GB)."""
+    value = os.environ.get(DEQUANT_CACHE_MAX_GB_ENV, "").strip()
+    try:
+        gigabytes = float(value) if value else DEFAULT_MAX_GB
+    except ValueError:
+        raise ValueError(f"{DEQUANT_CACHE_MAX_GB_ENV} must be a number of gigabytes, got {value!r}") from None
+    if not gigabytes >= 0:
+        raise ValueError(f"{DEQUANT_CACHE_MAX_GB_ENV} must be >= 0, got {value!r}")
+    return int(gigabytes * 1e9)
+
+
+def _is_current(marker: dict[str, Any]) -> bool:
+    """Whether the GGUF file an entry was built from still exists unchanged."""
+    try:
+        st = Path(marker["gguf"]).stat()
+        return st.st_size == marker["size"] and st.st_mtime_ns == marker["mtime_ns"]
+    except (OSError, KeyError, TypeError):
+        return False
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def prune(root: Path, keep: Path | None = None) -> list[Path]:
+    """Remove dead entries, then least recently used ones above the size cap; the removed entries.
+
+    ``keep`` (the entry just stored) is never removed. Folders without a readable marker are left
+    alone: they may be a build or a removal in progress by another process.
+    """
+    entries = []  # (last use, bytes, folder)
+    removed = []
+    for folder in root.iterdir() if root.is_dir() else ():
+        if folder.name.startswith(".") or not folder.is_dir() or folder == keep:
+            continue
+        try:
+            marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+            last_use = (folder / MARKER).stat().st_mtime
+        except (OSError, ValueError):
+            continue
+        if not isinstance(marker, dict) or not _is_current(marker):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        else:
+            entries.append((last_use, _folder_bytes(folder), folder))
+    total = sum(size for _, size, _ in entries) + (_folder_bytes(keep) if keep is not None else 0)
+    cap = max_bytes()
+    for _, size, folder in sorted(entries, key=lambda e: e[0]):  # least recently used first
+        if total <= cap:
+            break
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+        total -= size
+    return removed
 
 
 def discard(entry: Path) -> None:
@@ -147,6 +218,7 @@ def store(model: str, gguf_file: str, lm: Any, tokenizer: Any) -> Path | None:
     root, source = cache_root(), _source(model, gguf_file)
     if root is None or source is None:
         return None
+    max_bytes()  # a bad size cap is the user's error to see, not a write failure to warn about
     entry = _entry(root, source)
     tmp = root / f".build-{entry.name}-{secrets.token_hex(4)}"
     try:
@@ -164,6 +236,7 @@ def store(model: str, gguf_file: str, lm: Any, tokenizer: Any) -> Path | None:
             shutil.rmtree(entry)
         os.rename(tmp, entry)
         fsync_dir(root)
+        prune(root, keep=entry)
         return entry
     except (OSError, ValueError, RuntimeError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
