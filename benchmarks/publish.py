@@ -29,7 +29,7 @@ import tarfile
 from pathlib import Path
 
 from rlem_gym.atomic import atomic_write_bytes
-from rlem_gym.benchmarks.rundir import RunDir, iter_jsonl
+from rlem_gym.benchmarks.rundir import RunDir, iter_jsonl, jsonl_line
 
 #: files copied as they are, when present
 PLAIN = ("results.md", "results.csv", "results.json", "config.json")
@@ -38,7 +38,7 @@ PLAIN = ("results.md", "results.csv", "results.json", "config.json")
 def _gz_jsonl(rows: list[dict]) -> bytes:
     # keys in their written order, as the run folder has them: a restored run is byte-identical, and
     # republishing it changes no committed record
-    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    text = "".join(map(jsonl_line, rows))
     return gzip.compress(text.encode("utf-8"), mtime=0)
 
 

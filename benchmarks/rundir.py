@@ -39,6 +39,11 @@ def _read_json_files(folder: Path) -> list[Any]:
     return [read_json(p) for p in sorted(folder.glob("*.json"))]
 
 
+def jsonl_line(row: dict[str, Any]) -> str:
+    """One JSON Lines line as run folders write it: keys in their given order, non-ASCII kept."""
+    return json.dumps(row, ensure_ascii=False) + "\n"
+
+
 class StepLog:
     """Appends one JSON line per env step to ``episodes.jsonl`` and flushes it at once.
 
@@ -54,7 +59,7 @@ class StepLog:
     def write(self, line: dict[str, Any]) -> None:
         if self._fd is None:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        data = (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8")
+        data = jsonl_line(line).encode("utf-8")
         view = memoryview(data)
         while view:
             written = os.write(self._fd, view)
