@@ -29,8 +29,8 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def machine_line() -> str:
-    """CPU count, model and memory of this machine, plus the 1-min load average now."""
+def machine_info() -> dict:
+    """CPU count, model and memory (GB) of this machine, and the 1-min load average now."""
     model = platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -40,9 +40,39 @@ def machine_line() -> str:
     except OSError:
         pass
     try:
-        mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-        mem = f", {mem_gb:.0f} GB"
+        mem_gb: float | None = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError, AttributeError):
-        mem = ""
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{os.cpu_count()}-core {model}{mem}, 1-min load average {load:.1f}"
+        mem_gb = None
+    load = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+    return {"cpus": os.cpu_count(), "cpu_model": model, "mem_gb": mem_gb, "load1": load}
+
+
+def machine_line() -> str:
+    """CPU count, model and memory of this machine, plus the 1-min load average now."""
+    m = machine_info()
+    mem = f", {m['mem_gb']:.0f} GB" if m["mem_gb"] is not None else ""
+    load = m["load1"] if m["load1"] is not None else float("nan")
+    return f"{m['cpus']}-core {m['cpu_model']}{mem}, 1-min load average {load:.1f}"
+
+
+def matmul_gflops(n: int = 1024, budget_s: float = 0.3) -> float:
+    """This machine's speed now, as the best float32 ``n x n`` matmul rate (GFLOP/s) within ``budget_s``.
+
+    A proxy for LLM prefill speed (also matrix products on every core), cheap enough to take at the
+    start of every run session, so that wall times from different machines can be told apart.
+    """
+    import time
+
+    rng = np.random.default_rng(0)
+    a = rng.random((n, n), dtype=np.float32)
+    b = rng.random((n, n), dtype=np.float32)
+    best = float("inf")
+    start = time.perf_counter()
+    while True:
+        t = time.perf_counter()
+        a @ b
+        now = time.perf_counter()
+        best = min(best, now - t)
+        if now - start >= budget_s:
+            break
+    return round(2 * n**3 / best / 1e9, 1)

@@ -4,7 +4,7 @@ and rebuild a run folder from them, so that a run that takes several sessions ca
     python -m rlem_gym.benchmarks.publish runs/study/webshop-main docs/study/webshop-main
     python -m rlem_gym.benchmarks.publish --restore docs/study/webshop-main runs/study/webshop-main
 
-Copied: ``results.{md,csv,json}``, ``config.json``, every ``*.png``, the per-episode records
+Copied: ``results.{md,csv,json}``, ``config.json``, ``sessions.jsonl``, every ``*.png``, the per-episode records
 (``records/*.json``: as they are into ``records/`` beside ``results.json``, and as one
 ``records.jsonl.gz``, which ``--restore`` reads), the error records if any, the step log as
 ``episodes.jsonl.gz`` when it compresses to at most ``--max-log-mb`` (default 5 MB), and
@@ -14,7 +14,7 @@ are replaced. Nothing is deleted from the run folder, and a run that is still go
 published again later.
 
 ``--restore`` does the reverse into an empty or missing folder: the records, the step log, the
-config and the memories come back, and rerunning the run's command resumes it (its finished
+config, the session log and the memories come back, and rerunning the run's command resumes it (its finished
 episodes are skipped).
 """
 
@@ -32,7 +32,7 @@ from rlem_gym.atomic import atomic_write_bytes
 from rlem_gym.benchmarks.rundir import RunDir, iter_jsonl, jsonl_line
 
 #: files copied as they are, when present
-PLAIN = ("results.md", "results.csv", "results.json", "config.json")
+PLAIN = ("results.md", "results.csv", "results.json", "config.json", "sessions.jsonl")
 
 
 def _gz_jsonl(rows: list[dict]) -> bytes:
@@ -124,7 +124,9 @@ def restore(published: str | Path, run_dir: str | Path) -> int:
     if dst.exists() and any(dst.iterdir()):
         raise FileExistsError(f"{dst} is not empty; restore into a new folder")
     dst.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(dst / "config.json", (src / "config.json").read_bytes())
+    for name in ("config.json", "sessions.jsonl"):
+        if (src / name).is_file():
+            atomic_write_bytes(dst / name, (src / name).read_bytes())
     rd = RunDir(dst)
     n = 0
     for name, write in (("records.jsonl.gz", rd.write_record), ("errors.jsonl.gz", rd.write_error)):

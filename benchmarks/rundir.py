@@ -128,6 +128,19 @@ class RunDir:
         return self.root / "episodes.jsonl"
 
     @property
+    def sessions_path(self) -> Path:
+        """``sessions.jsonl``: one line when a run (re)starts work and one when that stops."""
+        return self.root / "sessions.jsonl"
+
+    def log_session(self, event: dict[str, Any]) -> None:
+        """Append one line to ``sessions.jsonl`` (flushed at once, like the step log)."""
+        with StepLog(self.sessions_path) as log:
+            log.write(event)
+
+    def sessions(self) -> list[dict[str, Any]]:
+        return list(iter_jsonl(self.sessions_path))
+
+    @property
     def records_dir(self) -> Path:
         return self.root / "records"
 

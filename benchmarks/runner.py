@@ -220,7 +220,7 @@ class Runner:
             {
                 "config": self.cfg.to_dict(),
                 "command": sys.argv,
-                "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "started_at": _now(),
                 "model": self.cfg.model_label,
                 "seeds": list(self.cfg.seeds),
                 "splits": {
@@ -385,6 +385,18 @@ class Runner:
             doc["llm_capabilities"] = caps
             atomic_write_json(self.run_dir.config_path, doc)
 
+    def _log_session_start(self, finished: int, pending: int) -> None:
+        """``sessions.jsonl``: when this session started, on what machine, and how fast it was then.
+
+        Runs span sessions on machines of different speed; ``matmul_gflops`` (taken before any
+        episode, so it costs no episode time) tells their wall times apart.
+        """
+        from rlem_gym.benchmarks._measure import machine_info, matmul_gflops
+
+        self.run_dir.log_session({"event": "start", "at": _now(), "finished_episodes": finished,
+                                  "pending_episodes": pending, "machine": machine_info(),
+                                  "matmul_gflops": matmul_gflops(), "versions": _versions()})
+
     # -- the whole run --------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """Train, test, aggregate; return the results dict (also written to the run folder)."""
@@ -405,6 +417,8 @@ class Runner:
         pending_test = [i for i in test_items if i.id not in finished]
         if pending_train or pending_test:
             self._preflight(in_process=bool(pending_train) or (cfg.workers == 1 and cfg.ray is None))
+            self._log_session_start(len(finished), len(pending_train) + len(pending_test))
+        outcome = "finished"
         try:
             with StepLog(self.run_dir.step_log_path) as log:
                 for seed in cfg.seeds:
@@ -436,11 +450,21 @@ class Runner:
                                            self.run_dir.step_log_path, pending_test, commit)
                         else:
                             run_serial(self.ctx, pending_test, log, commit, self.on_event)
+        except BaseException as exc:
+            outcome = "interrupted" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else f"error: {exc!r}"
+            raise
         finally:
             if self._ctx is not None:
                 self._ctx.close()
                 self._ctx = None
+            if pending_train or pending_test:
+                self.run_dir.log_session({"event": "stop", "at": _now(), "outcome": outcome,
+                                          "finished_episodes": len(self.run_dir.finished_ids())})
         return finish_run(cfg, self.run_dir, train, test)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def finish_run(cfg: BenchConfig, run_dir: RunDir, train: Split | None, test: Split) -> dict[str, Any]:

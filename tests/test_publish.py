@@ -76,6 +76,8 @@ def test_restore_rebuilds_a_run_that_resumes_without_replaying(tmp_path):
     assert [p.read_bytes() for p in original] == [
         (tmp_path / "again" / "records" / p.name).read_bytes() for p in original]
     assert (tmp_path / "again" / "episodes.jsonl").read_bytes() == (tmp_path / "run" / "episodes.jsonl").read_bytes()
+    assert (tmp_path / "again" / "sessions.jsonl").read_bytes() == (tmp_path / "run" / "sessions.jsonl").read_bytes()
+    assert [x["event"] for x in RunDir(tmp_path / "again").sessions()] == ["start", "stop"]
     before = comparable_step_log(tmp_path / "again")
     Runner(cfg.replace(out=str(tmp_path / "again")), echo=lambda m: None).run()
     assert comparable_step_log(tmp_path / "again") == before == comparable_step_log(tmp_path / "run")

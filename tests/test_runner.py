@@ -163,9 +163,11 @@ def test_each_epochs_memory_is_kept_and_testable_as_an_initial_memory(reference,
 def test_rerun_of_a_finished_run_changes_nothing(reference, tmp_path):
     cfg, results = reference
     before = _log_lines(cfg.out)
+    sessions = RunDir(cfg.out).sessions()
     llm = ScriptedLLM()
     again = Runner(cfg, llm_factory=lambda: llm, echo=lambda m: None).run()
     assert llm.calls == 0
+    assert RunDir(cfg.out).sessions() == sessions  # no work, no session line
     assert comparable(again) == comparable(results)
     assert _log_lines(cfg.out) == before
 
@@ -186,6 +188,13 @@ def test_interrupted_run_resumes_to_identical_results(reference, tmp_path, fail_
     assert _strip(RunDir(cfg.out).records()) == _strip(RunDir(ref_cfg.out).records())
     # the unfinished episode's log lines were dropped: the log equals the uninterrupted one
     assert _log_lines(cfg.out) == _log_lines(ref_cfg.out)
+    # sessions.jsonl: each session's start (machine, speed) and how it stopped
+    sessions = RunDir(cfg.out).sessions()
+    assert [(x["event"], x.get("outcome")) for x in sessions] == [
+        ("start", None), ("stop", "interrupted"), ("start", None), ("stop", "finished")]
+    assert [x["finished_episodes"] for x in sessions] == [0, len(done_before), len(done_before), 10]
+    assert sessions[0]["pending_episodes"] == 10 and sessions[2]["pending_episodes"] == 10 - len(done_before)
+    assert all(x["matmul_gflops"] > 0 and x["machine"]["cpus"] >= 1 for x in sessions[::2])
     for snap in ("memory_epoch01", "memory_epoch02"):  # an epoch's snapshot survives the interruption
         assert _manifest_sha(RunDir(cfg.out).train_dir(0) / snap) == _manifest_sha(RunDir(ref_cfg.out).train_dir(0) / snap)
 
