@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -61,8 +62,6 @@ def matmul_gflops(n: int = 1024, budget_s: float = 0.3) -> float:
     A proxy for LLM prefill speed (also matrix products on every core), cheap enough to take at the
     start of every run session, so that wall times from different machines can be told apart.
     """
-    import time
-
     rng = np.random.default_rng(0)
     a = rng.random((n, n), dtype=np.float32)
     b = rng.random((n, n), dtype=np.float32)

@@ -415,7 +415,8 @@ class Runner:
         disable = not cfg.progress
         pending_train = [i for i in train_items if i.id not in finished]
         pending_test = [i for i in test_items if i.id not in finished]
-        if pending_train or pending_test:
+        working = bool(pending_train or pending_test)
+        if working:
             self._preflight(in_process=bool(pending_train) or (cfg.workers == 1 and cfg.ray is None))
             self._log_session_start(len(finished), len(pending_train) + len(pending_test))
         outcome = "finished"
@@ -457,7 +458,7 @@ class Runner:
             if self._ctx is not None:
                 self._ctx.close()
                 self._ctx = None
-            if pending_train or pending_test:
+            if working:
                 self.run_dir.log_session({"event": "stop", "at": _now(), "outcome": outcome,
                                           "finished_episodes": len(self.run_dir.finished_ids())})
         return finish_run(cfg, self.run_dir, train, test)

@@ -125,8 +125,9 @@ def _folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def prune(root: Path, keep: Path | None = None) -> list[Path]:
-    """Remove dead entries, then least recently used ones above the size cap; the removed entries.
+def prune(root: Path, keep: Path | None = None, cap: int | None = None) -> list[Path]:
+    """Remove dead entries, then least recently used ones above ``cap`` bytes (default
+    :func:`max_bytes`); the removed entries.
 
     ``keep`` (the entry just stored) is never removed. Folders without a readable marker are left
     alone: they may be a build or a removal in progress by another process.
@@ -147,7 +148,7 @@ def prune(root: Path, keep: Path | None = None) -> list[Path]:
         else:
             entries.append((last_use, _folder_bytes(folder), folder))
     total = sum(size for _, size, _ in entries) + (_folder_bytes(keep) if keep is not None else 0)
-    cap = max_bytes()
+    cap = max_bytes() if cap is None else cap
     for _, size, folder in sorted(entries, key=lambda e: e[0]):  # least recently used first
         if total <= cap:
             break
@@ -218,7 +219,7 @@ def store(model: str, gguf_file: str, lm: Any, tokenizer: Any) -> Path | None:
     root, source = cache_root(), _source(model, gguf_file)
     if root is None or source is None:
         return None
-    max_bytes()  # a bad size cap is the user's error to see, not a write failure to warn about
+    cap = max_bytes()  # read first: a bad setting is the user's error to see, not a write failure to warn about
     entry = _entry(root, source)
     tmp = root / f".build-{entry.name}-{secrets.token_hex(4)}"
     try:
@@ -236,7 +237,7 @@ def store(model: str, gguf_file: str, lm: Any, tokenizer: Any) -> Path | None:
             shutil.rmtree(entry)
         os.rename(tmp, entry)
         fsync_dir(root)
-        prune(root, keep=entry)
+        prune(root, keep=entry, cap=cap)
         return entry
     except (OSError, ValueError, RuntimeError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
