@@ -4,8 +4,9 @@ A stopped run has played its test goals in order, so the rows differ by at most 
 This copies the run's config, records, step log and memories to a scratch folder, keeps the test
 episodes of the goals every agent of the config finished, and renders there what a finished run
 would show: ``results.{md,csv,json}`` and plots (``rerender``), ``failures.md`` and, for each
-Rememberer row, ``retrieval_<row>.md`` (``retrieval_diagnosis.py``). They are copied to DEST, with
-the per-episode records they were rendered from (``records/``, one JSON per episode).
+Rememberer row, ``retrieval_<row>.md`` (``retrieval_diagnosis.py``). They are copied to DEST, with ``records.sha256``: the sha256 of each
+per-episode record they were rendered from. The records themselves are the run's own, published in
+``../records``, so the list is checked, not copied: ``cd ../records && sha256sum -c ../interim/records.sha256``.
 
     python docs/study/probes/interim.py runs/study/webshop-main docs/study/webshop-main/interim [FIRST]
 
@@ -14,6 +15,7 @@ With FIRST, only the first FIRST of those goals are kept (to re-render an earlie
 Training records are kept as they are (the learning curve); nothing in the run folder is changed.
 """
 import contextlib
+import hashlib
 import io
 import json
 import shutil
@@ -23,7 +25,6 @@ from collections import defaultdict
 from pathlib import Path
 
 from rlem_gym.benchmarks import failures
-from rlem_gym.benchmarks.publish import copy_records
 from rlem_gym.benchmarks.rundir import RunDir, iter_jsonl, read_json
 from rlem_gym.benchmarks.runner import rerender
 
@@ -40,6 +41,12 @@ def finished_goals(run: RunDir, agents: list[str]) -> list[int]:
         if rec.get("phase") == "test" and rec.get("status", "ok") == "ok":
             done[int(rec["task_index"])].add(rec["agent"])
     return sorted(g for g, who in done.items() if who >= set(agents))
+
+
+def checksums(folder: Path) -> str:
+    """``sha256sum`` lines for the records the interim table was rendered from."""
+    return "".join(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}\n"
+                   for path in sorted(folder.glob("*.json")))
 
 
 def main(run_dir: str, dest: str, first: int | None = None) -> None:
@@ -68,7 +75,8 @@ def main(run_dir: str, dest: str, first: int | None = None) -> None:
         for name in OUTPUTS:
             if (root / name).exists():
                 shutil.copy2(root / name, out_dir / name)
-        copy_records(RunDir(root), out_dir)  # the per-episode records the table was rendered from, beside it
+        shutil.rmtree(out_dir / "records", ignore_errors=True)  # the copies an older interim kept
+        (out_dir / "records.sha256").write_text(checksums(root / "records"))
         (out_dir / "failures.md").write_text(failures.markdown(failures.analyse(root)) + "\n")
         for agent in agents:
             if not agent.startswith("rememberer"):
