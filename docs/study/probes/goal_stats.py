@@ -2,15 +2,18 @@
 
     python docs/study/probes/goal_stats.py runs/study/webshop-main
 
-Over the test goals that every agent finished: the goals where each agent bought, where the trained
-Rememberer scored higher / lower / the same as each other agent, the episodes with one action 3+
-times in a row, those with 3+ ``click[back to search]``, and those that took the heuristic's path on
-the same goal: a search (its query may differ), then the same clicks (result, ``buy now``).
+Over the test goals that every agent finished: where the trained Rememberer scored higher / lower /
+the same as each other agent, and the episodes with one action 3+ times in a row. On WebShop also
+the goals where each agent bought, the episodes with 3+ ``click[back to search]``, and those that
+took the heuristic's path on the same goal: a search (its query may differ), then the same clicks
+(result, ``buy now``). On WikiHow also, per task type (its sub-goal sequence, e.g.
+``search-article-about``), the tasks and, for each agent, on how many it opened the target article
+(sub-goal 2) and finished the task, and the tasks where the trained Rememberer scored higher.
 """
 import sys
 from collections import Counter, defaultdict
 
-from rlem_gym.benchmarks.rundir import RunDir, iter_jsonl
+from rlem_gym.benchmarks.rundir import RunDir, iter_jsonl, read_json
 
 REF = "rememberer"
 
@@ -23,12 +26,38 @@ def max_repeat(actions: list[str]) -> int:
     return best
 
 
+def task_type(label: str) -> str:
+    """``search_x-article_x-about_page`` -> ``search-article-about``."""
+    return "-".join(part.split("_", 1)[0] for part in label.split("-"))
+
+
+def wikihow_stats(records: dict[int, dict[str, dict]], goals: list[int], agents: list[str]) -> None:
+    types = Counter(task_type(records[g][REF]["task_label"]) for g in goals)
+    print("task type: tasks; per agent: article opened / task finished")
+    for kind, n in types.most_common():
+        cells = []
+        for agent in agents:
+            recs = [records[g][agent] for g in goals if task_type(records[g][REF]["task_label"]) == kind]
+            opened = sum(r["subgoals_done"] >= 2 for r in recs)
+            cells.append(f"{agent} {opened}/{sum(bool(r['success']) for r in recs)}")
+        print(f"  {kind}: {n}; " + ", ".join(cells))
+    for other in agents:
+        if other != REF:
+            better = [f"{g} ({records[g][REF]['task_label'].split('-')[0][7:]}: "
+                      f"{records[g][REF]['subgoals_done']} vs {records[g][other]['subgoals_done']} sub-goals)"
+                      for g in goals if records[g][REF]["normalized_return"] > records[g][other]["normalized_return"]]
+            print(f"tasks where {REF} beat {other}: " + ("; ".join(better) or "none"))
+
+
 def main(run_dir: str) -> None:
     run = RunDir(run_dir)
+    env = read_json(run.config_path)["config"]["env"]
     score: dict[int, dict[str, float]] = defaultdict(dict)
+    records: dict[int, dict[str, dict]] = defaultdict(dict)
     for rec in run.records():
         if rec.get("phase") == "test" and rec.get("status", "ok") == "ok":
             score[int(rec["task_index"])][rec["agent"]] = rec["normalized_return"]
+            records[int(rec["task_index"])][rec["agent"]] = rec
     agents = sorted({a for s in score.values() for a in s})
     goals = sorted(g for g, s in score.items() if len(s) == len(agents))
     steps: dict[tuple[str, int], list[str]] = defaultdict(list)
@@ -38,7 +67,6 @@ def main(run_dir: str) -> None:
     finished = set(goals)
     kept = {k: v for k, v in steps.items() if k[1] in finished}
     print(f"{len(goals)} test goals finished by every agent ({goals[0]}-{goals[-1]})")
-    print("goals with a purchase:", dict(Counter(a for (a, _), acts in kept.items() if "click[buy now]" in acts)))
     for other in agents:
         if other == REF:
             continue
@@ -47,6 +75,10 @@ def main(run_dir: str) -> None:
         print(f"{REF} vs {other}: higher {hi}, lower {lo}, same {len(goals) - hi - lo}")
     print("episodes with one action 3+ times in a row:",
           dict(Counter(a for (a, _), acts in kept.items() if max_repeat(acts) >= 3)))
+    if env == "wikihow":
+        wikihow_stats(records, goals, agents)
+        return
+    print("goals with a purchase:", dict(Counter(a for (a, _), acts in kept.items() if "click[buy now]" in acts)))
     print("episodes with 3+ click[back to search]:",
           dict(Counter(a for (a, _), acts in kept.items() if acts.count("click[back to search]") >= 3)))
     if "heuristic" in agents:
