@@ -7,6 +7,8 @@ row played with (frozen at test time) and counts:
   or Discouraged only, so the exemplars carry no learned preference;
 - steps that retrieved at least one record with a positive Q;
 - which task the retrieved records came from (the initial pool's, or a training goal's);
+- for each record with an Encouraged action (Q > 0): on how many steps (and goals) it was retrieved,
+  and on how many of those the executed action was its Encouraged one;
 - what the executed action was, against the retrieved records' real advice: a record's top action
   when its Q > 0 (shown as Encouraged), or one of its actions with Q <= 0 (shown as Discouraged).
   Invented advice (``--random-advice``) is drawn at render time and not logged, so it is not counted.
@@ -30,6 +32,7 @@ def main(run_dir: str, agent: str, seed: int = 0) -> None:
     by_task: collections.Counter[str] = collections.Counter()
     discouraged_taken: collections.Counter[str] = collections.Counter()
     goals = set()
+    shown: dict[int, list[tuple[int, bool]]] = collections.defaultdict(list)  # record id -> (goal, copied)
     for row in iter_jsonl(run.step_log_path):
         if row.get("phase") != "test" or row.get("agent") != agent or row.get("seed") != seed:
             continue
@@ -38,7 +41,10 @@ def main(run_dir: str, agent: str, seed: int = 0) -> None:
         got = [records[i] for i in row["retrieved_ids"] if i in records]
         if any(v.actions and v.actions[0].q > 0 for v in got):  # actions are sorted by Q, highest first
             positive += 1
-        by_task.update(v.task[:60] for v in got)
+        by_task.update(" ".join(v.task.split())[:60] for v in got)
+        for v in got:
+            if v.actions and v.actions[0].q > 0:
+                shown[v.id].append((row["goal"], row["action"] == v.actions[0].action))
         encouraged = {v.actions[0].action for v in got if v.actions and v.actions[0].q > 0}
         discouraged = {a.action for v in got for a in v.actions if a.q <= 0}
         took_encouraged += row["action"] in encouraged
@@ -54,6 +60,12 @@ def main(run_dir: str, agent: str, seed: int = 0) -> None:
     print(f"- executed action = a retrieved record's Discouraged action (Q <= 0): {took_discouraged} ({100 * took_discouraged / steps:.0f}%)")
     for action, n in discouraged_taken.most_common(5):
         print(f"  - {n:4d}  {action}")
+    print("- records with an Encouraged action (Q > 0): retrieved on steps (goals), its Encouraged action executed:")
+    for rid, seen in sorted(shown.items(), key=lambda kv: -len(kv[1])):
+        v = records[rid]
+        where = " ".join((v.instruction or v.task).split())[:50]
+        print(f"  - record {rid} ({where}; {v.actions[0].action[:40]}, Q {v.actions[0].q:.2f}): "
+              f"{len(seen)} ({len({g for g, _ in seen})}), executed {sum(c for _, c in seen)}")
     print("- retrieved records by source task (count of record retrievals):")
     for task, n in by_task.most_common():
         print(f"  - {n:4d}  {task}")
