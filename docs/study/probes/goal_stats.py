@@ -6,7 +6,8 @@ Over the test goals that every agent finished: where the trained Rememberer scor
 the same as each other agent, and the episodes with one action 3+ times in a row. On WebShop also
 the goals where each agent bought, the episodes with 3+ ``click[back to search]``, and those that
 took the heuristic's path on the same goal: a search (its query may differ), then the same clicks
-(result, ``buy now``). On WikiHow also, per task type (its sub-goal sequence, e.g.
+(result, ``buy now``). On WikiHow also the actions after the first step by kind (``INPUT(1)``: a query typed again on the
+results screen), and per task type (its sub-goal sequence, e.g.
 ``search-article-about``), the tasks and, for each agent, on how many it opened the target article
 (sub-goal 2) and finished the task, and the tasks where the trained Rememberer scored higher.
 """
@@ -31,7 +32,18 @@ def task_type(label: str) -> str:
     return "-".join(part.split("_", 1)[0] for part in label.split("-"))
 
 
-def wikihow_stats(records: dict[int, dict[str, dict]], goals: list[int], agents: list[str]) -> None:
+def action_kind(action: str) -> str:
+    """``INPUT(1, some query)`` -> ``INPUT(1)``; ``CLICK(12)`` -> ``CLICK``; ``SCROLL(DOWN)`` -> ``SCROLL``."""
+    kind = action.split("(", 1)[0]
+    return f"INPUT({action[6:].split(',', 1)[0]})" if kind == "INPUT" else kind
+
+
+def wikihow_stats(records: dict[int, dict[str, dict]], goals: list[int], agents: list[str],
+                  kept: dict[tuple[str, int], list[str]]) -> None:
+    print("actions after the first step, by kind:")
+    for agent in agents:
+        kinds = Counter(action_kind(a) for (who, _), acts in kept.items() if who == agent for a in acts[1:])
+        print(f"  {agent}: " + ", ".join(f"{k} {n}" for k, n in kinds.most_common()))
     types = Counter(task_type(records[g][REF]["task_label"]) for g in goals)
     print("task type: tasks; per agent: article opened / task finished")
     for kind, n in types.most_common():
@@ -76,7 +88,7 @@ def main(run_dir: str) -> None:
     print("episodes with one action 3+ times in a row:",
           dict(Counter(a for (a, _), acts in kept.items() if max_repeat(acts) >= 3)))
     if env == "wikihow":
-        wikihow_stats(records, goals, agents)
+        wikihow_stats(records, goals, agents, kept)
         return
     print("goals with a purchase:", dict(Counter(a for (a, _), acts in kept.items() if "click[buy now]" in acts)))
     print("episodes with 3+ click[back to search]:",
