@@ -4,7 +4,7 @@ A stopped run has played its test goals in order, so the rows differ by at most 
 This copies the run's config, records, step log and memories to a scratch folder, keeps the test
 episodes of the goals every agent of the config finished, and renders there what a finished run
 would show: ``results.{md,csv,json}`` and plots (``rerender``), ``failures.md`` and, for each
-Rememberer row, ``retrieval_<row>.md`` (``retrieval_diagnosis.py``). They are copied to DEST, with ``records.sha256``: the sha256 of each
+Rememberer row, ``retrieval_<row>.md`` (``retrieval_diagnosis.py``) and ``goal_stats.txt`` (``goal_stats.py``). They are copied to DEST, with ``records.sha256``: the sha256 of each
 per-episode record they were rendered from. The records themselves are the run's own, published in
 ``../records``, so the list is checked, not copied: ``cd ../records && sha256sum -c ../interim/records.sha256``.
 
@@ -29,7 +29,8 @@ from rlem_gym.benchmarks.rundir import RunDir, iter_jsonl, read_json
 from rlem_gym.benchmarks.runner import rerender
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import retrieval_diagnosis  # noqa: E402  (the probe beside this one)
+import goal_stats  # noqa: E402  (the probes beside this one)
+import retrieval_diagnosis  # noqa: E402
 
 OUTPUTS = ("results.md", "results.csv", "results.json", "scores.png", "learning_curve.png")
 
@@ -78,6 +79,10 @@ def main(run_dir: str, dest: str, first: int | None = None) -> None:
         shutil.rmtree(out_dir / "records", ignore_errors=True)  # the copies an older interim kept
         (out_dir / "records.sha256").write_text(checksums(root / "records"))
         (out_dir / "failures.md").write_text(failures.markdown(failures.analyse(root)) + "\n")
+        text = io.StringIO()
+        with contextlib.redirect_stdout(text):
+            goal_stats.main(str(root))
+        (out_dir / "goal_stats.txt").write_text(text.getvalue())
         for agent in agents:
             if not agent.startswith("rememberer"):
                 continue
