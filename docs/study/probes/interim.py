@@ -4,9 +4,9 @@ A stopped run has played its test goals in order, so the rows differ by at most 
 This copies the run's config, records, step log and memories to a scratch folder, keeps the test
 episodes of the goals every agent of the config finished, and renders there what a finished run
 would show: ``results.{md,csv,json}`` and plots (``rerender``), ``failures.md`` and, for each
-Rememberer row, ``retrieval_<row>.md`` (``retrieval_diagnosis.py``) and ``goal_stats.txt`` (``goal_stats.py``). They are copied to DEST, with ``records.sha256``: the sha256 of each
-per-episode record they were rendered from. The records themselves are the run's own, published in
-``../records``, so the list is checked, not copied: ``cd ../records && sha256sum -c ../interim/records.sha256``.
+Rememberer row, ``retrieval_<row>.md`` (``retrieval_diagnosis.py``) and ``goal_stats.txt``
+(``goal_stats.py``). They are copied to DEST, with the per-episode records they were rendered from
+(``records/``, one JSON per episode), so the table can be re-rendered where it lies.
 
     python docs/study/probes/interim.py runs/study/webshop-main docs/study/webshop-main/interim [FIRST]
 
@@ -15,7 +15,6 @@ With FIRST, only the first FIRST of those goals are kept (to re-render an earlie
 Training records are kept as they are (the learning curve); nothing in the run folder is changed.
 """
 import contextlib
-import hashlib
 import io
 import json
 import shutil
@@ -25,6 +24,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from rlem_gym.benchmarks import failures
+from rlem_gym.benchmarks.publish import copy_records
 from rlem_gym.benchmarks.rundir import RunDir, iter_jsonl, read_json
 from rlem_gym.benchmarks.runner import rerender
 
@@ -44,10 +44,12 @@ def finished_goals(run: RunDir, agents: list[str]) -> list[int]:
     return sorted(g for g, who in done.items() if who >= set(agents))
 
 
-def checksums(folder: Path) -> str:
-    """``sha256sum`` lines for the records the interim table was rendered from."""
-    return "".join(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}\n"
-                   for path in sorted(folder.glob("*.json")))
+def printed(probe, *args: str) -> str:
+    """What a probe's ``main(*args)`` prints."""
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        probe.main(*args)
+    return text.getvalue()
 
 
 def main(run_dir: str, dest: str, first: int | None = None) -> None:
@@ -76,21 +78,14 @@ def main(run_dir: str, dest: str, first: int | None = None) -> None:
         for name in OUTPUTS:
             if (root / name).exists():
                 shutil.copy2(root / name, out_dir / name)
-        shutil.rmtree(out_dir / "records", ignore_errors=True)  # the copies an older interim kept
-        (out_dir / "records.sha256").write_text(checksums(root / "records"))
+        copy_records(RunDir(root), out_dir)  # the per-episode records the table was rendered from, beside it
         (out_dir / "failures.md").write_text(failures.markdown(failures.analyse(root)) + "\n")
-        text = io.StringIO()
-        with contextlib.redirect_stdout(text):
-            goal_stats.main(str(root))
-        (out_dir / "goal_stats.txt").write_text(text.getvalue())
+        (out_dir / "goal_stats.txt").write_text(printed(goal_stats, str(root)))
         for agent in agents:
             if not agent.startswith("rememberer"):
                 continue
-            text = io.StringIO()
-            with contextlib.redirect_stdout(text):
-                retrieval_diagnosis.main(str(root), agent)
             name = "retrieval_" + (agent.split("@", 1)[1] if "@" in agent else agent) + ".md"
-            (out_dir / name).write_text(text.getvalue())
+            (out_dir / name).write_text(printed(retrieval_diagnosis, str(root), agent))
     print(f"interim of {run_dir}: test goals {goals[0]}-{goals[-1]} ({len(goals)} goals) -> {dest}")
 
 
