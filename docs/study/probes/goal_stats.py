@@ -15,6 +15,7 @@ import sys
 from collections import Counter, defaultdict
 
 from rlem_gym.benchmarks.rundir import RunDir, iter_jsonl, read_json
+from rlem_gym.envs.wikihow.env import parse_action
 
 REF = "rememberer"
 
@@ -34,8 +35,8 @@ def task_type(label: str) -> str:
 
 def action_kind(action: str) -> str:
     """``INPUT(1, some query)`` -> ``INPUT(1)``; ``CLICK(12)`` -> ``CLICK``; ``SCROLL(DOWN)`` -> ``SCROLL``."""
-    kind = action.split("(", 1)[0]
-    return f"INPUT({action[6:].split(',', 1)[0]})" if kind == "INPUT" else kind
+    verb, arg, _ = parse_action(action)
+    return f"INPUT({arg[0]})" if verb == "INPUT" else verb
 
 
 def wikihow_stats(records: dict[int, dict[str, dict]], goals: list[int], agents: list[str],
@@ -44,12 +45,12 @@ def wikihow_stats(records: dict[int, dict[str, dict]], goals: list[int], agents:
     for agent in agents:
         kinds = Counter(action_kind(a) for (who, _), acts in kept.items() if who == agent for a in acts[1:])
         print(f"  {agent}: " + ", ".join(f"{k} {n}" for k, n in kinds.most_common()))
-    types = Counter(task_type(records[g][REF]["task_label"]) for g in goals)
+    kind_of = {g: task_type(records[g][REF]["task_label"]) for g in goals}
     print("task type: tasks; per agent: article opened / task finished")
-    for kind, n in types.most_common():
+    for kind, n in Counter(kind_of.values()).most_common():
         cells = []
         for agent in agents:
-            recs = [records[g][agent] for g in goals if task_type(records[g][REF]["task_label"]) == kind]
+            recs = [records[g][agent] for g in goals if kind_of[g] == kind]
             opened = sum(r["subgoals_done"] >= 2 for r in recs)
             cells.append(f"{agent} {opened}/{sum(bool(r['success']) for r in recs)}")
         print(f"  {kind}: {n}; " + ", ".join(cells))
@@ -64,17 +65,15 @@ def wikihow_stats(records: dict[int, dict[str, dict]], goals: list[int], agents:
 def main(run_dir: str) -> None:
     run = RunDir(run_dir)
     env = read_json(run.config_path)["config"]["env"]
-    score: dict[int, dict[str, float]] = defaultdict(dict)
     records: dict[int, dict[str, dict]] = defaultdict(dict)
     for rec in run.records():
         if rec.get("phase") == "test" and rec.get("status", "ok") == "ok":
-            score[int(rec["task_index"])][rec["agent"]] = rec["normalized_return"]
             records[int(rec["task_index"])][rec["agent"]] = rec
-    agents = sorted({a for s in score.values() for a in s})
-    goals = sorted(g for g, s in score.items() if len(s) == len(agents))
+    agents = sorted({a for recs in records.values() for a in recs})
+    goals = sorted(g for g, recs in records.items() if len(recs) == len(agents))
     steps: dict[tuple[str, int], list[str]] = defaultdict(list)
     for row in iter_jsonl(run.step_log_path):
-        if row.get("phase") == "test" and int(row["goal"]) in score:
+        if row.get("phase") == "test" and int(row["goal"]) in records:
             steps[row["agent"], int(row["goal"])].append(row["action"])
     finished = set(goals)
     kept = {k: v for k, v in steps.items() if k[1] in finished}
@@ -82,8 +81,9 @@ def main(run_dir: str) -> None:
     for other in agents:
         if other == REF:
             continue
-        hi = sum(score[g][REF] > score[g][other] for g in goals)
-        lo = sum(score[g][REF] < score[g][other] for g in goals)
+        score = {g: (records[g][REF]["normalized_return"], records[g][other]["normalized_return"]) for g in goals}
+        hi = sum(ref > it for ref, it in score.values())
+        lo = sum(ref < it for ref, it in score.values())
         print(f"{REF} vs {other}: higher {hi}, lower {lo}, same {len(goals) - hi - lo}")
     print("episodes with one action 3+ times in a row:",
           dict(Counter(a for (a, _), acts in kept.items() if max_repeat(acts) >= 3)))

@@ -39,13 +39,12 @@ def main(run_dir: str, agent: str, seed: int = 0) -> None:
         steps += 1
         goals.add(row["goal"])
         got = [records[i] for i in row["retrieved_ids"] if i in records]
-        if any(v.actions and v.actions[0].q > 0 for v in got):  # actions are sorted by Q, highest first
-            positive += 1
+        learned = [v for v in got if v.actions and v.actions[0].q > 0]  # actions are sorted by Q, highest first
+        positive += bool(learned)
         by_task.update(" ".join(v.task.split())[:60] for v in got)
-        for v in got:
-            if v.actions and v.actions[0].q > 0:
-                shown[v.id].append((row["goal"], row["action"] == v.actions[0].action))
-        encouraged = {v.actions[0].action for v in got if v.actions and v.actions[0].q > 0}
+        for v in learned:
+            shown[v.id].append((row["goal"], row["action"] == v.actions[0].action))
+        encouraged = {v.actions[0].action for v in learned}
         discouraged = {a.action for v in got for a in v.actions if a.q <= 0}
         took_encouraged += row["action"] in encouraged
         if row["action"] in discouraged and row["action"] not in encouraged:
