@@ -21,18 +21,18 @@ def element_text(screen: str, element_id: int) -> str:
 
 def main() -> None:
     env = gym.make("rlem_gym/WikiHow-v0", task_set="microcanon70").unwrapped
-    opened = []
+    opened = 0
     for index in range(env.num_tasks):
-        _, info = env.reset(seed=0, options={"task_index": index})
-        title = info["task_id"].split("-article_", 1)[1].split("-", 1)[0]
-        screen, _, _, _, info = env.step(f"INPUT(2, {title})")
+        env.reset(seed=0, options={"task_index": index})
+        title = env.tasks[index].title_lower
+        screen, *_ = env.step(f"INPUT(2, {title})")
         element = element_text(screen, 10)
         _, _, _, _, after = env.step("CLICK(10)")
         ok = after["subgoals_done"] >= 2
-        opened += [index] * ok
+        opened += ok
         print(f"{index:2d} {title[:45]:45s} element 10: {element[:40]!r:42s} "
               f"-> {after['page']}{' (target opened)' if ok else ''}")
-    print(f"CLICK(10) after searching the title opened the target on {len(opened)} of {env.num_tasks} tasks")
+    print(f"CLICK(10) after searching the title opened the target on {opened} of {env.num_tasks} tasks")
 
 
 if __name__ == "__main__":
