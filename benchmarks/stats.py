@@ -9,12 +9,17 @@ left out of each mean. The generator is seeded, so the same table always gives t
 
 :func:`paired_bootstrap_ci` compares two agents that played the same goals: the interval of the
 mean per-episode difference, both agents resampled with the same seeds and goals.
+
+Goals are not always independent: several WebShop test goals can ask for the same product. The
+cluster (block) bootstrap, :func:`cluster_bootstrap_ci` and :func:`paired_cluster_bootstrap_ci`,
+resamples whole clusters of goals (e.g. every goal of one target product together) instead of
+single goals, so that the interval reflects how many independent units the goals really hold.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Hashable, Sequence
 
 import numpy as np
 
@@ -112,6 +117,12 @@ def paired_bootstrap_ci(
     narrower than comparing two separate intervals. A cell missing in either table (NaN) is left
     out; ``n`` counts the pairs.
     """
+    a, b = _paired_tables(table, reference)
+    return bootstrap_ci(a - b, n_boot=n_boot, level=level, seed=seed)
+
+
+def _paired_tables(table: Any, reference: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Both tables as 2-D float arrays of the same seeds x goals shape (a 1-D input is one seed)."""
     a = np.asarray(table, dtype=float)
     b = np.asarray(reference, dtype=float)
     if a.ndim == 1:
@@ -120,4 +131,88 @@ def paired_bootstrap_ci(
         b = b[None, :]
     if a.shape != b.shape:
         raise ValueError(f"paired tables must have the same seeds x goals shape, got {a.shape} and {b.shape}")
-    return bootstrap_ci(a - b, n_boot=n_boot, level=level, seed=seed)
+    return a, b
+
+
+def _cluster_index(clusters: Sequence[Hashable], n_goals: int) -> tuple[np.ndarray, int]:
+    """Cluster position of every goal (clusters numbered by first appearance) and the number of clusters."""
+    if len(clusters) != n_goals:
+        raise ValueError(f"clusters must name one cluster per goal: got {len(clusters)} ids for {n_goals} goals")
+    order: dict[Hashable, int] = {}
+    index = np.array([order.setdefault(c, len(order)) for c in clusters], dtype=np.intp)
+    return index, len(order)
+
+
+def cluster_bootstrap_ci(
+    table: Sequence[Sequence[float]] | np.ndarray,
+    clusters: Sequence[Hashable],
+    *,
+    n_boot: int = N_BOOT,
+    level: float = LEVEL,
+    seed: int = 0,
+) -> Estimate:
+    """Mean of ``table`` (seeds x goals, NaN = missing) with a cluster (block) bootstrap interval.
+
+    ``clusters`` names the cluster of every goal (column), e.g. the target product of each WebShop
+    goal. Goals of one cluster are not independent draws (two goals for the same product tend to
+    succeed or fail together), so the resampling draws whole clusters with replacement instead of
+    goals, crossed with the seeds as in :func:`bootstrap_ci`; each resample's value is the mean over
+    every cell of the drawn seeds and of all goals of the drawn clusters (clusters of unequal size
+    weigh by their number of goals, as in the point estimate). NaN cells are left out of every mean,
+    a resample with no value at all is dropped, and ``n`` counts the episodes.
+
+    Clusters are numbered in order of first appearance and drawn with the same generator calls as
+    :func:`bootstrap_ci` draws goals, so with every cluster of size 1 the two give the same interval.
+    With a single cluster nothing varies between resamples but the seeds: with one seed the interval
+    is the point (the same as :func:`bootstrap_ci` on one goal); there is no between-cluster
+    information to widen it.
+    """
+    data = np.asarray(table, dtype=float)
+    if data.ndim == 1:
+        data = data[None, :]
+    if data.ndim != 2:
+        raise ValueError(f"cluster_bootstrap_ci expects a seeds x goals table, got shape {data.shape}")
+    n_seeds, n_goals = data.shape
+    index, n_clusters = _cluster_index(clusters, n_goals)
+    n = int(np.isfinite(data).sum())
+    if n == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), 0)
+    mean = float(np.nanmean(data))
+    if n == 1:
+        return Estimate(mean, mean, mean, 1)
+    # per seed and cluster: the sum and the number of the finite cells
+    valid = np.isfinite(data)
+    sums = np.zeros((n_seeds, n_clusters))
+    counts = np.zeros((n_seeds, n_clusters))
+    np.add.at(sums.T, index, np.where(valid, data, 0.0).T)
+    np.add.at(counts.T, index, valid.T.astype(float))
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
+    cols = rng.integers(0, n_clusters, size=(n_boot, n_clusters))
+    total = sums[rows[:, :, None], cols[:, None, :]].sum(axis=(-2, -1))
+    count = counts[rows[:, :, None], cols[:, None, :]].sum(axis=(-2, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    means = means[np.isfinite(means)]
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    return Estimate(mean, float(lo), float(hi), n)
+
+
+def paired_cluster_bootstrap_ci(
+    table: Sequence[Sequence[float]] | np.ndarray,
+    reference: Sequence[Sequence[float]] | np.ndarray,
+    clusters: Sequence[Hashable],
+    *,
+    n_boot: int = N_BOOT,
+    level: float = LEVEL,
+    seed: int = 0,
+) -> Estimate:
+    """Mean paired difference ``table - reference`` with its cluster bootstrap interval.
+
+    As :func:`paired_bootstrap_ci`, but whole clusters of goals are resampled
+    (:func:`cluster_bootstrap_ci` on the difference table): both agents get the same drawn seeds
+    and clusters. A cell missing in either table is left out; ``n`` counts the pairs.
+    """
+    a, b = _paired_tables(table, reference)
+    return cluster_bootstrap_ci(a - b, clusters, n_boot=n_boot, level=level, seed=seed)
