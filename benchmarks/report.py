@@ -18,6 +18,12 @@ Rememberer variant) goal by goal: the mean per-episode difference in score and S
 bootstrap 95% CI over goals and seeds (:func:`~rlem_gym.benchmarks.stats.paired_bootstrap_ci`),
 much tighter than comparing two separate intervals.
 
+Cluster CIs: goals that share a target product (WebShop) or an article (WikiHow) are not
+independent, so score and SR, plain and paired, also get a 95% cluster bootstrap CI that resamples
+whole clusters of goals (:func:`~rlem_gym.benchmarks.stats.cluster_bootstrap_ci`; the clusters come
+from the env data, :mod:`rlem_gym.benchmarks.clusters`). They are stored beside the per-goal ones
+as ``score_cluster`` / ``success_rate_cluster`` and shown in the tables as "cluster CI" columns.
+
 The learning curve (training score and SR per epoch) comes from the training records: of the
 reference, and of every other trained Rememberer variant in ``learning_curves``.
 """
@@ -32,8 +38,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from rlem_gym.atomic import atomic_write_json, atomic_write_text
+from rlem_gym.benchmarks.clusters import Clusters
 from rlem_gym.benchmarks.rundir import RECORD_TIMING_FIELDS
-from rlem_gym.benchmarks.stats import Estimate, bootstrap_ci, paired_bootstrap_ci
+from rlem_gym.benchmarks.stats import (
+    Estimate,
+    bootstrap_ci,
+    cluster_bootstrap_ci,
+    paired_bootstrap_ci,
+    paired_cluster_bootstrap_ci,
+)
 
 #: (key in results, column header, per-episode value, decimals)
 METRICS: tuple[tuple[str, str, str, int], ...] = (
@@ -53,6 +66,8 @@ PAIRED_METRICS: tuple[tuple[str, str, str, int], ...] = (
     ("score", "Δ Score", "score", 1),
     ("success_rate", "Δ SR %", "success", 1),
 )
+#: the metrics that also get a cluster bootstrap CI, stored as ``<key>_cluster`` (rows and paired rows)
+CLUSTER_METRICS = ("score", "success_rate")
 #: row metrics that depend on timing (the means of the records' wall-time fields), so they differ
 #: between otherwise identical runs
 TIMING_METRICS = RECORD_TIMING_FIELDS
@@ -101,14 +116,18 @@ def aggregate(
     errors: Sequence[dict[str, Any]] = (),
     n_boot: int = 2000,
     reference: str | None = None,
+    clusters: Clusters | None = None,
 ) -> dict[str, Any]:
-    """The results dict: ``rows`` (one per agent), ``paired``, ``learning_curve(s)`` and run ``progress``.
+    """The results dict: ``rows`` (one per agent), ``paired``, ``learning_curve(s)``, run ``progress``
+    and, with ``clusters``, ``clusters`` (its :meth:`~rlem_gym.benchmarks.clusters.Clusters.as_dict`).
 
     ``errors``: the error records of failed test episodes. A failed training episode is committed
     as a record with ``status`` "error"; it is left out of the learning curve and counted, with
     ``errors``, in ``progress["failed"]``. ``reference``: the row the others are compared with,
-    goal by goal (None: no paired differences).
+    goal by goal (None: no paired differences). ``clusters``: the cluster of every test task, in
+    ``test_tasks`` order; score and SR then also get cluster bootstrap CIs (``<key>_cluster``).
     """
+    cluster_ids = _cluster_ids(clusters, test_tasks)
     rows: list[dict[str, Any]] = []
     test_records = [r for r in records if r["phase"] == "test"]
     for agent in agents:
@@ -118,8 +137,11 @@ def aggregate(
         for key, _, field, _ in METRICS:
             est = bootstrap_ci(_table(mine, field, seeds, test_tasks), n_boot=n_boot, seed=0)
             row[key] = _stored(est)
+            if cluster_ids is not None and key in CLUSTER_METRICS:
+                table = _table(mine, field, seeds, test_tasks)
+                row[f"{key}_cluster"] = _stored(cluster_bootstrap_ci(table, cluster_ids, n_boot=n_boot, seed=0))
         rows.append(row)
-    paired = _paired(test_records, agents, reference, seeds, test_tasks, n_boot)
+    paired = _paired(test_records, agents, reference, seeds, test_tasks, n_boot, cluster_ids)
     train_records = [r for r in records if r["phase"] == "train" and r.get("status") != "error"]
     train_failed = sum(1 for r in records if r["phase"] == "train" and r.get("status") == "error")
     curves: dict[str, list[dict[str, Any]]] = {}
@@ -136,7 +158,7 @@ def aggregate(
     main = reference if reference in curves else next(iter(curves), None)
     curve = curves.get(main, []) if main is not None else []
     done = len(test_records)
-    return {
+    out: dict[str, Any] = {
         "rows": rows,
         "paired": paired,
         "learning_curve": curve,
@@ -149,6 +171,17 @@ def aggregate(
             "failed": len(errors) + train_failed,
         },
     }
+    if clusters is not None:
+        out["clusters"] = clusters.as_dict()
+    return out
+
+
+def _cluster_ids(clusters: Clusters | None, tasks: Sequence[int]) -> list[str] | None:
+    if clusters is None:
+        return None
+    if len(clusters.ids) != len(tasks):
+        raise ValueError(f"clusters name {len(clusters.ids)} tasks but the test split has {len(tasks)}")
+    return list(clusters.ids)
 
 
 def _paired(
@@ -158,8 +191,10 @@ def _paired(
     seeds: Sequence[int],
     tasks: Sequence[int],
     n_boot: int,
+    cluster_ids: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Each agent minus ``reference``, per goal and seed, with paired bootstrap CIs (see the module docstring)."""
+    """Each agent minus ``reference``, per goal and seed, with paired bootstrap CIs (see the module
+    docstring); with ``cluster_ids``, also paired cluster bootstrap CIs of score and SR."""
     if reference is None or reference not in agents:
         return {"reference": None, "rows": []}
     by_agent = {a: [r for r in test_records if r["agent"] == a] for a in agents}
@@ -169,13 +204,12 @@ def _paired(
             continue
         row: dict[str, Any] = {"agent": agent}
         for key, _, field, _ in PAIRED_METRICS:
-            est = paired_bootstrap_ci(
-                _table(by_agent[agent], field, seeds, tasks),
-                _table(by_agent[reference], field, seeds, tasks),
-                n_boot=n_boot,
-                seed=0,
-            )
-            row[key] = _stored(est)
+            mine = _table(by_agent[agent], field, seeds, tasks)
+            ref = _table(by_agent[reference], field, seeds, tasks)
+            row[key] = _stored(paired_bootstrap_ci(mine, ref, n_boot=n_boot, seed=0))
+            if cluster_ids is not None and key in CLUSTER_METRICS:
+                est = paired_cluster_bootstrap_ci(mine, ref, cluster_ids, n_boot=n_boot, seed=0)
+                row[f"{key}_cluster"] = _stored(est)
         rows.append(row)
     return {"reference": reference, "rows": rows}
 
@@ -195,13 +229,29 @@ def _est(d: dict[str, Any]) -> Estimate:
 def markdown_table(results: dict[str, Any], *, compact: bool = False) -> str:
     """The side-by-side table as Markdown; ``compact`` keeps score, SR, steps and fallbacks only."""
     metrics = [m for m in METRICS if not compact or m[0] in ("score", "success_rate", "steps", "fallback_rate")]
-    header = ["Agent", "N"] + [m[1] for m in metrics]
+    clustered = _clustered(results)
+    header = ["Agent", "N"]
+    for key, head, _, _ in metrics:
+        header += [head, f"{head} cluster CI"] if clustered and key in CLUSTER_METRICS else [head]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
     for row in results["rows"]:
         cells = [row["agent"], str(row["episodes"]) + (f" ({row['failed']} failed)" if row.get("failed") else "")]
-        cells += [_est(row[key]).fmt(digits) for key, _, _, digits in metrics]
+        for key, _, _, digits in metrics:
+            cells.append(_est(row[key]).fmt(digits))
+            if clustered and key in CLUSTER_METRICS:
+                cells.append(_cluster_cell(row, key, digits))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _clustered(results: dict[str, Any]) -> bool:
+    """Whether ``results`` carries cluster bootstrap CIs (results written before them do not)."""
+    return bool(results.get("clusters"))
+
+
+def _cluster_cell(row: dict[str, Any], key: str, digits: int, signed: bool = False) -> str:
+    est = row.get(f"{key}_cluster")
+    return _est(est).fmt(digits, signed=signed, interval_only=True) if est else "-"
 
 
 def paired_table(results: dict[str, Any]) -> str:
@@ -209,11 +259,18 @@ def paired_table(results: dict[str, Any]) -> str:
     paired = results.get("paired") or {}
     if not paired.get("rows"):
         return ""
-    header = ["Agent", "N pairs"] + [m[1] for m in PAIRED_METRICS]
+    clustered = _clustered(results)
+    header = ["Agent", "N pairs"]
+    for key, head, _, _ in PAIRED_METRICS:
+        header += [head, f"{head} cluster CI"] if clustered and key in CLUSTER_METRICS else [head]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
     for row in paired["rows"]:
         n = row[PAIRED_METRICS[0][0]]["n"]
-        cells = [row["agent"], str(n)] + [_est(row[key]).fmt(digits, signed=True) for key, _, _, digits in PAIRED_METRICS]
+        cells = [row["agent"], str(n)]
+        for key, _, _, digits in PAIRED_METRICS:
+            cells.append(_est(row[key]).fmt(digits, signed=True))
+            if clustered and key in CLUSTER_METRICS:
+                cells.append(_cluster_cell(row, key, digits, signed=True))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -232,13 +289,17 @@ def curve_table(results: dict[str, Any], curve: Sequence[dict[str, Any]] | None 
 
 
 def results_csv(results: dict[str, Any]) -> str:
-    """One row per agent; each metric as mean, ci_lo, ci_hi columns."""
+    """One row per agent; each metric as mean, ci_lo, ci_hi columns; with clusters, the cluster
+    bootstrap CIs last (``<key>_cluster_ci_lo``, ``<key>_cluster_ci_hi``, then ``d_<key>_...``)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     head = ["agent", "episodes", "failed"] + metric_head()
     paired_keys = [key for key, *_ in PAIRED_METRICS]
     for key in paired_keys:
         head += [f"d_{key}", f"d_{key}_ci_lo", f"d_{key}_ci_hi"]
+    clustered = [(prefix, key) for prefix in ("", "d_") for key in CLUSTER_METRICS] if _clustered(results) else []
+    for prefix, key in clustered:
+        head += [f"{prefix}{key}_cluster_ci_lo", f"{prefix}{key}_cluster_ci_hi"]
     writer.writerow(head)
     paired = {r["agent"]: r for r in (results.get("paired") or {}).get("rows", [])}
     for row in results["rows"]:
@@ -247,6 +308,9 @@ def results_csv(results: dict[str, Any]) -> str:
         for key in paired_keys:
             est = paired.get(row["agent"], {}).get(key)
             line += [_num(est["mean"]), _num(est["lo"]), _num(est["hi"])] if est else ["", "", ""]
+        for prefix, key in clustered:
+            est = (paired.get(row["agent"], {}) if prefix else row).get(f"{key}_cluster")
+            line += [_num(est["lo"]), _num(est["hi"])] if est else ["", ""]
         writer.writerow(line)
     return buf.getvalue()
 
@@ -282,6 +346,7 @@ def results_markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
         f"failed: {prog['failed']}",
         "- each cell: mean [95% bootstrap CI over seeds and goals]. Score = 100 x mean normalised reward;"
         " tokens are LLM tokens per episode; wall s per episode.",
+        *cluster_note(results),
         "",
         markdown_table(results),
     ]
@@ -292,7 +357,9 @@ def results_markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
             "",
             f"## Paired differences from `{ref}`",
             "",
-            f"Each cell: mean of (agent - `{ref}`) over the same goals and seeds [paired bootstrap 95% CI].",
+            f"Each cell: mean of (agent - `{ref}`) over the same goals and seeds [paired bootstrap 95% CI]"
+            + ("; the cluster CI columns resample whole clusters, the same ones for both rows." if _clustered(results)
+               else "."),
             "",
             paired,
         ]
@@ -308,6 +375,21 @@ def results_markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
         if curve:
             parts += ["", "## Rememberer training (learning curve)", "", curve]
     return "\n".join(parts) + "\n"
+
+
+def cluster_note(results: dict[str, Any]) -> list[str]:
+    """The header line that says what the cluster CI columns are (none for results without them)."""
+    c = results.get("clusters")
+    if not c:
+        error = results.get("clusters_error")
+        return [f"- cluster CIs: not computed ({error})."] if error else []
+    units = f"{c['unit']}s"
+    line = (f"- cluster CI (score, SR): 95% cluster bootstrap CI over seeds and {units}: the {c['tasks']} test goals "
+            f"fall into {c['count']} {units}, and the goals of one {c['unit']} are resampled together, since they are "
+            "not independent draws")
+    if c["count"] == c["tasks"]:
+        line += f"; here every goal has its own {c['unit']}, so it equals the per-goal CI"
+    return [line + "."]
 
 
 def write_results(run_root: str | Path, results: dict[str, Any], meta: dict[str, Any]) -> list[Path]:

@@ -64,6 +64,7 @@ from rlem_gym.benchmarks.episode import (
     run_episode,
     uses_llm,
 )
+from rlem_gym.benchmarks.clusters import task_clusters
 from rlem_gym.benchmarks.executors import run_processes, run_ray, run_serial
 from rlem_gym.benchmarks.plan import Split, Task, WorkItem, episode_seed, plan, resolve_split
 from rlem_gym.agents.variants import label_slug, reference_label
@@ -86,6 +87,8 @@ __all__ = [
     "rerender",
     "run_episode",
     "run_meta",
+    "run_results",
+    "stored_run",
 ]
 
 #: where training checkpoints keep the memory (relative to the seed's train dir)
@@ -476,8 +479,22 @@ def finish_run(cfg: BenchConfig, run_dir: RunDir, train: Split | None, test: Spl
     """
     from rlem_gym.benchmarks.plots import make_plots
 
-    records = run_dir.records()
-    errors = run_dir.errors()
+    results = run_results(cfg, run_dir.records(), run_dir.errors(), train, test)
+    write_results(run_dir.root, results, run_meta(cfg, train, test))
+    make_plots(results, run_dir.root, title=f"{cfg.env}: {cfg.model_label}")
+    return results
+
+
+def run_results(cfg: BenchConfig, records: list[dict[str, Any]], errors: list[dict[str, Any]],
+                train: Split | None, test: Split) -> dict[str, Any]:
+    """The results dict of a run's records (:func:`~rlem_gym.benchmarks.report.aggregate`), with
+    the cluster bootstrap CIs of the test goals' clusters (computed here from the env data) and
+    ``errors``: every failed episode."""
+    try:
+        clusters = task_clusters(cfg.env, [t.label for t in test.tasks], {**test.env_kwargs, **cfg.env_kwargs})
+        cluster_error = None
+    except (ValueError, OSError) as exc:  # e.g. the catalog a run used is not on this machine
+        clusters, cluster_error = None, str(exc)
     results = aggregate(
         records,
         agents=cfg.agents,
@@ -489,11 +506,12 @@ def finish_run(cfg: BenchConfig, run_dir: RunDir, train: Split | None, test: Spl
         errors=errors,
         n_boot=cfg.bootstrap,
         reference=reference_label(cfg.agents, cfg.reference),
+        clusters=clusters,
     )
+    if cluster_error is not None:
+        results["clusters_error"] = cluster_error
     failed = errors + [r for r in records if r.get("status") == "error"]
     results["errors"] = [{k: e[k] for k in ("item", "error", "traceback")} for e in failed]
-    write_results(run_dir.root, results, run_meta(cfg, train, test))
-    make_plots(results, run_dir.root, title=f"{cfg.env}: {cfg.model_label}")
     return results
 
 
@@ -516,6 +534,14 @@ def run_meta(cfg: BenchConfig, train: Split | None, test: Split) -> dict[str, An
 def rerender(run_root: str | Path) -> dict[str, Any]:
     """Rebuild results and plots of a run folder from its records (``rlem-gym plot``)."""
     rd = RunDir(run_root)
+    cfg, train, test = stored_run(run_root)
+    return finish_run(cfg, rd, train, test)
+
+
+def stored_run(run_root: str | Path) -> tuple[BenchConfig, Split | None, Split]:
+    """The config and the (train, test) splits a run folder's ``config.json`` keeps (also that of a
+    published run); a task keeps its position and label, not its reset options."""
+    rd = RunDir(run_root)
     if not rd.config_path.exists():
         raise ConfigError(f"{run_root} is not a run folder (no config.json): pass the --out of a bench run")
     stored = read_json(rd.config_path)
@@ -531,4 +557,4 @@ def rerender(run_root: str | Path) -> dict[str, Any]:
     test = split_of("test")
     if test is None:
         raise ConfigError(f"{rd.config_path} lists no test split: rerun the bench command")
-    return finish_run(cfg, rd, split_of("train"), test)
+    return cfg, split_of("train"), test

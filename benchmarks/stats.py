@@ -47,13 +47,15 @@ class Estimate:
         nan = float("nan")
         return cls(*(nan if d[k] is None else d[k] for k in ("mean", "lo", "hi")), d["n"])
 
-    def fmt(self, digits: int = 1, *, signed: bool = False) -> str:
+    def fmt(self, digits: int = 1, *, signed: bool = False, interval_only: bool = False) -> str:
         """``mean [lo, hi]`` with ``digits`` decimals (``n/a`` when there is no data); ``signed``
-        writes a ``+`` before positive numbers (for differences)."""
+        writes a ``+`` before positive numbers (for differences); ``interval_only`` leaves the mean
+        out (``[lo, hi]``, for a second interval of a mean shown beside it)."""
         if self.n == 0 or not np.isfinite(self.mean):
             return "n/a"
         sign = "+" if signed else ""
-        return f"{self.mean:{sign}.{digits}f} [{self.lo:{sign}.{digits}f}, {self.hi:{sign}.{digits}f}]"
+        interval = f"[{self.lo:{sign}.{digits}f}, {self.hi:{sign}.{digits}f}]"
+        return interval if interval_only else f"{self.mean:{sign}.{digits}f} {interval}"
 
 
 def _nanmean_rows(x: np.ndarray) -> np.ndarray:

@@ -62,7 +62,7 @@ def reference(tmp_path_factory):
 
 def test_cli_smoke_prints_the_table_and_writes_outputs(reference):
     out, proc = reference
-    assert "| Agent | N | Score | SR % |" in proc.stdout
+    assert "| Agent | N | Score | Score cluster CI | SR % | SR % cluster CI |" in proc.stdout
     assert "| rememberer | 1 |" in proc.stdout and "| static | 1 |" in proc.stdout
     assert "Rememberer training" in proc.stdout
     for name in ("results.md", "results.csv", "results.json", "episodes.jsonl", "config.json", "scores.png",
