@@ -2,6 +2,8 @@
 
 - ``scores.png``: score and success rate per agent, side by side, with 95% bootstrap CIs.
 - ``learning_curve.png``: the Rememberer's training score and SR per epoch, with CIs.
+- ``forest.png`` (the study's runs, :func:`plot_forest`): paired differences from the trained
+  Rememberer with the per-goal and the cluster bootstrap CIs.
 
 Both are drawn from the results dict of :func:`rlem_gym.benchmarks.report.aggregate`, so
 ``rlem-gym plot RUN_DIR`` can redraw them from the run's records alone.
@@ -37,11 +39,12 @@ def _err(est: dict[str, float]) -> tuple[float, float, float]:
     return mean, max(0.0, mean - est["lo"]), max(0.0, est["hi"] - mean)
 
 
-def _save(plt: Any, fig: Any, path: str | Path) -> Path:
-    """Lay out ``fig``, write it as PNG to ``path`` atomically, close it; return the path."""
+def _save(plt: Any, fig: Any, path: str | Path, *, top: float = 1.0) -> Path:
+    """Lay out ``fig`` (the axes below ``top``, a fraction of its height), write it as PNG to
+    ``path`` atomically, close it; return the path."""
     buf = io.BytesIO()
     try:
-        fig.tight_layout()
+        fig.tight_layout(rect=(0.0, 0.0, 1.0, top))
         fig.savefig(buf, format="png", dpi=120)
     finally:
         plt.close(fig)
@@ -141,3 +144,70 @@ def make_plots(results: dict[str, Any], out_dir: str | Path, *, title: str = "")
     if curve is not None:
         paths.append(curve)
     return paths
+
+
+#: env names as figures write them
+ENV_NAMES = {"webshop": "WebShop", "wikihow": "WikiHow"}
+#: colours of the two intervals of the forest plot
+FOREST_COLORS = {"per_goal": "#333333", "cluster": "#d95f02"}
+
+
+def plot_forest(entries: list[dict[str, Any]], path: str | Path, *, title: str = "") -> Path:
+    """Forest plot of paired differences: one panel per env, one line per (run, agent), each with
+    two 95% intervals: the per-goal bootstrap and the cluster bootstrap.
+
+    ``entries``: dicts with ``env``, ``run``, ``split``, ``agent``, ``reference``, ``unit`` (the cluster,
+    e.g. "target product"), ``clusters`` and ``goals`` (their numbers), and ``diff`` /
+    ``diff_cluster`` (stored estimates of the mean difference, agent - reference).
+    """
+    if not entries:
+        raise ValueError("plot_forest needs at least one paired difference")
+    plt = _pyplot()
+    envs = list(dict.fromkeys(e["env"] for e in entries))
+    panels = []
+    for env in envs:
+        mine = [e for e in entries if e["env"] == env]
+        runs = list(dict.fromkeys(e["run"] for e in mine))
+        panels.append((env, [(run, [e for e in mine if e["run"] == run]) for run in runs]))
+    # one unit of height per line plus one per run heading
+    heights = [sum(len(rows) + 1 for _, rows in groups) for _, groups in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8.0, 1.2 + 0.32 * sum(heights) + 0.5 * len(panels)),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    units = list(dict.fromkeys(f"{e['unit']}s" for e in entries))
+    for ax, (env, groups), height in zip(axes[:, 0], panels, heights):
+        y = height - 0.5
+        ticks, labels = [], []
+        for run, rows in groups:
+            first = rows[0]
+            ax.text(0.005, y, f"{run} ({first['split']}): {first['goals']} goals in {first['clusters']} "
+                              f"{first['unit']}s; reference {first['reference']}",
+                    transform=ax.get_yaxis_transform(), fontsize=8, fontweight="bold", va="center", ha="left",
+                    zorder=5, bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0})
+            y -= 1
+            for e in rows:
+                for key, offset, marker in (("diff", 0.15, "o"), ("diff_cluster", -0.15, "s")):
+                    mean, lo, hi = _err(e[key])
+                    color = FOREST_COLORS["per_goal" if key == "diff" else "cluster"]
+                    ax.errorbar([mean], [y + offset], xerr=[[lo], [hi]], fmt=marker, color=color, ms=4,
+                                capsize=3, elinewidth=1.2)
+                ticks.append(y)
+                labels.append(e["agent"])
+                y -= 1
+        ax.set_yticks(ticks, labels, fontsize=8)
+        ax.set_ylim(-0.1, height)
+        ax.axvline(0.0, color="black", linewidth=0.8, linestyle="--")
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_title(ENV_NAMES.get(env, env), fontsize=10, loc="left")
+        ax.set_xlabel("Δ score, agent - trained Rememberer (points of 100 x mean reward)", fontsize=8)
+    # the legend, once, on the first panel
+    handles = [
+        axes[0, 0].errorbar([], [], xerr=[], fmt="o", color=FOREST_COLORS["per_goal"], capsize=3),
+        axes[0, 0].errorbar([], [], xerr=[], fmt="s", color=FOREST_COLORS["cluster"], capsize=3),
+    ]
+    height_in = fig.get_figheight()
+    fig.suptitle(title or "Paired differences from the trained Rememberer, per env and run", fontsize=10,
+                 y=1.0 - 0.08 / height_in, va="top")
+    fig.legend(handles, ["95% per-goal bootstrap CI (paired; goals resampled one by one)",
+                         f"95% cluster bootstrap CI (paired; whole {' / '.join(units)} resampled)"],
+               loc="upper center", ncol=1, fontsize=8, frameon=False, bbox_to_anchor=(0.5, 1.0 - 0.3 / height_in))
+    return _save(plt, fig, path, top=1.0 - 0.4 / height_in)

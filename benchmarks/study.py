@@ -1,6 +1,7 @@
 """The study's summary across its published runs: the robustness spread and the test-goal learning curve.
 
     python -m rlem_gym.benchmarks.study docs/study            # writes docs/study/summary.md and its plots
+    python -m rlem_gym.benchmarks.study docs/study --forest   # writes docs/study/forest.png and cluster_ci.md
 
 Reads every ``<root>/<run>/results.json`` (with its ``config.json``) that ``publish`` wrote for a
 finished run; a run not finished yet is listed as missing, never guessed. Two views that no single
@@ -14,18 +15,28 @@ run's table gives:
   epoch 0 is the main run's untrained row (the initial pool alone), the middle epochs come from the
   snapshot run (``rememberer[init=.../memory_epochNN]@untrained`` rows), and the last is the main
   run's trained row. Plot: ``test_curve_<env>.png``.
+
+With ``--forest``, instead: **paired differences with both intervals** (:func:`forest`). Every
+published run with test episodes and a trained Rememberer row (or an explicit ``reference``) is
+re-aggregated from its records (``records.jsonl.gz``, else ``records/``) exactly as its results
+table is: every row minus the reference, goal by goal, with the 95% per-goal bootstrap CI and the
+95% cluster bootstrap CI over the goals' target products (WebShop) or articles (WikiHow), the
+clusters read from the env data (:mod:`rlem_gym.benchmarks.clusters`). Written: ``forest.png``
+and ``cluster_ci.md`` (the plotted numbers).
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import json
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
 from rlem_gym.atomic import atomic_write_text
-from rlem_gym.benchmarks.rundir import read_json
+from rlem_gym.benchmarks.rundir import RunDir, read_json
 from rlem_gym.benchmarks.stats import Estimate
 
 #: env -> the runs of the robustness study: the main run first, then one other setting each
@@ -185,15 +196,113 @@ def write_summary(root: str | Path, out: str | Path | None = None) -> list[Path]
     return paths
 
 
+def _published_rows(folder: Path, name: str, fallback: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of ``folder/name`` (a gzipped JSONL that publish wrote), else ``fallback``."""
+    path = folder / name
+    if not path.is_file():
+        return fallback
+    return [json.loads(line) for line in gzip.decompress(path.read_bytes()).decode("utf-8").splitlines() if line]
+
+
+def _run_order(name: str) -> tuple[bool, str]:
+    """A run's place in its env's panel: ``<env>-main`` first, then by name."""
+    return (not name.endswith("-main"), name)
+
+
+def forest(root: str | Path) -> dict[str, Any]:
+    """The paired score differences of every published run under ``root`` that has test episodes
+    and a reference row that trained (see the module doc): ``entries`` (one per run and agent, as
+    :func:`~rlem_gym.benchmarks.plots.plot_forest` takes them, sorted by env, then the main run
+    first) and ``skipped`` (run name -> why it is left out)."""
+    from rlem_gym.agents.variants import parse_agent_list, reference_variant
+    from rlem_gym.benchmarks.runner import run_results, stored_run
+
+    entries: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    for cfg_path in sorted(Path(root).glob("*/config.json")):
+        folder = cfg_path.parent
+        cfg, train, test = stored_run(folder)
+        if not cfg.reference and reference_variant(parse_agent_list(list(cfg.agents))) is None:
+            skipped[folder.name] = "no trained Rememberer row to compare with"
+            continue
+        run = RunDir(folder)
+        records = _published_rows(folder, "records.jsonl.gz", [])
+        records = records or run.records()
+        if not any(r["phase"] == "test" for r in records):
+            skipped[folder.name] = "no test episodes"
+            continue
+        errors = _published_rows(folder, "errors.jsonl.gz", [])
+        results = run_results(cfg, records, errors or run.errors(), train, test)
+        clusters = results.get("clusters")
+        if clusters is None:
+            skipped[folder.name] = f"no clusters ({results.get('clusters_error')})"
+            continue
+        for row in results["paired"]["rows"]:
+            entries.append({
+                "env": cfg.env, "run": folder.name, "split": test.spec, "agent": row["agent"],
+                "reference": results["paired"]["reference"], "unit": clusters["unit"],
+                "clusters": clusters["count"], "goals": clusters["tasks"],
+                "diff": row["score"], "diff_cluster": row["score_cluster"],
+            })
+    entries.sort(key=lambda e: (e["env"], _run_order(e["run"])))  # stable: the agents keep their order
+    return {"entries": entries, "skipped": skipped}
+
+
+def forest_markdown(data: dict[str, Any]) -> str:
+    """cluster_ci.md: the numbers of forest.png, one line per run and agent."""
+    out = ["# Paired differences with per-goal and cluster bootstrap CIs", "",
+           "Written by `python -m rlem_gym.benchmarks.study docs/study --forest` from the published runs'",
+           "records, with the numbers drawn in [forest.png](forest.png). Δ score = mean over the test goals of",
+           "(agent - the trained Rememberer), points of 100 x mean reward. Per-goal CI: 95% paired bootstrap over",
+           "seeds and goals (the results tables' CI). Cluster CI: 95% paired bootstrap that resamples whole",
+           "clusters of goals, the same clusters for both rows: WebShop goals by target product, WikiHow tasks by",
+           "article (`rlem_gym.benchmarks.clusters`). Width ratio: cluster CI width / per-goal CI width.", "",
+           "| env | run | split | goals / clusters | agent | Δ score | per-goal 95% CI | cluster 95% CI "
+           "| width ratio |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for e in data["entries"]:
+        d, c = Estimate.from_dict(e["diff"]), Estimate.from_dict(e["diff_cluster"])
+        ratio = f"{(c.hi - c.lo) / (d.hi - d.lo):.2f}" if d.hi > d.lo else "-"
+        cells = [e["env"], f"`{e['run']}`", f"`{e['split']}`", f"{e['goals']} / {e['clusters']} {e['unit']}s",
+                 e["agent"], f"{d.mean:+.1f}", d.fmt(1, signed=True, interval_only=True),
+                 c.fmt(1, signed=True, interval_only=True), ratio]
+        out.append("| " + " | ".join(cells) + " |")
+    if data["skipped"]:
+        out += ["", "Not plotted: " + "; ".join(f"`{n}` ({why})" for n, why in data["skipped"].items()) + "."]
+    return "\n".join(out) + "\n"
+
+
+def write_forest(root: str | Path, out: str | Path | None = None) -> list[Path]:
+    """Write forest.png and cluster_ci.md (see :func:`forest`); return the paths written."""
+    from rlem_gym.benchmarks.plots import plot_forest
+
+    out = Path(out or root)
+    data = forest(root)
+    if not data["entries"]:
+        raise ValueError(f"no published run under {root} has paired differences from a trained Rememberer")
+    out.mkdir(parents=True, exist_ok=True)
+    md = out / "cluster_ci.md"
+    atomic_write_text(md, forest_markdown(data))
+    return [plot_forest(data["entries"], out / "forest.png"), md]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m rlem_gym.benchmarks.study", description=__doc__.splitlines()[0])
     ap.add_argument("root", help="the folder of published runs (docs/study)")
     ap.add_argument("--out", help="where to write summary.md and the plots (default: root)")
+    ap.add_argument("--forest", action="store_true",
+                    help="write forest.png and cluster_ci.md (paired differences with per-goal and cluster "
+                         "bootstrap CIs) instead of the summary")
     args = ap.parse_args(argv)
     if not Path(args.root).is_dir():
         print(f"study: {args.root} is not a folder", file=sys.stderr)
         return 2
-    for path in write_summary(args.root, args.out):
+    try:
+        paths = write_forest(args.root, args.out) if args.forest else write_summary(args.root, args.out)
+    except ValueError as exc:
+        print(f"study: {exc}", file=sys.stderr)
+        return 2
+    for path in paths:
         print(path)
     return 0
 

@@ -1,5 +1,5 @@
 """Cluster CIs at report time: the clusters from the env data, the results tables, a committed run
-re-rendered."""
+re-rendered, and the study's forest plot."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from rlem_gym.benchmarks import study
 from rlem_gym.benchmarks.clusters import Clusters, task_clusters, wikihow_clusters
 from rlem_gym.benchmarks.report import aggregate, markdown_table, paired_table, results_csv, results_markdown
 from rlem_gym.benchmarks.stats import Estimate
@@ -125,3 +126,49 @@ def test_a_committed_study_run_rerenders_with_cluster_columns(tmp_path):
     md = (run / "results.md").read_text()
     assert "over seeds and target products: the 50 test goals fall into 35 target products" in md
     assert "| rememberer | 50 | 57.9 [52.0, 63.9] | [" in md
+
+
+def _published(tmp_path, names=("webshop-main", "wikihow-main", "webshop-snapshots")):
+    root = tmp_path / "study"
+    for name in names:
+        (root / name).mkdir(parents=True)
+        for f in ("config.json", "records.jsonl.gz"):
+            shutil.copy(STUDY / name / f, root / name)
+    return root
+
+
+def test_forest_command_writes_the_plot_and_its_numbers(tmp_path, capsys):
+    root = _published(tmp_path)
+    out = tmp_path / "out"
+    assert study.main([str(root), "--forest", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.split() == [str(out / "forest.png"), str(out / "cluster_ci.md")]
+    assert (out / "forest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (out / "summary.md").exists()
+    md = (out / "cluster_ci.md").read_text()
+    lines = [ln for ln in md.splitlines() if ln.startswith("| webshop") or ln.startswith("| wikihow")]
+    assert len(lines) == 10  # 5 rows against the trained Rememberer in each main run
+    # the numbers are the committed tables' paired differences, with the cluster CI beside them
+    committed = json.loads((STUDY / "webshop-main" / "results.json").read_text())["paired"]["rows"]
+    static = Estimate.from_dict(next(r["score"] for r in committed if r["agent"] == "static"))
+    line = next(ln for ln in lines if "`webshop-main`" in ln and "| static |" in ln)
+    ci = static.fmt(1, signed=True, interval_only=True)
+    assert f"| 50 / 35 target products | static | {static.mean:+.1f} | {ci} |" in line
+    assert "| 70 / 70 articles | react |" in md
+    assert "`webshop-snapshots` (no trained Rememberer row to compare with)" in md
+    data = study.forest(root)
+    assert [e["run"] for e in data["entries"]] == ["webshop-main"] * 5 + ["wikihow-main"] * 5
+    for e in data["entries"]:
+        d, c = Estimate.from_dict(e["diff"]), Estimate.from_dict(e["diff_cluster"])
+        assert c.mean == pytest.approx(d.mean)
+        if e["env"] == "wikihow":  # every task its own article: the same interval
+            assert (c.lo, c.hi) == (d.lo, d.hi)
+
+
+def test_forest_command_refuses_a_folder_without_paired_runs(tmp_path, capsys):
+    root = _published(tmp_path, names=("webshop-snapshots",))
+    assert study.main([str(root), "--forest"]) == 2
+    assert "no published run under" in capsys.readouterr().err
+    from rlem_gym.benchmarks.plots import plot_forest
+
+    with pytest.raises(ValueError, match="at least one paired difference"):
+        plot_forest([], tmp_path / "x.png")
