@@ -43,8 +43,13 @@ class StepInfo:
     fallback_reason: str = ""
     """Why the fallback fired (empty output, invalid action, ...)."""
     prompt_tokens: int = 0
+    """Prompt tokens of the step's LLM calls, summed."""
     completion_tokens: int = 0
+    """Tokens the step's LLM calls generated, summed."""
     latency_s: float = 0.0
+    """Wall time of the step's LLM calls, summed."""
+    cached_tokens: int = 0
+    """Prompt tokens the backend served from its KV cache instead of prefilling them (0 when unknown)."""
 
 
 @dataclass

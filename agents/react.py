@@ -137,7 +137,7 @@ class ReActAgent(LLMAgent):
         thoughts: list[str] = []
         outputs: list[str] = []
         action, why, prompt = None, "", ""
-        prompt_tokens = completion_tokens = 0
+        prompt_tokens = completion_tokens = cached_tokens = 0
         latency = 0.0
         for call in range(self.max_thinks + 1):
             # the reply is forced to start with "Action:" (the prompt's response_prefix)
@@ -147,6 +147,7 @@ class ReActAgent(LLMAgent):
                                              rest=False, seed_offset=call)
             prompt_tokens += completion.prompt_tokens
             completion_tokens += completion.completion_tokens
+            cached_tokens += completion.cached_tokens
             latency += completion.latency_s
             outputs.append(completion.text)
             line = parse_react_line(built.response_prefix + completion.text, self.adapter.extract_actions)
@@ -183,6 +184,7 @@ class ReActAgent(LLMAgent):
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
                 latency_s=latency,
+                cached_tokens=cached_tokens,
             )
         )
 

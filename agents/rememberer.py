@@ -241,6 +241,7 @@ class Rememberer(LLMAgent):
                 prompt_tokens=completion.prompt_tokens,
                 completion_tokens=completion.completion_tokens,
                 latency_s=completion.latency_s,
+                cached_tokens=completion.cached_tokens,
             )
         )
 

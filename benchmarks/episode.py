@@ -142,6 +142,8 @@ def run_episode(
                     "copied_encouraged": copied,
                     "action_error": error,
                     "prompt_tokens": int(st.prompt_tokens),
+                    "cached_tokens": int(st.cached_tokens),
+                    "prefill_tokens": int(st.prompt_tokens) - int(st.cached_tokens),
                     "completion_tokens": int(st.completion_tokens),
                     "llm_s": round(float(st.latency_s), 4),
                     "act_s": round(act_s, 4),

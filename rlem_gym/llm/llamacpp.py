@@ -14,10 +14,13 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from rlem_gym.llm.base import (
     LLM, Completion, LLMError, chat_messages, check_generate_args, common_prefix_len, finish_reason, timed,
 )
 from rlem_gym.llm.constraint import ActionConstraint, check_constraint
+from rlem_gym.llm.prefix_cache import PrefixCache, common_prefix
 
 INSTALL_HINT = "pip install rlem-gym[llamacpp]"
 
@@ -61,6 +64,10 @@ class LlamaCppBackend(LLM):
             (llama.cpp's GBNF sampler). Both give the same greedy action (tested) at the same
             speed (measured: 3.66 s vs 3.57 s for an 11-token action, benchmarks/RESULTS.md);
             ``"mask"`` is the default so that llama.cpp and HF enforce a constraint with one piece of code.
+        prefix_cache_mb: RAM for KV snapshots of earlier calls (:class:`~rlem_gym.llm.prefix_cache.PrefixCache`;
+            0 = none). A call then starts from the earlier call that shares the longest prefix with
+            its prompt, not only from the call just before it: interleaved agents and prompts that
+            repeat an earlier call's exemplars stop prefilling what was evaluated before.
     """
 
     def __init__(
@@ -74,7 +81,10 @@ class LlamaCppBackend(LLM):
         system_prompt: str | None = None,
         name: str | None = None,
         constraint_engine: str = "mask",
+        prefix_cache_mb: float = 0,
     ) -> None:
+        if prefix_cache_mb < 0:
+            raise ValueError(f"prefix_cache_mb must be >= 0, got {prefix_cache_mb}")
         llama_cpp = import_llama_cpp()
         path = Path(model_path)
         if not path.is_file():
@@ -119,6 +129,7 @@ class LlamaCppBackend(LLM):
         self.constraint_engine = constraint_engine
         self._vocab: Any = None  # VocabIndex for the "mask" engine, built on first use
         self._grammars: dict[str, Any] = {}  # GBNF text -> compiled LlamaGrammar (pages repeat)
+        self.prefix_cache = PrefixCache(int(prefix_cache_mb * 2**20)) if prefix_cache_mb else None
 
     def _grammar(self, constraint: ActionConstraint) -> Any:
         """The compiled llama.cpp grammar of ``constraint`` (cached: an episode revisits the same pages)."""
@@ -182,6 +193,50 @@ class LlamaCppBackend(LLM):
         n = int(getattr(self._llm, "n_tokens", 0))
         return [int(t) for t in self._llm.input_ids[:n]] if n > 0 else []
 
+    #: a snapshot is restored only when it serves this many more prompt tokens than the live context
+    MIN_RESTORE_GAIN = 16
+
+    def _start_from_longest_prefix(self, ids: list[int]) -> None:
+        """Load the stored snapshot that shares the longest prefix with ``ids``, when it beats the live context."""
+        llm = self._llm
+        n_live = int(llm.n_tokens)
+        if self.prefix_cache is not None:
+            live = common_prefix(np.asarray(llm.input_ids[:n_live], dtype=np.int64), np.asarray(ids, dtype=np.int64))
+            n_snap, snap = self.prefix_cache.longest(ids)
+            if snap is not None and n_snap >= live + self.MIN_RESTORE_GAIN:
+                import ctypes
+
+                llama_cpp = import_llama_cpp()
+                buf = (ctypes.c_uint8 * len(snap.data)).from_buffer_copy(snap.data)
+                if llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, buf, len(snap.data), 0) != len(snap.data):
+                    raise LLMError(f"{self.name}: could not restore a KV snapshot of {len(snap.tokens)} tokens")
+                n_live = len(snap.tokens)
+                llm.input_ids[:n_live] = snap.tokens
+                llm.n_tokens = n_live
+                llm._requires_eval = True
+                self.prefix_cache.hits += 1
+                self.prefix_cache.hit_tokens += n_snap - live
+
+    def _snapshot(self) -> None:
+        """Keep the evaluated sequence (prompt and reply) in the prefix cache, unless a snapshot holds it already."""
+        llm = self._llm
+        n = int(llm.n_tokens)
+        if self.prefix_cache is None or n == 0:
+            return
+        tokens = np.asarray(llm.input_ids[:n], dtype=np.int64)
+        if self.prefix_cache.covers(tokens):
+            return
+        import ctypes
+
+        llama_cpp = import_llama_cpp()
+        size = int(llama_cpp.llama_state_seq_get_size(llm._ctx.ctx, 0))
+        if size <= 0 or size > self.prefix_cache.capacity_bytes:
+            return
+        buf = (ctypes.c_uint8 * size)()
+        written = int(llama_cpp.llama_state_seq_get_data(llm._ctx.ctx, buf, size, 0))
+        if written > 0:
+            self.prefix_cache.put(tokens, ctypes.string_at(buf, written))
+
     def generate(
         self,
         prompt: str,
@@ -222,6 +277,7 @@ class LlamaCppBackend(LLM):
             else:
                 sampling["logits_processor"], raised = self._mask_processor(constraint, len(ids))
         with self._lock:
+            self._start_from_longest_prefix(ids)
             before = self._cached_ids()
             try:
                 out = self._llm.create_completion(prompt=ids, **sampling)
@@ -234,6 +290,7 @@ class LlamaCppBackend(LLM):
             usage = out.get("usage") or {}
             n_prompt = int(usage.get("prompt_tokens") or 0)
             after = self._cached_ids()
+            self._snapshot()
         cached = min(common_prefix_len(before, after[:n_prompt]), max(0, n_prompt - 1))
         return Completion(
             text=out["choices"][0]["text"],
@@ -245,9 +302,16 @@ class LlamaCppBackend(LLM):
         )
 
     def reset_cache(self) -> None:
-        """Forget the evaluated prefix (the next call prefills from scratch)."""
+        """Forget the evaluated prefix: the next call prefills from scratch, or from the prefix cache's
+        snapshots when there is one (``prefix_cache_mb``; :meth:`clear_prefix_cache` drops them)."""
         with self._lock:
             self._llm.reset()
+
+    def clear_prefix_cache(self) -> None:
+        """Drop every KV snapshot of the prefix cache (no-op without one)."""
+        if self.prefix_cache is not None:
+            with self._lock:
+                self.prefix_cache.clear()
 
     def close(self) -> None:
         """Free the llama.cpp model and context (safe to call twice)."""
