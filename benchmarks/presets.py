@@ -30,6 +30,7 @@ DEMO = BenchConfig(
     agents=("rememberer", "rememberer@untrained", "react", "static", "heuristic", "oracle"),
     llm="qwen2.5-coder-0.5b",
     action_decoding="constrained",
+    random_advice=False,  # the deterministic advice its committed outputs (docs/demo) were made with
     init_memory="webshop:E0",
     train_split="train[0:3]",
     test_split="test[0:3]",
