@@ -253,7 +253,7 @@ untrained copy (E0 only), ReAct and the static-exemplar agent play the same held
 memory frozen, beside the LLM-free heuristic (floor) and oracle (ceiling); the table carries 95%
 bootstrap CIs and paired differences from the trained Rememberer.
 What it does not show: which agent is better. 3 test goals give intervals far too wide for that;
-the study in docs/study/README.md runs the paper's protocol on 50-100 goals."""
+the study in docs/study/README.md runs the paper's protocol on 50 WebShop and 70 WikiHow goals."""
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

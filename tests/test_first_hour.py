@@ -224,3 +224,11 @@ def test_sigterm_exits_143_and_the_run_resumes(tmp_path):
     assert proc.returncode == 143, err
     assert "interrupted; rerun the same command to resume" in err
     assert (out / "config.json").exists()  # finished episodes are kept for the rerun
+
+
+def test_the_demo_preset_is_still_the_committed_demo():
+    """The new defaults leave the demo's settings as its committed outputs (docs/demo) were made."""
+    from rlem_gym.benchmarks.presets import get_preset
+
+    doc = json.loads((ROOT / "docs" / "demo" / "config.json").read_text())
+    assert BenchConfig.from_stored(doc).result_fields() == get_preset("demo").validate().result_fields()
