@@ -8,7 +8,8 @@ in ``self.stats``.
 
 **Action decoding.** ``action_decoding="free"`` lets the model write its reply as it likes; the
 agent parses it and falls back (counted) when no valid action is in it. With
-``action_decoding="constrained"`` the action slot (the Rememberer's first ``Encouraged:`` line,
+``action_decoding="constrained"`` (the default: small models know what to do but often cannot
+spell it; a backend that cannot constrain decodes freely, with a warning) the action slot (the Rememberer's first ``Encouraged:`` line,
 ReAct's ``Action:``) is generated under the page's :class:`~rlem_gym.llm.constraint.ActionConstraint`,
 so the action is always one that is valid now; the rest of the reply (reason, Discouraged list)
 is then generated freely by a second call that continues after the action (its prompt is the
@@ -46,6 +47,21 @@ def check_action_decoding(mode: str) -> str:
     return mode
 
 
+def as_llm(llm: "LLM | str") -> "LLM":
+    """``llm`` itself, or the model a spec string names (built with :func:`rlem_gym.llm.make_llm`).
+
+    Raises TypeError, naming what to pass, for anything that cannot generate.
+    """
+    if isinstance(llm, str):
+        from rlem_gym.llm import make_llm
+
+        return make_llm(llm)
+    if not callable(getattr(llm, "generate", None)):
+        raise TypeError(f"llm must be an rlem_gym.llm.LLM or a model spec string such as 'qwen2.5-coder-0.5b', "
+                        f"got {type(llm).__name__}: pass make_llm(spec) or the spec itself")
+    return llm
+
+
 def merge_completions(first: "Completion", second: "Completion") -> "Completion":
     """One step's two calls (constrained action, then the free rest) as one Completion for accounting."""
     return replace(
@@ -62,7 +78,8 @@ class LLMAgent(Agent):
     """Base of agents that prompt an LLM once or more per step.
 
     Args:
-        llm: any :class:`rlem_gym.llm.LLM`.
+        llm: any :class:`rlem_gym.llm.LLM`, or a model spec string that :func:`rlem_gym.llm.make_llm`
+            builds (e.g. ``"qwen2.5-coder-0.5b"``).
         adapter: ``"webshop"``, ``"wikihow"`` or an :class:`EnvAdapter`.
         fallback: ``"first_valid"``, ``"random_valid"`` or ``"noop"`` when the reply has no valid action.
         max_tokens, temperature, stop: generation settings (temperature 0 = greedy).
@@ -84,11 +101,11 @@ class LLMAgent(Agent):
         stop: Sequence[str] | None,
         seed: int,
         margin: int,
-        action_decoding: str = "free",
+        action_decoding: str = "constrained",
         full_reply: bool | None = None,
     ) -> None:
         super().__init__()
-        self.llm = llm
+        self.llm = as_llm(llm)
         self.adapter = get_adapter(adapter)
         self.fallback_policy = check_fallback_policy(fallback)
         self.max_tokens = int(max_tokens)

@@ -93,7 +93,7 @@ class ReActAgent(LLMAgent):
         margin: int = DEFAULT_MARGIN_TOKENS,
         example: str | None = None,
         history: str = "last",
-        action_decoding: str = "free",
+        action_decoding: str = "constrained",
     ) -> None:
         super().__init__(llm, adapter, fallback=fallback, max_tokens=max_tokens, temperature=temperature, stop=stop,
                          seed=seed, margin=margin, action_decoding=action_decoding)

@@ -96,12 +96,14 @@ class Rememberer(LLMAgent):
     """The Rememberer agent: retrieve -> prompt -> generate -> parse -> choose; update at episode end.
 
     Args:
-        llm: any :class:`rlem_gym.llm.LLM` (``make_llm()`` for the shipped SmolLM2).
+        llm: any :class:`rlem_gym.llm.LLM` (``make_llm()`` for the default model) or a model spec string.
         memory: an :class:`rlem_gym.memory.ExperienceMemory` built with ``adapter.make_matcher()``.
         adapter: ``"webshop"``, ``"wikihow"`` or an :class:`EnvAdapter`.
         k: exemplars retrieved per step (2 in the paper).
         discouraged: show the Discouraged advice (False = the paper's ablation).
-        random_advice: reproduce the official invented advice (off by default).
+        random_advice: the official code's advice rendering (the default; the study found the 0.5B
+            model needs it): a record with no positive Q shows a random valid Encouraged action,
+            one with no Q <= 0 a random Discouraged one. False shows only the record's own actions.
         fallback: ``"first_valid"``, ``"random_valid"`` or ``"noop"`` when the reply has no valid action.
         max_tokens, temperature, stop: generation settings (temperature 0 = greedy).
         seed: seeds the generator used by random advice / random fallback and the LLM call.
@@ -125,7 +127,7 @@ class Rememberer(LLMAgent):
         *,
         k: int = 2,
         discouraged: bool = True,
-        random_advice: bool = False,
+        random_advice: bool = True,
         fallback: str = "first_valid",
         max_tokens: int = 128,
         temperature: float = 0.0,
@@ -133,7 +135,7 @@ class Rememberer(LLMAgent):
         seed: int = 0,
         margin: int = DEFAULT_MARGIN_TOKENS,
         exemplar_order: str = "official",
-        action_decoding: str = "free",
+        action_decoding: str = "constrained",
         full_reply: bool | None = None,
     ) -> None:
         if k < 0:

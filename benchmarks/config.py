@@ -3,7 +3,10 @@
 ``rlem-gym bench`` builds its arguments from :class:`BenchConfig` (one ``--flag`` per field, the
 docstring under the field as its help text), and the presets in
 :mod:`rlem_gym.benchmarks.presets` are instances of the same class. A run folder's
-``config.json`` holds ``BenchConfig.to_dict()``, and ``BenchConfig.from_dict`` reads it back.
+``config.json`` holds ``BenchConfig.to_dict()`` (every setting, the model resolved to its spec) and
+``config_version``; :meth:`BenchConfig.from_stored` reads it back. A ``config.json`` written before
+``config_version`` existed is read with the defaults of its time (:data:`LEGACY_DEFAULTS`), so an old
+run resumes, re-renders and restores with the settings it was made with.
 """
 
 from __future__ import annotations
@@ -20,6 +23,18 @@ from typing import Any
 
 #: env short names the benchmark knows -> registered Gymnasium id
 ENV_IDS = {"webshop": "rlem_gym/WebShop-v0", "wikihow": "rlem_gym/WikiHow-v0"}
+
+#: the ``config_version`` a run's config.json is written with (absent = 1)
+CONFIG_VERSION = 2
+#: what a setting meant in a version-1 config.json that lacks it (a field added later, with a default
+#: other than the behaviour before it), or that holds the old default: ``llm`` None was SmolLM2 on HF,
+#: decoding was free, the advice deterministic, and the most similar exemplar came first
+LEGACY_DEFAULTS: dict[str, Any] = {
+    "llm": "smollm2",
+    "action_decoding": "free",
+    "random_advice": False,
+    "exemplar_order": "similarity",
+}
 
 
 class ConfigError(ValueError):
@@ -40,15 +55,17 @@ class BenchConfig:
     rememberer[n_step=1],static[exemplars=handwritten],heuristic,oracle (rlem_gym.agents.variants)."""
 
     llm: str | None = None
-    """LLM spec shared by every agent: hf:<id or path>[#gguf_file], gguf:<path> (llama.cpp),
-    openai:<base_url>#<model>, smollm2 (HF on the shipped SmolLM2-135M) or smollm2-gguf (llama.cpp on
-    the shipped file). Default: the shipped SmolLM2-135M-Instruct through HF transformers."""
+    """LLM spec shared by every agent: a zoo name from `rlem-gym models` (qwen2.5-coder-0.5b,
+    qwen2.5-coder-1.5b, smollm2-135m; :gguf = llama.cpp, :hf = transformers), hf:<id or
+    path>[#gguf_file], gguf:<path> (llama.cpp) or openai:<base_url>#<model>; several, comma-separated,
+    run a model sweep. Default: the best installed zoo model that can act (qwen2.5-coder-0.5b:gguf
+    when the qwen-0-5b and llamacpp extras are installed), written to config.json as its spec."""
 
     llm_kwargs: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for the LLM backend, as JSON, passed as make_llm(llm, **kwargs), e.g.
     '{"dtype": "bfloat16", "num_threads": 2}' (HF) or '{"n_threads": 2}' (llama.cpp)."""
 
-    action_decoding: str = "free"
+    action_decoding: str = "constrained"
     """How LLM agents write their action: free (parse the reply, counted fallback when it holds no
     valid action) or constrained (the action slot is decoded under the page's valid actions:
     grammar / token mask, so every action is valid; reasons and thoughts stay free text). A
@@ -98,9 +115,10 @@ class BenchConfig:
     discouraged: bool = True
     """Show the Discouraged part of the action advice (the paper's ablation switch)."""
 
-    random_advice: bool = False
-    """Reproduce the official code's invented random advice when a record lacks a positive or a
-    non-positive action."""
+    random_advice: bool = True
+    """The official code's advice rendering (the study found it necessary): a retrieved record with no
+    positive Q shows a random valid Encouraged action, one with no Q <= 0 a random Discouraged one.
+    --no-random-advice shows only the record's own actions (deterministic)."""
 
     exemplar_order: str = "official"
     """The Rememberer's exemplar order in the prompt: official (the official code's: the most
@@ -284,7 +302,18 @@ class BenchConfig:
 
         if not any(getattr(AGENTS.get(v.name), "uses_llm", True) for v in self.variants):
             return "none (no LLM agent)"
-        return self.llm or "smollm2 (SmolLM2-135M-Instruct, HF)"
+        return self.llm or "the caller's llm_factory"
+
+    def with_default_llm(self) -> tuple["BenchConfig", str | None]:
+        """``(config, note)``: the config with :attr:`llm` resolved to the default model's spec when
+        it is None and an agent uses an LLM (:func:`rlem_gym.llm.factory.default_llm_spec`); ``note``
+        says what was picked instead of the zoo's 0.5B on llama.cpp, or what to install."""
+        if self.llm is not None or self.model_label.startswith("none"):
+            return self, None
+        from rlem_gym.llm.factory import default_llm_spec
+
+        spec, note = default_llm_spec()
+        return self.replace(llm=spec), note
 
     def replace(self, **changes: Any) -> "BenchConfig":
         """A copy with ``changes`` applied (presets are customised this way)."""
@@ -296,6 +325,25 @@ class BenchConfig:
         out["agents"] = list(self.agents)
         out["seeds"] = list(self.seeds)
         return out
+
+    @classmethod
+    def from_stored(cls, doc: dict[str, Any]) -> "BenchConfig":
+        """The config of a run folder's ``config.json`` document (its ``config`` and ``config_version``).
+
+        A version-1 document (no ``config_version``) is read with :data:`LEGACY_DEFAULTS`: each
+        missing setting, and an ``llm`` of None when an agent uses an LLM, takes the value it had
+        then, so that old runs keep their settings when resumed, re-rendered or restored.
+        """
+        data = dict(doc["config"])
+        if int(doc.get("config_version", 1)) < 2:
+            for key, value in LEGACY_DEFAULTS.items():
+                if key not in data:
+                    data[key] = value
+            if data.get("llm") is None:
+                probe = cls.from_dict({**data, "llm": None})
+                if not probe.model_label.startswith("none"):
+                    data["llm"] = LEGACY_DEFAULTS["llm"]
+        return cls.from_dict(data)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "BenchConfig":

@@ -167,6 +167,16 @@ def _parse_slice(text: str) -> tuple[str, slice | None]:
     return name, slice(i, i + 1)
 
 
+def _check_slice(spec: str, sl: slice, n: int) -> None:
+    """Refuse a slice that reaches past the split's ``n`` tasks (Python would silently cut it short,
+    and the run would hold fewer tasks than its recorded spec says)."""
+    name = spec.partition("[")[0]
+    for bound in (sl.start, sl.stop):
+        if bound is not None and not -n <= bound <= n:
+            raise ConfigError(f"split {spec!r} reaches past the end of {name!r}, which has {n} tasks: "
+                              f"use e.g. {name}[0:{n}] or a smaller slice")
+
+
 def _task_labels(env: Any, n: int) -> list[str]:
     """Readable ids of an env's tasks: WebShop global goal indices, WikiHow task ids."""
     split = getattr(env, "split", None)
@@ -241,6 +251,7 @@ def resolve_split(cfg: BenchConfig, spec: str, make_env: Callable[[dict[str, Any
         env.close()
     positions = list(range(n))
     if sl is not None:
+        _check_slice(spec, sl, n)
         positions = positions[sl]
     if not positions:
         raise ConfigError(f"split {spec!r} selects no tasks (the split has {n})")

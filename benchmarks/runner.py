@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from rlem_gym.atomic import atomic_write_json
-from rlem_gym.benchmarks.config import BenchConfig, ConfigError
+from rlem_gym.benchmarks.config import CONFIG_VERSION, BenchConfig, ConfigError
 from rlem_gym.benchmarks.episode import (
     EpisodeContext,
     LLMFactory,
@@ -176,13 +176,17 @@ class Runner:
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         echo: Callable[[str], None] | None = None,
     ) -> None:
-        self.cfg = cfg.validate()
-        root = Path(out or cfg.out or default_run_dir(cfg))
-        self.cfg = self.cfg.replace(out=str(root))
-        self.run_dir = RunDir(root)
-        self.llm_factory = llm_factory or default_llm_factory(cfg)
-        self.on_event = on_event or (lambda kind, data: None)
         self.echo = echo or (lambda msg: print(msg, file=sys.stderr))
+        cfg = cfg.validate()
+        if llm_factory is None:  # the model is built from the config: name it there (config.json records it)
+            cfg, note = cfg.with_default_llm()
+            if note:
+                self.echo(f"default model {cfg.llm}: {note}")
+        root = Path(out or cfg.out or default_run_dir(cfg))
+        self.cfg = cfg.replace(out=str(root))
+        self.run_dir = RunDir(root)
+        self.llm_factory = llm_factory or default_llm_factory(self.cfg)
+        self.on_event = on_event or (lambda kind, data: None)
         self._ctx: EpisodeContext | None = None
         self.splits: dict[str, Split] = {}
         self._data_files: dict[Path, None] = {}  # ordered set, filled while the splits are resolved
@@ -207,20 +211,22 @@ class Runner:
         if path.exists():
             try:
                 old = read_json(path)
-                old_fields = BenchConfig.from_dict(old["config"]).result_fields()
-            except (json.JSONDecodeError, KeyError, ConfigError, TypeError) as exc:
+                old_fields = BenchConfig.from_stored(old).result_fields()
+            except (json.JSONDecodeError, KeyError, ConfigError, TypeError, ValueError) as exc:
                 raise ConfigError(f"{path} is not an rlem-gym run config ({exc}): pass another --out") from None
             new_fields = self.cfg.result_fields()
             if old_fields != new_fields:
                 diff = sorted(k for k in new_fields if old_fields.get(k) != new_fields.get(k))
                 raise ConfigError(
-                    f"{self.run_dir.root} holds a run with a different config ({', '.join(diff)}): "
-                    "pass another --out, or --fresh to start it over"
+                    f"{self.run_dir.root} holds a run with a different config ({', '.join(diff)}): to resume it, "
+                    f"pass its settings ({' '.join(_as_flags({k: old_fields.get(k) for k in diff}))}); "
+                    "else pass another --out, or --fresh to start it over"
                 )
             return
         atomic_write_json(
             path,
             {
+                "config_version": CONFIG_VERSION,
                 "config": self.cfg.to_dict(),
                 "command": sys.argv,
                 "started_at": _now(),
@@ -400,14 +406,49 @@ class Runner:
                                   "pending_episodes": pending, "machine": machine_info(),
                                   "matmul_gflops": matmul_gflops(), "versions": _versions()})
 
+    # -- the plan and its projected time ------------------------------------------------------
+    def projection(self, *, gflops_now: float | None = None) -> Any:
+        """The work items still to run (finished ones are skipped on resume), per phase and agent, with
+        their projected wall time (:func:`rlem_gym.benchmarks.estimate.project`). Writes nothing."""
+        from rlem_gym.benchmarks.estimate import project
+
+        train, test = self.splits.get("train"), self.splits.get("test")
+        if test is None:
+            train, test = self._resolve_splits()
+        train_items, test_items = plan(self.cfg, train, test)
+        finished = self.run_dir.finished_ids()
+        pending = [i for i in train_items + test_items if i.id not in finished]
+        return project(self.cfg, pending, gflops_now=gflops_now)
+
+    def _warn_if_long(self) -> None:
+        """Say at the start when the work left is projected to take more than an hour."""
+        from rlem_gym.benchmarks.estimate import WARN_AFTER_S, fmt_duration
+
+        proj = self.projection()
+        if proj.seconds is not None and proj.seconds > WARN_AFTER_S:
+            self.echo(f"note: {proj.episodes} episodes are projected to take {fmt_duration(proj.seconds)} here "
+                      f"({proj.basis.split(';')[0]}); `rlem-gym bench --dry-run` with the same flags shows the plan, "
+                      "and a smaller --test-split, --train-split or --epochs runs faster")
+
     # -- the whole run --------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        """Train, test, aggregate; return the results dict (also written to the run folder)."""
+        """Train, test, aggregate; return the results dict (also written to the run folder).
+
+        A run folder this call creates is removed again when the run fails or is stopped before its
+        first episode is committed (a model that does not load leaves nothing behind)."""
+        train, test = self._resolve_splits()
+        made = make_run_folder(self.run_dir.root)
+        try:
+            return self._run(train, test)
+        except BaseException:
+            if made and not self.run_dir.finished_ids():  # nothing was committed: leave no half-made folder
+                shutil.rmtree(made, ignore_errors=True)
+            raise
+
+    def _run(self, train: Split | None, test: Split) -> dict[str, Any]:
         from tqdm.auto import tqdm
 
         cfg = self.cfg
-        train, test = self._resolve_splits()
-        self.run_dir.root.mkdir(parents=True, exist_ok=True)
         self._write_config(train, test)
         train_items, test_items = plan(cfg, train, test)
         dropped = self.run_dir.clean_step_log()
@@ -420,6 +461,8 @@ class Runner:
         pending_test = [i for i in test_items if i.id not in finished]
         working = bool(pending_train or pending_test)
         if working:
+            if cfg.llm is not None:  # None: LLM-free rows, or a caller's llm_factory (no recorded cost)
+                self._warn_if_long()
             self._preflight(in_process=bool(pending_train) or (cfg.workers == 1 and cfg.ray is None))
             self._log_session_start(len(finished), len(pending_train) + len(pending_test))
         outcome = "finished"
@@ -465,6 +508,46 @@ class Runner:
                 self.run_dir.log_session({"event": "stop", "at": _now(), "outcome": outcome,
                                           "finished_episodes": len(self.run_dir.finished_ids())})
         return finish_run(cfg, self.run_dir, train, test)
+
+
+def make_run_folder(root: Path) -> Path | None:
+    """Create the run folder ``root`` (and its parents); return the topmost folder this call created
+    (None when ``root`` existed). Raise :class:`ConfigError` naming ``root`` when it cannot be written."""
+    root = Path(root)
+    top = None
+    for p in (root, *root.parents):
+        if p.exists():
+            break
+        top = p
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if not root.is_dir():
+            raise NotADirectoryError(20, "Not a directory", str(root))
+        probe = root / f".rlem-gym-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        if top is not None:
+            shutil.rmtree(top, ignore_errors=True)
+        raise ConfigError(f"--out {root}: cannot write the run folder there ({exc.strerror or exc}): "
+                          "pass --out a folder you can write, e.g. runs/NAME") from None
+    return top
+
+
+def _as_flags(values: dict[str, Any]) -> list[str]:
+    """``rlem-gym bench`` flags that set ``values`` (the settings a stored run differs in)."""
+    out = []
+    for key, value in values.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            out.append(flag if value else "--no-" + key.replace("_", "-"))
+        elif isinstance(value, (list, tuple)):
+            out.append(f"{flag} {','.join(map(str, value))}")
+        elif isinstance(value, dict):
+            out.append(f"{flag} '{json.dumps(value)}'")
+        else:
+            out.append(f"{flag} {'none' if value is None else value}")
+    return out
 
 
 def _now() -> str:
@@ -545,7 +628,10 @@ def stored_run(run_root: str | Path) -> tuple[BenchConfig, Split | None, Split]:
     if not rd.config_path.exists():
         raise ConfigError(f"{run_root} is not a run folder (no config.json): pass the --out of a bench run")
     stored = read_json(rd.config_path)
-    cfg = BenchConfig.from_dict(stored["config"])
+    cfg = BenchConfig.from_stored(stored)
+    if not rd.records() and not rd.errors():
+        raise ConfigError(f"{run_root} has no finished episode yet, so there is nothing to plot: "
+                          "rerun its bench command (it resumes) and plot when episodes are done")
     splits = stored.get("splits", {})
 
     def split_of(name: str) -> Split | None:

@@ -33,3 +33,12 @@ def int_option(value: Any, name: str, n: int) -> int:
     if not 0 <= value < n:
         raise ValueError(f"reset option {name}={value} is out of range 0..{n - 1}")
     return value
+
+
+def check_option_keys(options: dict[str, Any], known: tuple[str, ...], env_name: str) -> None:
+    """Refuse a ``reset(options=...)`` key this env does not read (ValueError naming the ones it does),
+    so that a misspelt or foreign option never plays a random task silently."""
+    unknown = sorted(str(k) for k in options if k not in known)
+    if unknown:
+        raise ValueError(f"{env_name} has no reset option {', '.join(map(repr, unknown))}: "
+                         f"use {' or '.join(known)}")

@@ -9,8 +9,14 @@
 - ``rlem-gym plot RUN_DIR``: rebuild results and figures from a run's records.
 - ``rlem-gym models [--json]``: the model zoo (installed or not, size, measured prefill/decode tok/s).
 
-Expected failures (bad arguments, missing data, an unreachable model) end with one line on
-stderr saying what to do, and exit status 2; an interrupted run says how to resume (status 130).
+Without ``--llm`` a command uses the best installed zoo model that can act (Qwen2.5-Coder-0.5B on
+llama.cpp when the ``qwen-0-5b`` and ``llamacpp`` extras are installed) and says in one line what it
+picked instead, or what to install. ``rlem-gym bench --dry-run`` prints the plan and its projected
+wall time and runs nothing.
+
+Expected failures (bad arguments, missing data, an unreachable model, an unwritable path) end with
+one line on stderr saying what to do, and exit status 2; an interrupted run says how to resume
+(status 130 after Ctrl-C, 143 after SIGTERM).
 """
 
 from __future__ import annotations
@@ -192,6 +198,38 @@ def _run_one(cfg: BenchConfig, *, fresh: bool, title: str) -> tuple[int, dict[st
     return (0 if prog["failed"] == 0 else 1), results
 
 
+def _with_default_llm(cfg: BenchConfig) -> BenchConfig:
+    """``cfg`` with the default model named (see :meth:`BenchConfig.with_default_llm`); its note on stderr."""
+    cfg, note = cfg.with_default_llm()
+    if note:
+        print(f"{PROG}: default model {cfg.llm}: {note}", file=sys.stderr)
+    return cfg
+
+
+def _dry_run(cfg: BenchConfig) -> int:
+    """Print the plan (episodes per phase and agent) and its projected wall time; run nothing."""
+    from rlem_gym.benchmarks.estimate import format_projection
+    from rlem_gym.benchmarks.runner import Runner, default_run_dir
+    from rlem_gym.benchmarks.sweep import model_slug, split_llm_specs
+
+    specs = split_llm_specs(cfg.llm)
+    root = Path(cfg.out) if cfg.out else None
+    for spec in specs:
+        sub = cfg.replace(llm=spec)
+        if len(specs) > 1:
+            sub = sub.replace(out=str((root or default_run_dir(cfg)) / model_slug(spec)))
+        runner = Runner(sub)
+        proj = runner.projection()
+        c = runner.cfg
+        resumed = runner.run_dir.config_path.exists()
+        print(f"{PROG} bench --dry-run: {c.env}, model {c.model_label}, seeds {','.join(map(str, c.seeds))}, "
+              f"train {c.train_split} x {c.epochs} epochs, test {c.test_split}, at most {c.max_steps} steps per episode; "
+              f"run folder {c.out}" + (" (exists: finished episodes are not counted)" if resumed else ""))
+        print(format_projection(proj) + "\n")
+    print("nothing was run; drop --dry-run to start")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from rlem_gym.benchmarks.presets import get_preset
 
@@ -201,7 +239,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
             base = get_preset(args.preset)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-    cfg = config_from_args(args, base)
+    cfg = _with_default_llm(config_from_args(args, base))
+    if args.dry_run:
+        return _dry_run(cfg)
     return _run(cfg, fresh=args.fresh, title="rlem-gym bench")
 
 
@@ -213,7 +253,7 @@ untrained copy (E0 only), ReAct and the static-exemplar agent play the same held
 memory frozen, beside the LLM-free heuristic (floor) and oracle (ceiling); the table carries 95%
 bootstrap CIs and paired differences from the trained Rememberer.
 What it does not show: which agent is better. 3 test goals give intervals far too wide for that;
-the study in docs/study/README.md runs the paper's protocol on 50-100 goals."""
+the study in docs/study/README.md runs the paper's protocol on 50 WebShop and 70 WikiHow goals."""
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -286,10 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Run a benchmark (the paper's protocol). Rerunning the same command resumes it.")
     bench.add_argument("--preset", help="start from a preset: demo, paper-webshop, paper-wikihow (flags override it)")
     bench.add_argument("--fresh", action="store_true", help="delete the run folder's earlier results first")
+    bench.add_argument("--dry-run", action="store_true",
+                       help="print the plan (episodes per phase and agent) and its projected wall time; run nothing")
     add_config_arguments(bench)
     bench.set_defaults(func=cmd_bench)
 
-    demo = sub.add_parser("demo", help="the README demo: a ~15-minute WebShop run with Qwen2.5-Coder-0.5B (the qwen-0-5b extra)",
+    demo = sub.add_parser("demo", help="the README demo: a short WebShop run with Qwen2.5-Coder-0.5B (the qwen-0-5b extra)",
                           description=DEMO_NOTE)
     demo.add_argument("--llm", default=None, help="model spec (default: qwen2.5-coder-0.5b from the zoo; llama.cpp when installed, else HF)")
     demo.add_argument("--out", default=None, help="run folder (default runs/demo; rerunning resumes it)")
@@ -337,8 +379,16 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is so that it stops through the resumable path."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+    raise Terminated(signum)
 
 
 def interrupt_on_sigterm() -> None:
@@ -358,9 +408,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     interrupt_on_sigterm()
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print(f"{PROG}: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+        return 128 + exc.signum if isinstance(exc, Terminated) else 130  # the shell's codes: 143 = SIGTERM
     except Exception as exc:
         if not isinstance(exc, _expected_errors()):
             raise

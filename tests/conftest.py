@@ -56,7 +56,7 @@ def hf_llm():
     """The shipped SmolLM2-135M-Instruct through HF transformers (loaded once: ~45 s on 2 cores, from the GGUF)."""
     from rlem_gym.llm import make_llm
 
-    llm = make_llm()
+    llm = make_llm("smollm2")
     yield llm
     llm.close()
 

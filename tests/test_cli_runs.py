@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 #: 2 training episodes (1 goal x 2 epochs, so epoch 2 retrieves what epoch 1 stored), then the
 #: Rememberer and the static-exemplar agent on 1 test goal; 2 steps and 8 tokens per reply.
-TINY = ["--agents", "rememberer,static", "--train-split", "train[0:1]", "--epochs", "2",
+TINY = ["--llm", "smollm2", "--agents", "rememberer,static", "--train-split", "train[0:1]", "--epochs", "2",
         "--test-split", "test[0:1]", "--max-steps", "2", "--max-tokens", "8", "--no-progress"]
 
 

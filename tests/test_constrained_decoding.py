@@ -191,7 +191,8 @@ def test_backend_without_constraints_warns_and_decodes_freely() -> None:
 def test_free_mode_passes_no_constraint() -> None:
     env, obs, info = _page("rlem_gym/WebShop-v0")
     llm = ScriptedLLM(["search[shoes] -> 0.3 ok"])
-    agent = make_agent("static", llm, "webshop")
+    assert make_agent("static", llm, "webshop").action_decoding == "constrained"  # the default
+    agent = make_agent("static", llm, "webshop", action_decoding="free")
     agent.reset(obs, info)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

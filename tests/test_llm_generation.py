@@ -115,7 +115,7 @@ def test_count_tokens_and_truncation(llm):
 def test_hf_weights_loaded_once_per_process(hf_llm):
     from rlem_gym.llm import make_llm
 
-    other = make_llm()
+    other = make_llm("smollm2")
     assert other._w is hf_llm._w  # same weights, no reload
     assert other._cache is None  # but its own KV cache
     assert other.generate("Say hi.", max_tokens=4).cached_tokens == 0
@@ -124,7 +124,7 @@ def test_hf_weights_loaded_once_per_process(hf_llm):
 def test_hf_prefix_cache_off_reports_no_reuse(hf_llm):
     from rlem_gym.llm import make_llm
 
-    plain = make_llm(prefix_cache=False)
+    plain = make_llm("smollm2", prefix_cache=False)
     prompt = PREAMBLE + "Goal: buy a lamp. Action:"
     first = plain.generate(prompt, max_tokens=8)
     second = plain.generate(prompt, max_tokens=8)
@@ -135,12 +135,12 @@ def test_hf_prefix_cache_off_reports_no_reuse(hf_llm):
 
 @pytest.mark.slow
 def test_hf_loads_offline(tmp_path):
-    """The default model loads and generates with HF_HUB_OFFLINE=1 (no network touched)."""
+    """SmolLM2 on HF loads and generates with HF_HUB_OFFLINE=1 (no network touched)."""
     import os
     import subprocess
     import sys
 
-    code = "from rlem_gym.llm import make_llm; c = make_llm().generate('Say hi.', max_tokens=4); print(c.completion_tokens)"
+    code = "from rlem_gym.llm import make_llm; c = make_llm('smollm2').generate('Say hi.', max_tokens=4); print(c.completion_tokens)"
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

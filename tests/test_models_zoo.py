@@ -271,8 +271,21 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert models.model_cache_dir() == tmp_path / "xdg" / "rlem-gym" / "models"
     monkeypatch.setenv(models.CACHE_ENV, str(tmp_path / "mine"))
-    assert models.model_cache_dir() == tmp_path / "mine"
-    assert ZOO["qwen2.5-coder-0.5b"].cached_file() == tmp_path / "mine" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+    assert models.model_cache_dir() == tmp_path / "mine" / "models"
+    assert ZOO["qwen2.5-coder-0.5b"].cached_file() == tmp_path / "mine" / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+
+
+def test_one_variable_moves_every_cache(monkeypatch, tmp_path):
+    """RLEM_GYM_CACHE_DIR moves the assembled models, the dequantised weights and the WebShop search index."""
+    from rlem_gym.envs.webshop import search
+    from rlem_gym.envs.webshop.catalog import get_catalog
+    from rlem_gym.llm import dequant_cache
+
+    monkeypatch.delenv(dequant_cache.DEQUANT_CACHE_ENV, raising=False)
+    monkeypatch.setenv(models.CACHE_ENV, str(tmp_path / "c"))
+    assert models.model_cache_dir().parent == tmp_path / "c"
+    assert dequant_cache.cache_root().is_relative_to(tmp_path / "c")
+    assert search.index_dir(get_catalog()).is_relative_to(tmp_path / "c")
 
 
 # ----------------------------------------------------------------------------- make_llm resolution
@@ -348,7 +361,7 @@ def test_suffix_and_aliases_force_the_backend(fake_llama_cpp, recorded, spec, ba
 def test_todays_smollm2_names_are_unchanged(fake_llama_cpp, recorded):
     from rlem_gym.llm import make_llm
 
-    make_llm(None)
+    make_llm("smollm2")
     make_llm("smollm2-gguf")
     assert [kw["name"] for *_, kw in recorded] == ["hf:HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised)",
                                                    "gguf:HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1)"]
@@ -406,7 +419,7 @@ def test_models_command_lists_the_zoo(tmp_path, monkeypatch, capsys, speeds_file
     assert "bench_llm --zoo --reps 3" in out and "2-core test box (2026-01-02)" in out
     assert str(tmp_path / "cache") in out
 
-    assemble(ZOO["toy"], tmp_path / "cache")
+    assemble(ZOO["toy"], models.model_cache_dir())
     assert main(["models", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["models"]}
     assert set(rows) == set(ZOO)
@@ -429,3 +442,44 @@ def test_shipped_speeds_name_zoo_models_and_machines():
         assert name in ZOO
         for backend, entry in backends.items():
             assert backend in ("gguf", "hf") and entry["machine"] and entry["prefill_tok_s"] > 0
+
+
+# ----------------------------------------------------------------------------- the default model
+@pytest.fixture
+def installed(monkeypatch):
+    """Say which zoo models are installed: ``installed({"qwen2.5-coder-1.5b"})``."""
+    def set_installed(names):
+        monkeypatch.setattr(ZooModel, "missing_parts",
+                            lambda self: [] if self.name in names else list(self.parts))
+    return set_installed
+
+
+def test_default_model_is_the_best_installed_one_that_can_act(fake_llama_cpp, installed, recorded):
+    import warnings
+
+    from rlem_gym.llm import default_llm_spec, make_llm
+
+    installed({"smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"})
+    assert default_llm_spec() == ("qwen2.5-coder-0.5b:gguf", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the working default says nothing
+        make_llm()
+    assert recorded[-1][0] == "gguf" and "qwen2.5-coder-0.5b" in recorded[-1][1]
+    installed({"smollm2-135m", "qwen2.5-coder-1.5b"})
+    spec, note = default_llm_spec()
+    assert spec == "qwen2.5-coder-1.5b:gguf" and 'pip install "rlem-gym[qwen-0-5b]"' in note
+
+
+def test_default_model_names_its_fallback_or_what_to_install(no_llama_cpp, installed, monkeypatch, tmp_path):
+    from rlem_gym.llm import default_llm_spec, make_llm
+
+    installed({"smollm2-135m", "qwen2.5-coder-0.5b"})
+    spec, note = default_llm_spec()
+    assert spec == "qwen2.5-coder-0.5b:hf" and 'pip install "rlem-gym[llamacpp]"' in note
+    installed({"smollm2-135m"})  # SmolLM2 cannot act: never the default
+    spec, note = default_llm_spec()
+    assert spec.startswith("qwen2.5-coder-0.5b") and "no zoo model that can act" in note
+    monkeypatch.setattr(Part, "locate", lambda self: None)  # no part package, and an empty cache
+    monkeypatch.setenv(models.CACHE_ENV, str(tmp_path))
+    with pytest.warns(UserWarning, match="no zoo model that can act"), pytest.raises(ModelNotFoundError, match="pip install"):
+        make_llm()

@@ -165,7 +165,8 @@ def test_pool_exemplars_for_the_static_agent():
         pool_exemplars("wikihow:init", "webshop")
 
     class NoLLM:  # the agent only needs an LLM once it acts
-        pass
+        def generate(self, *args, **kwargs):
+            raise AssertionError("no LLM call is expected here")
 
     agent = StaticExemplarAgent(NoLLM(), "webshop:E1", "webshop")
     assert [e.input.task for e in agent.exemplars] == [e.input.task for e in pool_exemplars("webshop:E1", "webshop")]

@@ -179,7 +179,7 @@ def _memory_with_two_tasks():
 def test_recall_order_and_rank_leave_each_exemplar_text_unchanged(order):
     memory = _memory_with_two_tasks()
     agent = Rememberer(ScriptedLLM(lambda i: "INPUT(2, clean utensils) -> 1.0 x"), memory, "wikihow", k=2,
-                       exemplar_order=order)
+                       exemplar_order=order, random_advice=False)
     retrieved, exemplars = agent._recall("clean utensils", "<home/>", "")
     assert [r.record.key.task for r in retrieved] == ["clean utensils", "zz yy"]  # most similar first
     by_rank = sorted(exemplars, key=lambda e: e.rank)
@@ -339,7 +339,7 @@ def test_llm_kwargs_and_react_history_reach_the_run_and_its_config_json(tmp_path
 def test_bad_llm_kwargs_end_in_one_clear_line(capsys, tmp_path, flag, expected):
     from rlem_gym.cli import main
 
-    argv = ["bench", "--agents", "react", "--epochs", "0", "--test-split", "test[0:1]", "--llm-kwargs", flag,
+    argv = ["bench", "--agents", "react", "--epochs", "0", "--test-split", "test[0:1]", "--llm", "smollm2", "--llm-kwargs", flag,
             "--out", str(tmp_path / "run"), "--no-progress"]
     try:
         rc = main(argv)

@@ -103,7 +103,7 @@ def test_search_is_bm25_top50_and_deterministic(catalog):
 
 
 def test_index_cache_on_disk_is_reused(tmp_path, monkeypatch, catalog):
-    monkeypatch.setenv("RLEM_GYM_CACHE", str(tmp_path))
+    monkeypatch.setenv("RLEM_GYM_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(search_mod, "_INDEXES", {})
     before = dict(search_mod.STATS)
     first = search_mod.get_index(catalog)

@@ -10,7 +10,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from rlem_gym.envs.common import int_option
+from rlem_gym.envs.common import check_option_keys, int_option
 from rlem_gym.envs.webshop import pages
 from rlem_gym.envs.webshop.catalog import get_catalog
 from rlem_gym.envs.webshop.goals import GOAL_KINDS, get_goals, resolve_split
@@ -228,6 +228,7 @@ class WebShopEnv(gym.Env[str, str]):
         """Start an episode on a goal (``options``: ``task_index`` or ``goal_index``; else drawn)."""
         super().reset(seed=seed)
         options = options or {}
+        check_option_keys(options, ("task_index", "goal_index"), "WebShop")
         if options.get("goal_index") is not None:
             goal_index = int_option(options["goal_index"], "goal_index", len(self.goals))
             task_index = self._task_of_goal.get(goal_index, -1)

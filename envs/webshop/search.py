@@ -12,8 +12,8 @@ search can return fewer than 50. Ties are broken by catalog position, so results
 
 Caching: the index is keyed by the sha256 of the product file and the analyzer version. It is saved
 next to the data (``<data_dir>/.rlem_gym_index_<key>/``) when that folder is writable and is not the
-package's own data folder, otherwise in ``$RLEM_GYM_CACHE`` or ``$XDG_CACHE_HOME/rlem_gym`` (default
-``~/.cache/rlem_gym``). Within a process an index is built or loaded once and shared by every env.
+package's own data folder, otherwise under ``webshop/`` in the rlem-gym cache root
+(:func:`rlem_gym.cache.cache_root`: ``$RLEM_GYM_CACHE_DIR``, else ``~/.cache/rlem-gym``). Within a process an index is built or loaded once and shared by every env.
 """
 
 from __future__ import annotations
@@ -114,11 +114,9 @@ def build_index(texts: Iterable[str], analyzer: Analyzer | None = None) -> Searc
 
 
 def _user_cache_dir() -> Path:
-    root = os.environ.get("RLEM_GYM_CACHE")
-    if root:
-        return Path(root).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "rlem_gym"
+    from rlem_gym.cache import cache_root
+
+    return cache_root()
 
 
 def index_dir(catalog: Catalog, analyzer_version: str = ANALYZER_VERSION) -> Path:

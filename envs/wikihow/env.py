@@ -9,7 +9,7 @@ from pathlib import Path
 
 import gymnasium as gym
 
-from rlem_gym.envs.common import int_option
+from rlem_gym.envs.common import check_option_keys, int_option
 from rlem_gym.envs.wikihow import screens
 from rlem_gym.envs.wikihow.search import TitleSearch
 from rlem_gym.envs.wikihow.site import Site, bundle_path, default_site, stable_int
@@ -176,6 +176,7 @@ class WikiHowEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[str, dict]:
         super().reset(seed=seed)
         options = options or {}
+        check_option_keys(options, ("task_index", "task_id"), "WikiHow")
         if "task_id" in options:
             key = options["task_id"]
             matches = [i for i, t in enumerate(self.tasks) if key in (t.task_id, t.file_stem)]

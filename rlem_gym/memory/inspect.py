@@ -168,6 +168,18 @@ def format_html(header: dict[str, Any], records: list[RecordView]) -> str:
     return "".join(out)
 
 
+def _refuse_run_folder(path: Path) -> None:
+    """A run folder is not a memory: name the memories it holds instead of saying "no saved memory"."""
+    if not (path.is_dir() and (path / "config.json").is_file() and not (path / "MANIFEST.json").exists()):
+        return
+    found = sorted(str(m.parent) for m in path.glob("memory_*/memory/MANIFEST.json"))
+    if found:
+        raise MemoryFormatError(f"{path} is a run folder, not a memory: inspect one of its memories, "
+                                f"e.g. {found[0]} ({len(found)} in all: {', '.join(found)})")
+    raise MemoryFormatError(f"{path} is a run folder that holds no saved memory yet: a Rememberer's memory "
+                            f"appears as {path / 'memory_seed0' / 'memory'} once its training is done")
+
+
 def inspect_memory(
     path: str | Path,
     *,
@@ -177,6 +189,7 @@ def inspect_memory(
     record_id: int | None = None,
 ) -> str:
     """The text listing of a saved memory (optionally filtered); also writes ``html`` when given."""
+    _refuse_run_folder(Path(path))
     header, records = read_saved_memory(path)
     chosen = search_records(records, search)
     if record_id is not None:
@@ -185,6 +198,10 @@ def inspect_memory(
             raise MemoryFormatError(f"no record with id {record_id} in {path}: the ids are listed without --record")
     text = format_text(header, chosen, total=len(records), limit=limit, query=search)
     if html:
-        atomic_write_text(html, format_html(header, chosen))
+        try:
+            atomic_write_text(html, format_html(header, chosen))
+        except OSError as exc:
+            raise MemoryFormatError(f"--html {html}: cannot write the report ({exc.strerror or exc}): "
+                                    "pass a path in a writable folder") from None
         text += f"\n\nwrote {html} ({len(chosen)} records)"
     return text

@@ -186,7 +186,10 @@ def read_document(path: str | os.PathLike[str]) -> tuple[Path, dict, dict[str, A
     is the JSON written by :func:`memory_to_json`; errors raise :class:`~rlem_gym.memory.MemoryFormatError`.
     """
     root, manifest = read_manifest(path)
-    return root, manifest, _read_records(root, manifest)
+    doc = _read_records(root, manifest)
+    if "vectors" in manifest["files"]:  # checked as a load checks it, so a corrupted save is refused here too
+        _read_checked(root, manifest["files"]["vectors"], "vectors")
+    return root, manifest, doc
 
 
 def _check_embedder(root: Path, saved: Any, matcher: Matcher) -> bool:
