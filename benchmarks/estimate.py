@@ -197,7 +197,7 @@ def project(cfg: Any, items: Sequence[Any], *, costs: dict[str, Any] | None = No
     target = _zoo_key(cfg.llm)
     ref = costs.get("matmul_gflops")
     if gflops_now is None:
-        from rlem_gym.benchmarks._measure import matmul_gflops
+        from rlem_gym.benchmarks.machine import matmul_gflops
 
         gflops_now = matmul_gflops()
     machine = (ref / gflops_now) if ref and gflops_now else 1.0

@@ -2,7 +2,7 @@
 
 - ``demo``: the README's main job. WebShop small catalog, Qwen2.5-Coder-0.5B-Instruct (the
   ``qwen-0-5b`` extra; llama.cpp when installed, else HF transformers) with constrained action
-  decoding (its time: benchmarks/RESULTS.md, "Benchmark runner"): the Rememberer starts from the official initial
+  decoding (its time: benchmarks/perf/RESULTS.md, "Benchmark runner"): the Rememberer starts from the official initial
   pool E0 and trains 2 epochs on 3 synthetic goals (so the learning curve has two points), then the
   trained Rememberer, the untrained one (E0 only), ReAct and the static-exemplar agent (E0's
   records as exemplars) play the same 3 test goals (at most 6 steps each, 48 tokens per reply),

@@ -11,6 +11,10 @@ Layout of ``runs/NAME/``::
     results.{md,csv,json}    the table, one row per agent, with 95% bootstrap CIs
     *.png                    the figures
 
+A published run (:mod:`rlem_gym.benchmarks.study.publish`) keeps its records once, as
+``records.jsonl.gz`` (and ``errors.jsonl.gz``) in place of ``records/`` (``errors/``):
+:meth:`RunDir.records` reads them there, so a published run re-renders where it lies.
+
 An episode counts as finished only when its record exists; a record is written with temp file +
 fsync + ``os.replace`` (:mod:`rlem_gym.atomic`), so a crash leaves either no record or a whole one.
 On resume, step-log lines of episodes without a record are dropped (:meth:`RunDir.clean_step_log`).
@@ -18,6 +22,7 @@ On resume, step-log lines of episodes without a record are dropped (:meth:`RunDi
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from pathlib import Path
@@ -37,6 +42,12 @@ def _read_json_files(folder: Path) -> list[Any]:
     if not folder.is_dir():
         return []
     return [read_json(p) for p in sorted(folder.glob("*.json"))]
+
+
+def read_jsonl_gz(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The lines of a gzipped JSON Lines file as dicts (a published run's ``records.jsonl.gz``)."""
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
 
 
 def jsonl_line(row: dict[str, Any]) -> str:
@@ -96,6 +107,10 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
             except json.JSONDecodeError:
                 continue
 
+
+#: a published run's records and error records, one gzipped JSON line each (in place of records/, errors/)
+PUBLISHED_RECORDS = "records.jsonl.gz"
+PUBLISHED_ERRORS = "errors.jsonl.gz"
 
 #: fields that are wall times: they differ between any two runs that made the same decisions
 STEP_TIMING_FIELDS = ("llm_s", "act_s")
@@ -185,12 +200,19 @@ class RunDir:
         return {p.stem for p in self.records_dir.glob("*.json")}
 
     def records(self) -> list[dict[str, Any]]:
-        """Every completion record, sorted by item id (so order never depends on timing)."""
-        return _read_json_files(self.records_dir)
+        """Every completion record, sorted by item id (so order never depends on timing); a
+        published run without ``records/`` has them in ``records.jsonl.gz``, in the same order."""
+        return self._rows(self.records_dir, PUBLISHED_RECORDS)
 
     def errors(self) -> list[dict[str, Any]]:
-        """Every error record of a failed (not yet retried) episode, sorted by item id."""
-        return _read_json_files(self.errors_dir)
+        """Every error record of a failed (not yet retried) episode, sorted by item id (a published
+        run without ``errors/``: from ``errors.jsonl.gz``)."""
+        return self._rows(self.errors_dir, PUBLISHED_ERRORS)
+
+    def _rows(self, folder: Path, published: str) -> list[dict[str, Any]]:
+        if not folder.is_dir() and (self.root / published).is_file():
+            return read_jsonl_gz(self.root / published)
+        return _read_json_files(folder)
 
     def clean_step_log(self) -> int:
         """Drop step lines of episodes that have no completion record; return how many were dropped.

@@ -400,7 +400,7 @@ class Runner:
         Runs span sessions on machines of different speed; ``matmul_gflops`` (taken before any
         episode, so it costs no episode time) tells their wall times apart.
         """
-        from rlem_gym.benchmarks._measure import machine_info, matmul_gflops
+        from rlem_gym.benchmarks.machine import machine_info, matmul_gflops
 
         self.run_dir.log_session({"event": "start", "at": _now(), "finished_episodes": finished,
                                   "pending_episodes": pending, "machine": machine_info(),

@@ -357,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list the model zoo: installed or not, size, measured tok/s",
                             description="The small instruct models that PyPI packages ship (use a name with --llm). "
-                                        "Speeds come from `python -m rlem_gym.benchmarks.bench_llm --zoo`.")
+                                        "Speeds come from `python -m rlem_gym.benchmarks.perf.bench_llm --zoo`.")
     models.add_argument("--json", action="store_true", help="print the listing as JSON")
     models.set_defaults(func=cmd_models)
     return parser

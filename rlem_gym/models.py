@@ -472,12 +472,12 @@ def format_zoo(rows: list[dict], speeds: dict | None = None, cache_dir: str | os
         if loads:
             machines[-1] += f", 1-min load average up to {max(loads):.1f} while measuring"
         st = speeds.get("settings", {})
-        lines += [f"Speeds: measured by `{speeds.get('command', 'python -m rlem_gym.benchmarks.bench_llm --zoo')}` "
+        lines += [f"Speeds: measured by `{speeds.get('command', 'python -m rlem_gym.benchmarks.perf.bench_llm --zoo')}` "
                   f"(prefill: a ~{st.get('prefill_tokens', '?')}-token prompt, fresh cache; decode: "
                   f"{st.get('decode_tokens', '?')} tokens; median of {st.get('reps', '?')}; RSS after loading and "
                   f"generating) on " + "; ".join(machines)
                   + f". Read from {ZOO_SPEEDS_PATH.name} in the package; other machines differ: "
                     "rerun that command to measure yours."]
     else:
-        lines += ["Speeds: none measured yet (python -m rlem_gym.benchmarks.bench_llm --zoo)."]
+        lines += ["Speeds: none measured yet (python -m rlem_gym.benchmarks.perf.bench_llm --zoo)."]
     return "\n".join(lines)

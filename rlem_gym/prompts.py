@@ -17,7 +17,7 @@ the preamble (fixed per env), the exemplars (fixed for the static agent; for the
 while the retrieval key's page type or instruction pattern stays the same), then the new input.
 The exemplar order is a setting (:data:`EXEMPLAR_ORDERS`): the official code's (most similar last,
 next to the new input; the default), most similar first, or by record id. Measured with the
-Qwen2.5 tokenizer over 10 test episodes per env (``benchmarks/bench_step.py --tokenizer-only``),
+Qwen2.5 tokenizer over 10 test episodes per env (``benchmarks/perf/bench_step.py --tokenizer-only``),
 the similarity and stable orders reuse exactly the same share (WebShop 15.5%, WikiHow 72.6%):
 within an episode the task similarity is constant, so two consecutive steps retrieve either the
 same records in the same rank order or disjoint ones, and the order cannot matter (the same

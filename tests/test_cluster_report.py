@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rlem_gym.benchmarks import study
+from rlem_gym.benchmarks.study import summary as study
 from rlem_gym.benchmarks.clusters import Clusters, task_clusters, wikihow_clusters
 from rlem_gym.benchmarks.report import aggregate, markdown_table, paired_table, results_csv, results_markdown
 from rlem_gym.benchmarks.stats import Estimate
@@ -113,7 +113,7 @@ def test_a_committed_study_run_rerenders_with_cluster_columns(tmp_path):
     run = tmp_path / "webshop-main"
     run.mkdir()
     shutil.copy(STUDY / "webshop-main" / "config.json", run)
-    shutil.copytree(STUDY / "webshop-main" / "records", run / "records")
+    shutil.copy(STUDY / "webshop-main" / "records.jsonl.gz", run)
     results = rerender(run)
     assert results["clusters"]["count"] == 35 and results["clusters"]["tasks"] == 50
     committed = json.loads((STUDY / "webshop-main" / "results.json").read_text())

@@ -389,7 +389,7 @@ def test_bad_zoo_suffix_and_unknown_names(recorded):
 # ----------------------------------------------------------------------------- rlem-gym models
 @pytest.fixture
 def speeds_file(tmp_path, monkeypatch):
-    data = {"command": "python -m rlem_gym.benchmarks.bench_llm --zoo --reps 3",
+    data = {"command": "python -m rlem_gym.benchmarks.perf.bench_llm --zoo --reps 3",
             "settings": {"prefill_tokens": 512, "decode_tokens": 64, "reps": 3},
             "models": {"qwen2.5-coder-0.5b": {"gguf": {"prefill_tok_s": 321.4, "decode_tok_s": 45.6, "rss_mb": 612,
                                                        "machine": "2-core test box", "date": "2026-01-02"}}}}

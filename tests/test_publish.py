@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from rlem_gym.benchmarks.publish import main, publish
+from rlem_gym.benchmarks.study.publish import main, publish
 
 
 def _run_folder(root):
@@ -25,20 +25,39 @@ def test_publish_copies_results_records_and_the_step_log(tmp_path):
     src = _run_folder(tmp_path / "run")
     names = publish(src, tmp_path / "docs" / "run")
     dst = tmp_path / "docs" / "run"
-    assert set(names) == {"config.json", "results.md", "scores.png", "records/", "records.jsonl.gz",
-                          "episodes.jsonl.gz"}
-    # the per-episode records, one JSON per episode, beside results.json
-    assert sorted(p.name for p in (dst / "records").iterdir()) == ["test-static-s0-t0000.json", "test-static-s0-t0001.json"]
-    assert json.loads((dst / "records" / "test-static-s0-t0001.json").read_text()) == {"goal": 1, "return": 1.0}
+    assert set(names) == {"config.json", "results.md", "scores.png", "records.jsonl.gz", "episodes.jsonl.gz"}
+    # the per-episode records are kept once, as records.jsonl.gz (no records/ folder of copies)
+    assert not (dst / "records").exists()
     records = [json.loads(x) for x in gzip.decompress((dst / "records.jsonl.gz").read_bytes()).splitlines()]
     assert [(r["goal"], r["return"]) for r in records] == [(0, 0.5), (1, 1.0)]
     steps = [json.loads(x) for x in gzip.decompress((dst / "episodes.jsonl.gz").read_bytes()).splitlines()]
     assert steps == [{"step": 0, "action": "search[x]"}]  # the torn line is dropped
     assert (dst / "scores.png").read_bytes() == b"\x89PNG fake"
-    # publishing again after a record is gone leaves no stale copy of it
+    # a records/ folder an earlier version published is removed; republishing drops a gone record
+    (dst / "records").mkdir()
+    (dst / "records" / "test-static-s0-t0000.json").write_text("{}")
     (src / "records" / "test-static-s0-t0000.json").unlink()
     publish(src, dst)
-    assert [p.name for p in (dst / "records").iterdir()] == ["test-static-s0-t0001.json"]
+    assert not (dst / "records").exists()
+    records = [json.loads(x) for x in gzip.decompress((dst / "records.jsonl.gz").read_bytes()).splitlines()]
+    assert [r["goal"] for r in records] == [1]
+
+
+def test_a_published_run_rerenders_from_its_records_alone(tmp_path):
+    """publish, then `rlem-gym plot` on the published folder: the same tables from records.jsonl.gz."""
+    from rlem_gym.benchmarks.config import BenchConfig
+    from rlem_gym.benchmarks.runner import Runner, rerender
+
+    cfg = BenchConfig(env="webshop", agents=("heuristic", "oracle"), epochs=0, test_split="test[0:2]", seeds=(0,),
+                      max_steps=15, progress=False, bootstrap=100, out=str(tmp_path / "run"))
+    Runner(cfg, echo=lambda m: None).run()
+    publish(tmp_path / "run", tmp_path / "pub")
+    assert not (tmp_path / "pub" / "records").exists()
+    before = {n: (tmp_path / "pub" / n).read_bytes() for n in ("results.md", "results.csv", "results.json")}
+    for n in before:
+        (tmp_path / "pub" / n).unlink()
+    rerender(tmp_path / "pub")
+    assert {n: (tmp_path / "pub" / n).read_bytes() for n in before} == before
 
 
 def test_publish_skips_a_step_log_over_the_limit(tmp_path, capsys):
@@ -61,7 +80,7 @@ def test_restore_rebuilds_a_run_that_resumes_without_replaying(tmp_path):
     from rlem_gym.benchmarks.config import BenchConfig
     from rlem_gym.benchmarks.rundir import RunDir, comparable_step_log, without_timing
     from rlem_gym.benchmarks.runner import Runner
-    from rlem_gym.benchmarks.publish import restore
+    from rlem_gym.benchmarks.study.publish import restore
 
     cfg = BenchConfig(env="webshop", agents=("heuristic", "oracle"), epochs=0, test_split="test[0:2]", seeds=(0,),
                       max_steps=15, progress=False, bootstrap=100, out=str(tmp_path / "run"))

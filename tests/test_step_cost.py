@@ -258,7 +258,7 @@ def test_static_prompts_share_everything_before_the_new_input():
 
 # ------------------------------------------------------------------------------ the benchmark
 def test_bench_step_runs_every_pair_and_projects_from_measured_costs(tmp_path):
-    from rlem_gym.benchmarks import bench_step
+    from rlem_gym.benchmarks.perf import bench_step
 
     out = tmp_path / "step.json"
     result = bench_step.main(
@@ -279,7 +279,7 @@ def test_bench_step_runs_every_pair_and_projects_from_measured_costs(tmp_path):
 
 
 def test_tokenizer_stand_in_models_the_prefix_cache():
-    from rlem_gym.benchmarks.bench_step import TokenizerLLM
+    from rlem_gym.benchmarks.perf.bench_step import TokenizerLLM
 
     class CharTokenizer:  # one token per character, no chat template
         chat_template = None
@@ -354,7 +354,7 @@ def test_bad_llm_kwargs_end_in_one_clear_line(capsys, tmp_path, flag, expected):
 def test_bench_step_recorder_keeps_constrained_decoding():
     """bench_step wraps the backend to record completions; an agent asked for constrained decoding
     must still see the backend's constraint support through the wrapper (it decoded freely before)."""
-    from rlem_gym.benchmarks.bench_step import RecordingLLM
+    from rlem_gym.benchmarks.perf.bench_step import RecordingLLM
 
     class Constraining(ScriptedLLM):
         supports_constraint = True

@@ -229,7 +229,7 @@ def test_records_keep_how_the_episode_ended(tmp_path):
     json.dumps(heuristic)  # plain JSON
     # the failure analysis reads them: the oracle succeeds on both goals and its search shows the
     # goal's product; every heuristic episode gets exactly one outcome
-    from rlem_gym.benchmarks.failures import analyse, markdown, webshop_outcome
+    from rlem_gym.benchmarks.study.failures import analyse, markdown, webshop_outcome
 
     result = analyse(cfg.out)
     assert result["agents"]["oracle"]["outcomes"]["success"] == 2
@@ -245,7 +245,7 @@ def test_records_keep_how_the_episode_ended(tmp_path):
 def test_wikihow_failures_name_the_first_missed_subgoal(tmp_path, monkeypatch):
     """Real WikiHow episodes of the heuristic and the oracle (no LLM): the oracle succeeds on every
     task; each heuristic episode is classed by the first sub-goal it missed, read from the task chain."""
-    from rlem_gym.benchmarks.failures import WIKIHOW_MISSED, analyse, wikihow_outcome
+    from rlem_gym.benchmarks.study.failures import WIKIHOW_MISSED, analyse, wikihow_outcome
     from rlem_gym.envs.wikihow.tasks import task_set
 
     monkeypatch.setattr("rlem_gym.benchmarks.plots.make_plots", lambda *a, **k: [])  # plots are tested elsewhere

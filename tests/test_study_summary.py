@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rlem_gym.benchmarks import study
+from rlem_gym.benchmarks.study import summary as study
 
 
 def _est(mean, half=10.0, n=50):

@@ -8,7 +8,7 @@
 # `kill` (SIGTERM; a background job ignores SIGINT) or killed outright loses at
 # most the episode in flight). When a run finishes, its small outputs are copied to
 # docs/study/<run>/ (results, config, per-episode records, plots, gzipped step log, memories);
-# `python -m rlem_gym.benchmarks.publish runs/study/<run> docs/study/<run>` does the same for a run
+# `python -m rlem_gym.benchmarks.study.publish runs/study/<run> docs/study/<run>` does the same for a run
 # still going. On a fresh clone, a run whose folder is missing is first rebuilt from docs/study/<run>
 # (`publish --restore`), so a study spread over several sessions goes on where the last one stopped.
 #
@@ -37,12 +37,12 @@ run() {  # run NAME ARGS...: run (or resume) one study run, then publish its sma
   local out="runs/study/$name"
   if [ ! -e "$out/config.json" ] && [ -e "docs/study/$name/config.json" ]; then
     # a run started in an earlier session: rebuild its folder from the committed outputs, then resume
-    python -m rlem_gym.benchmarks.publish --restore "docs/study/$name" "$out"
+    python -m rlem_gym.benchmarks.study.publish --restore "docs/study/$name" "$out"
   fi
   echo "== $(date -u +%FT%TZ) study run $name -> $out"
   rlem-gym bench "${COMMON[@]}" "$@" --out "$out"
-  python -m rlem_gym.benchmarks.publish "$out" "docs/study/$name"
-  python -m rlem_gym.benchmarks.study docs/study  # summary.md: robustness spread, test-goal learning curve
+  python -m rlem_gym.benchmarks.study.publish "$out" "docs/study/$name"
+  python -m rlem_gym.benchmarks.study.summary docs/study  # summary.md: robustness spread, test-goal learning curve
 }
 
 declare -A RUNS

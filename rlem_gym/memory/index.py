@@ -13,7 +13,7 @@ exact flat search until ``ivf_min`` rows, then trained on the data and retrained
 has grown 4x) and ``"hnsw"`` (IndexHNSWFlat; HNSW cannot delete, so evicted rows are tombstoned
 and filtered, and the graph is rebuilt once tombstones pass 20%). Deletion on flat/ivf is either
 ``"remove"`` (FAISS ``remove_ids``) or ``"rebuild"`` (rebuild lazily before the next search);
-``benchmarks/bench_memory.py`` measures both. The raw rows are kept here too (for exact
+``benchmarks/perf/bench_memory.py`` measures both. The raw rows are kept here too (for exact
 re-scoring, rebuilds and saving). faiss is imported only when an index is created.
 """
 
