@@ -40,7 +40,7 @@ def split_llm_specs(text: str | None) -> list[str | None]:
 def model_slug(spec: str | None) -> str:
     """A folder name for a model spec (``qwen2.5-coder-0.5b``, ``gguf-model.q4``, ...)."""
     text = spec or "default"
-    if ":" in text and not text.split(":", 1)[0].lower() in ("hf", "gguf", "openai"):
+    if ":" in text and text.split(":", 1)[0].lower() not in ("hf", "gguf", "openai"):
         text = text.replace(":", "-")
     text = Path(text.split("#")[-1]).name if "/" in text or "\\" in text else text
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")

@@ -14,7 +14,6 @@ advice (``docs/study/webshop-main-deterministic-advice``).
 """
 import json
 import sys
-from pathlib import Path
 
 from rlem_gym.advice import parse_advice
 from rlem_gym.benchmarks.config import BenchConfig

@@ -8,8 +8,6 @@ the last action. Prints the first 120 characters of each reply (output: element_
 """
 import json
 import re
-import sys
-from pathlib import Path
 
 from rlem_gym.benchmarks.study.probes.order_probe import CONFIG, dev_tasks
 from rlem_gym.benchmarks.config import BenchConfig

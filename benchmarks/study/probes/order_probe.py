@@ -12,7 +12,6 @@ ORDER: ``official`` (most similar exemplar last, next to the new input, numbered
 """
 import json
 import sys
-from pathlib import Path
 
 from rlem_gym.benchmarks.config import BenchConfig
 from rlem_gym.benchmarks.episode import initial_memory, make_bench_agent, make_env

@@ -7,7 +7,6 @@ its action on the home page, then on the page that follows. One JSON line per ta
 import json
 import sys
 import time
-from pathlib import Path
 
 from rlem_gym.benchmarks.study.probes.order_probe import CONFIG, dev_tasks
 from rlem_gym.benchmarks.config import BenchConfig
