@@ -35,8 +35,8 @@ import re
 from typing import Any
 
 from rlem_gym.agents.scripted import ScriptedAgent
-from rlem_gym.agents.webshop_adapter import _PRICE_CLAUSE_RE
-from rlem_gym.envs.wikihow.oracle import _STOP as ENGLISH_STOPWORDS
+from rlem_gym.agents.webshop_adapter import PRICE_CLAUSE_RE
+from rlem_gym.envs.wikihow.oracle import STOP_WORDS as ENGLISH_STOPWORDS
 from rlem_gym.envs.wikihow.screens import parse_screen
 
 #: WebShop clickables that are not products
@@ -45,7 +45,7 @@ _WEBSHOP_NAVIGATION = frozenset({"back to search", "next >", "< prev", "search"}
 
 def webshop_rule_query(instruction: str) -> str:
     """The rule baseline's search: the instruction with its ``, and price lower than X dollars`` clause dropped."""
-    text = _PRICE_CLAUSE_RE.sub("", str(instruction or "")).strip()
+    text = PRICE_CLAUSE_RE.sub("", str(instruction or "")).strip()
     return " ".join(text.split()) or "product"
 
 

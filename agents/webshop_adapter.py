@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 _ACTION_RE = re.compile(r"\b(search|click)\s*\[([^\[\]\n]*)(?:\]|(?=\n)|$)", re.IGNORECASE)
 #: navigation buttons, tried last by the fallback
 _NAVIGATION = ("back to search", "< prev", "next >")
-_PRICE_CLAUSE_RE = re.compile(r",?\s*and price lower than [\d.,]+ dollars", re.IGNORECASE)
+PRICE_CLAUSE_RE = re.compile(r",?\s*and price lower than [\d.,]+ dollars", re.IGNORECASE)
 _REQUEST_RE = re.compile(
     r"^(?:i need|i want|i would like|i'd like|i'm looking for|i am looking for|find me|get me|buy me)\s+"
     r"(?:to (?:buy|get|find)\s+)?(?:an?|some|the)?\s*",
@@ -58,7 +58,7 @@ def _clickables(info: dict[str, Any]) -> list[str]:
 
 def search_keywords(instruction: str, max_words: int = 12) -> str:
     """Key words for a fallback search: the instruction without its price clause, cut short."""
-    text = _PRICE_CLAUSE_RE.sub("", instruction or "")
+    text = PRICE_CLAUSE_RE.sub("", instruction or "")
     text = re.sub(_REQUEST_RE, "", text.strip())
     words = re.findall(r"[\w'&.-]+", text.lower())
     return " ".join(words[:max_words]) or "product"

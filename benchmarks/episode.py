@@ -473,14 +473,14 @@ def failure_record(item: WorkItem, exc: BaseException) -> dict[str, Any]:
     }
 
 
-def _is_llm_error(exc: BaseException) -> bool:
+def is_llm_error(exc: BaseException) -> bool:
     from rlem_gym.llm.base import LLMError
 
     return isinstance(exc, LLMError)
 
 
 
-def _attempt(
+def attempt_test(
     ctx: EpisodeContext, item: WorkItem, log: Callable[[dict[str, Any]], None] | None
 ) -> tuple[str, dict[str, Any]]:
     """Run one test episode: ``("ok", record)``, or ``("llm_error" | "error", failure record)``.
@@ -490,4 +490,4 @@ def _attempt(
     try:
         return "ok", ctx.run_test(item, log)
     except Exception as exc:
-        return ("llm_error" if _is_llm_error(exc) else "error"), failure_record(item, exc)
+        return ("llm_error" if is_llm_error(exc) else "error"), failure_record(item, exc)

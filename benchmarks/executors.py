@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rlem_gym.benchmarks.config import BenchConfig
-from rlem_gym.benchmarks.episode import EpisodeContext, LLMFactory, RunError, _attempt
+from rlem_gym.benchmarks.episode import EpisodeContext, LLMFactory, RunError, attempt_test
 from rlem_gym.benchmarks.plan import Split, WorkItem
 from rlem_gym.benchmarks.rundir import StepLog
 
@@ -40,7 +40,7 @@ def run_serial(
     """Play ``items`` one after the other in this process."""
     for item in items:
         on_event("episode_start", {"item": item.id})
-        commit(*_attempt(ctx, item, log.write))
+        commit(*attempt_test(ctx, item, log.write))
 
 
 # --------------------------------------------------------------------------------------------
@@ -63,7 +63,7 @@ def _worker_log(line: dict[str, Any]) -> None:
 
 
 def _worker_run(item_dict: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    return _attempt(_WORKER["ctx"], WorkItem.from_dict(item_dict), _worker_log)
+    return attempt_test(_WORKER["ctx"], WorkItem.from_dict(item_dict), _worker_log)
 
 
 def run_processes(
@@ -123,7 +123,7 @@ class _RayEpisodeWorker:
 
     def run(self, item_dict: dict[str, Any]) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
         lines: list[dict[str, Any]] = []
-        status, payload = _attempt(self.ctx, WorkItem.from_dict(item_dict), lines.append)
+        status, payload = attempt_test(self.ctx, WorkItem.from_dict(item_dict), lines.append)
         return status, payload, lines
 
     def close(self) -> None:

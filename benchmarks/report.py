@@ -222,7 +222,8 @@ def _stored(est: Estimate) -> dict[str, Any]:
     return d
 
 
-def _est(d: dict[str, Any]) -> Estimate:
+def estimate_of(d: dict[str, Any]) -> Estimate:
+    """An :class:`Estimate` from its results-dict form (a table cell)."""
     return Estimate.from_dict(d)
 
 
@@ -237,7 +238,7 @@ def markdown_table(results: dict[str, Any], *, compact: bool = False) -> str:
     for row in results["rows"]:
         cells = [row["agent"], str(row["episodes"]) + (f" ({row['failed']} failed)" if row.get("failed") else "")]
         for key, _, _, digits in metrics:
-            cells.append(_est(row[key]).fmt(digits))
+            cells.append(estimate_of(row[key]).fmt(digits))
             if clustered and key in CLUSTER_METRICS:
                 cells.append(_cluster_cell(row, key, digits))
         lines.append("| " + " | ".join(cells) + " |")
@@ -251,7 +252,7 @@ def _clustered(results: dict[str, Any]) -> bool:
 
 def _cluster_cell(row: dict[str, Any], key: str, digits: int, signed: bool = False) -> str:
     est = row.get(f"{key}_cluster")
-    return _est(est).fmt(digits, signed=signed, interval_only=True) if est else "-"
+    return estimate_of(est).fmt(digits, signed=signed, interval_only=True) if est else "-"
 
 
 def paired_table(results: dict[str, Any]) -> str:
@@ -268,7 +269,7 @@ def paired_table(results: dict[str, Any]) -> str:
         n = row[PAIRED_METRICS[0][0]]["n"]
         cells = [row["agent"], str(n)]
         for key, _, _, digits in PAIRED_METRICS:
-            cells.append(_est(row[key]).fmt(digits, signed=True))
+            cells.append(estimate_of(row[key]).fmt(digits, signed=True))
             if clustered and key in CLUSTER_METRICS:
                 cells.append(_cluster_cell(row, key, digits, signed=True))
         lines.append("| " + " | ".join(cells) + " |")
@@ -283,7 +284,7 @@ def curve_table(results: dict[str, Any], curve: Sequence[dict[str, Any]] | None 
     lines = ["| Epoch | Episodes | Train score | Train SR % |", "|---|---|---|---|"]
     for p in curve:
         lines.append(
-            f"| {p['epoch']} | {p['episodes']} | {_est(p['score']).fmt(1)} | {_est(p['success_rate']).fmt(1)} |"
+            f"| {p['epoch']} | {p['episodes']} | {estimate_of(p['score']).fmt(1)} | {estimate_of(p['success_rate']).fmt(1)} |"
         )
     return "\n".join(lines)
 

@@ -51,7 +51,7 @@ from rlem_gym.benchmarks.episode import (
     EpisodeContext,
     LLMFactory,
     RunError,
-    _is_llm_error,
+    is_llm_error,
     default_llm_factory,
     failure_record,
     fresh_llm_cache,
@@ -300,7 +300,7 @@ class Runner:
                 try:
                     record = run_episode(env, agent, item, env_name=self.cfg.env, log=log.write)
                 except Exception as exc:
-                    if _is_llm_error(exc):
+                    if is_llm_error(exc):
                         raise RunError(
                             f"the model failed during training ({exc}): fix it and rerun the same command to resume"
                         ) from None

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 from rlem_gym.atomic import atomic_write_text
 from rlem_gym.benchmarks.config import BenchConfig, ConfigError
-from rlem_gym.benchmarks.report import METRICS, _est, metric_cells, metric_head
+from rlem_gym.benchmarks.report import METRICS, estimate_of, metric_cells, metric_head
 
 
 def split_llm_specs(text: str | None) -> list[str | None]:
@@ -94,7 +94,7 @@ def sweep_markdown(sweep: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
     for row in sweep["rows"]:
         cells = [row["model"], row["agent"], str(row["episodes"])]
-        cells += [_est(row[key]).fmt(digits) if key in row else "" for key, _, _, digits in metrics]
+        cells += [estimate_of(row[key]).fmt(digits) if key in row else "" for key, _, _, digits in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

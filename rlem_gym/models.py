@@ -378,9 +378,9 @@ def assemble(model: ZooModel, cache_dir: str | os.PathLike[str] | None = None, *
 
 
 def _assemble_to(target: Path, sources: list[Path], model: ZooModel) -> None:
-    from rlem_gym.atomic import _create_temp
+    from rlem_gym.atomic import create_temp
 
-    fd, tmp = _create_temp(target)
+    fd, tmp = create_temp(target)
     try:
         digest = hashlib.sha256()
         n = 0
@@ -404,14 +404,21 @@ def _assemble_to(target: Path, sources: list[Path], model: ZooModel) -> None:
     fsync_dir(target.parent)
 
 
+def llama_cpp_available() -> bool:
+    """True when ``llama_cpp`` can be imported (asked of the import system; nothing is imported):
+    a bare zoo name then runs on llama.cpp, else on HF (:func:`rlem_gym.llm.factory.resolve_zoo_spec`)."""
+    try:
+        return importlib.util.find_spec("llama_cpp") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 # --------------------------------------------------------------------------------------------
 # listing (rlem-gym models)
 # --------------------------------------------------------------------------------------------
 def zoo_status(cache_dir: str | os.PathLike[str] | None = None, speeds: dict | None = None) -> list[dict]:
     """One dict per zoo model: what it is, whether it is installed/assembled, what a bare name runs on,
     and its measured speeds (``speeds`` default: :func:`load_zoo_speeds`). Loads and hashes nothing."""
-    from rlem_gym.llm.factory import llama_cpp_available
-
     speeds = load_zoo_speeds() if speeds is None else speeds
     measured = speeds.get("models", {}) if isinstance(speeds.get("models"), dict) else {}
     default_backend = "gguf" if llama_cpp_available() else "hf"

@@ -1,7 +1,9 @@
 """The package layout, checked from the code's own imports.
 
-* No module of ``rlem_gym.memory`` imports another in a cycle, counting every import: module-level,
-  inside functions (lazy) and under ``TYPE_CHECKING``.
+* No module of the installed package (``rlem_gym`` with its envs, agents and benchmarks) imports
+  another in a cycle, counting every import: module-level, inside functions (lazy) and under
+  ``TYPE_CHECKING``.
+* No module imports a ``_private`` name (or a ``_private`` module) from another package.
 * The core (``rlem_gym`` without its CLI) imports no benchmark, agent or env module: those use
   the core, never the reverse.
 * ``import rlem_gym`` and ``import rlem_gym.memory`` load neither torch nor transformers.
@@ -18,6 +20,8 @@ import rlem_gym
 
 ROOT = Path(rlem_gym.__file__).parent
 MEMORY = ROOT / "memory"
+#: the installed package's parts that live in their own top-level folders (setup.cfg's package_dir)
+PARTS = ("rlem_gym.envs", "rlem_gym.agents", "rlem_gym.benchmarks")
 
 
 def _imported_modules(path: Path, package: str) -> set[str]:
@@ -36,6 +40,59 @@ def _imported_modules(path: Path, package: str) -> set[str]:
             out.add(mod)
             out.update(f"{mod}.{a.name}" for a in node.names)
     return out
+
+
+def _package_modules() -> dict[str, Path]:
+    """Every module of the installed package: dotted name -> file (a package is its ``__init__.py``)."""
+    import importlib
+
+    roots = {"rlem_gym": ROOT, **{p: Path(importlib.import_module(p).__file__).parent for p in PARTS}}
+    out: dict[str, Path] = {}
+    for pkg, root in roots.items():
+        for path in root.rglob("*.py"):
+            parts = path.relative_to(root).with_suffix("").parts
+            if pkg == "rlem_gym" and f"rlem_gym.{parts[0]}" in PARTS:
+                continue  # a part's own folder is read from its package_dir
+            name = ".".join((pkg, *parts))
+            out[name.removesuffix(".__init__")] = path
+    return out
+
+
+def _package_of(name: str, path: Path) -> str:
+    return name if path.name == "__init__.py" else name.rpartition(".")[0]
+
+
+def _import_edges(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The package's modules that ``name`` imports: ``from pkg import sub`` is the submodule ``sub``
+    when there is one (else the package ``pkg``), ``import a.b.c`` the longest known prefix."""
+
+    def known(dotted: str) -> str | None:
+        parts = dotted.split(".")
+        for i in range(len(parts), 0, -1):
+            if ".".join(parts[:i]) in modules:
+                return ".".join(parts[:i])
+        return None
+
+    package = _package_of(name, path)
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out.update(m for a in node.names if (m := known(a.name)))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                mod = f"{base}.{node.module}" if node.module else base
+            else:
+                mod = node.module or ""
+            for a in node.names:
+                target = f"{mod}.{a.name}" if f"{mod}.{a.name}" in modules else known(mod)
+                if target:
+                    out.add(target)
+    return out - {name}
+
+
+def _is_private(part: str) -> bool:
+    return part.startswith("_") and not (part.startswith("__") and part.endswith("__"))
 
 
 def _memory_graph() -> dict[str, set[str]]:
@@ -93,6 +150,36 @@ def test_no_import_cycle_among_memory_modules():
     # `rlem_gym.memory` itself would close a cycle through __init__, and the graph counts that
     cycle = _find_cycle(graph)
     assert cycle is None, "import cycle in rlem_gym.memory: " + " -> ".join(cycle)
+
+
+def test_no_import_cycle_in_the_package():
+    modules = _package_modules()
+    assert {"rlem_gym.models", "rlem_gym.llm.factory", "rlem_gym.agents.rememberer",
+            "rlem_gym.envs.webshop.env", "rlem_gym.benchmarks.runner"} <= set(modules)
+    graph = {name: _import_edges(name, path, modules) for name, path in modules.items()}
+    assert "rlem_gym.models" in graph["rlem_gym.llm.factory"]  # the LLM layer uses the model zoo, not the reverse
+    cycle = _find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_no_private_name_is_imported_from_another_package():
+    modules = _package_modules()
+    bad = []
+    for name, path in sorted(modules.items()):
+        mine = _package_of(name, path)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                if node.module not in modules:
+                    continue  # not ours
+                theirs = _package_of(node.module, modules[node.module])
+                names = [a.name for a in node.names if _is_private(a.name)]
+                names += [node.module] if any(map(_is_private, node.module.split("."))) else []
+                if names and theirs != mine:
+                    bad.append(f"{name} imports {', '.join(names)} from {node.module}")
+            elif isinstance(node, ast.Import):
+                bad += [f"{name} imports {a.name}" for a in node.names
+                        if a.name.split(".")[0] == "rlem_gym" and any(map(_is_private, a.name.split(".")))]
+    assert not bad, "\n".join(bad)
 
 
 def test_cycle_check_sees_a_cycle():

@@ -12,7 +12,8 @@ import re
 from rlem_gym.envs.wikihow.screens import parse_screen
 from rlem_gym.envs.wikihow.site import words_of
 
-_STOP = frozenset(
+#: English stop words, left out of the words a target is matched by (public: the heuristic agent uses them too)
+STOP_WORDS = frozenset(
     "a about above after again against all am an and any are as at be because been before being "
     "below between both but by can could did do does doing down during each few for from further "
     "had has have having he her here hers herself him himself his how i if in into is it its itself "
@@ -66,7 +67,7 @@ class WikiHowOracle:
             return None
 
         if kind == "search":
-            words = [w for w in words_of(target) if w not in _STOP]
+            words = [w for w in words_of(target) if w not in STOP_WORDS]
             return f"INPUT({inputs[0]}, {' '.join(words) or target})"
         if kind == "article":
             hit = find(f"How to {target}")

@@ -32,14 +32,13 @@ suffix). HF weights are loaded once per process (keyed by model, file, device an
 
 from __future__ import annotations
 
-import importlib.util
 import urllib.parse
 import warnings
 from pathlib import Path
 from typing import Any
 
 from rlem_gym.llm.base import LLM
-from rlem_gym.models import ZOO, ZooModel
+from rlem_gym.models import ZOO, ZooModel, llama_cpp_available
 
 SPEC_FORMS = (
     "None (the default model) | 'smollm2' | 'smollm2-gguf' | '<zoo name>[:gguf|:hf]' (" + ", ".join(ZOO) + ") | "
@@ -51,14 +50,6 @@ SPEC_FORMS = (
 ZOO_BACKENDS = ("gguf", "hf")
 #: today's names of the default model, kept as aliases of zoo specs
 _ALIASES = {"smollm2": ("smollm2-135m", "hf"), "smollm2-gguf": ("smollm2-135m", "gguf")}
-
-
-def llama_cpp_available() -> bool:
-    """True when ``llama_cpp`` can be imported (asked of the import system; nothing is imported)."""
-    try:
-        return importlib.util.find_spec("llama_cpp") is not None
-    except (ImportError, ValueError):
-        return False
 
 
 def default_llm_spec() -> tuple[str, str | None]:
