@@ -93,6 +93,14 @@ class Agent(ABC):
         self.last_step = StepInfo()
         self.stats = AgentStats()
 
+    @classmethod
+    def run_settings(cls, cfg: Any, variant: Any) -> dict[str, Any]:
+        """The constructor keywords this agent takes from a benchmark run: ``cfg`` is the run's
+        :class:`~rlem_gym.benchmarks.config.BenchConfig`, ``variant`` its row's parsed label
+        (:class:`~rlem_gym.agents.variants.AgentVariant`). The runner builds every agent through this
+        and the ``AGENTS`` registry; an agent that takes nothing from the run keeps the default."""
+        return {}
+
     def train(self) -> "Agent":
         """Train mode: memory-based agents update their memory at episode end."""
         self.training = True

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import replace
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -89,6 +89,12 @@ class LLMAgent(Agent):
         full_reply: in constrained mode, also generate the reply after the action (None = when
             the reason is used).
     """
+
+
+    @classmethod
+    def run_settings(cls, cfg: Any, variant: Any) -> dict[str, Any]:
+        """The run's generation settings (see :meth:`Agent.run_settings`)."""
+        return {"max_tokens": cfg.max_tokens, "temperature": cfg.temperature, "action_decoding": cfg.action_decoding}
 
     def __init__(
         self,

@@ -132,3 +132,10 @@ class OracleAgent(ScriptedAgent):
 
     name = "oracle"
     policies = {"webshop": {"goal": WebShopGoalPolicy}, "wikihow": {"script": WikiHowOraclePolicy}}
+
+    @classmethod
+    def run_settings(cls, cfg: Any, variant: Any) -> dict[str, Any]:
+        """On WebShop, the env's ``data_dir`` / ``goals`` / ``num_products``, so that it knows the same goals."""
+        if cfg.env != "webshop":
+            return {}
+        return {k: cfg.env_kwargs[k] for k in ("data_dir", "goals", "num_products") if k in cfg.env_kwargs}

@@ -79,6 +79,12 @@ class ReActAgent(LLMAgent):
 
     name = "react"
 
+
+    @classmethod
+    def run_settings(cls, cfg: Any, variant: Any) -> dict[str, Any]:
+        """The run's generation settings and prompt history (see :meth:`Agent.run_settings`)."""
+        return {**super().run_settings(cfg, variant), "history": cfg.react_history}
+
     def __init__(
         self,
         llm: "LLM",

@@ -154,6 +154,12 @@ class Rememberer(LLMAgent):
         self._last_reward = 0.0
         self._total_reward = 0.0
 
+    @classmethod
+    def run_settings(cls, cfg: Any, variant: Any) -> dict[str, Any]:
+        """The run's generation, retrieval and advice settings (see :meth:`Agent.run_settings`)."""
+        return {**super().run_settings(cfg, variant), "k": cfg.k, "discouraged": cfg.discouraged,
+                "random_advice": cfg.random_advice, "exemplar_order": cfg.exemplar_order}
+
     def train(self) -> "Rememberer":
         """Train mode: at each episode end the memory learns from the episode (step 6).
 

@@ -51,6 +51,27 @@ class StaticExemplarAgent(Rememberer):
                 raise TypeError(f"exemplars must be rlem_gym.prompts.Exemplar objects, got {type(ex).__name__}")
         self.exemplars: list[Exemplar] = chosen
 
+    @classmethod
+    def run_settings(cls, cfg: Any, variant: Any) -> dict[str, Any]:
+        """The run's generation settings (not the Rememberer's retrieval ones) and ``exemplars``
+        (see :meth:`Agent.run_settings`): ``exemplars=handwritten`` -> None (the hand-written ones);
+        ``exemplars=pool`` -> the variant's ``init``, else ``--init-memory`` when it is a pool, else
+        the env's official pool; no setting -> the pool the Rememberer starts from when that is a
+        pool (the study setting), else None."""
+        from rlem_gym.agents.pools import DEFAULT_POOLS, is_pool_spec, pool_exemplars
+
+        settings = super(Rememberer, cls).run_settings(cfg, variant)
+        mode = variant.get("exemplars")
+        init = variant.get("init")
+        spec = str(init) if init is not None else cfg.init_memory
+        if mode == "handwritten":
+            spec = None
+        elif not (spec and is_pool_spec(spec)):
+            spec = DEFAULT_POOLS[cfg.env] if mode == "pool" else None
+        mode_kw = str(cfg.env_kwargs.get("observation_mode", "text"))
+        settings["exemplars"] = pool_exemplars(spec, cfg.env, observation_mode=mode_kw) if spec else None
+        return settings
+
     def _recall(self, task: str, observation: str, instruction: str) -> tuple[list[Any], list[Exemplar]]:
         """No retrieval: the same exemplars at every step."""
         return [], list(self.exemplars)

@@ -192,7 +192,9 @@ class BenchConfig:
         from rlem_gym.agents.variants import VariantError, parse_agent_list
 
         try:  # canonical labels, so two spellings of one variant are one row (and one run folder)
-            self.agents = tuple(v.label for v in parse_agent_list(self.agents))
+            variants = tuple(parse_agent_list(self.agents))
+            self.agents = tuple(v.label for v in variants)
+            self.__dict__["_variants"] = (self.agents, variants)
         except VariantError as exc:
             raise ConfigError(f"--agents: {exc}") from None
         self._check_pools()
@@ -279,10 +281,15 @@ class BenchConfig:
 
     @property
     def variants(self) -> list:
-        """The agents as :class:`~rlem_gym.agents.variants.AgentVariant` objects, in order."""
-        from rlem_gym.agents.variants import parse_agent_list
+        """The agents as :class:`~rlem_gym.agents.variants.AgentVariant` objects, in order: parsed
+        once (in :meth:`validate`, or on first use) and kept while :attr:`agents` stays the same."""
+        parsed = self.__dict__.get("_variants")
+        if parsed is None or parsed[0] != self.agents:
+            from rlem_gym.agents.variants import parse_agent_list
 
-        return parse_agent_list(self.agents)
+            parsed = (self.agents, tuple(parse_agent_list(self.agents)))
+            self.__dict__["_variants"] = parsed
+        return list(parsed[1])
 
     @property
     def trained_variants(self) -> list:

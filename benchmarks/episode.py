@@ -1,10 +1,10 @@
 """Playing one episode: :func:`run_episode` is the one place in rlem-gym that steps an env.
 
-Also here, because every process that plays episodes needs them: building the env, the memory,
-the agent and the LLM from a :class:`~rlem_gym.benchmarks.config.BenchConfig`
-(:class:`EpisodeContext` holds them, lazily, in the main process, each worker process and each
-Ray actor), the per-episode seeding (:func:`seed_episode`), success and normalised return
-(:func:`episode_success`), and the failure record of an episode that raised.
+Also here, because every process that plays episodes needs them: :class:`EpisodeContext` (the LLM,
+envs and agents of one process, built once by its :class:`~rlem_gym.benchmarks.build.Builder`, in
+the main process, each worker process and each Ray actor), the per-episode seeding
+(:func:`seed_episode`), success and normalised return (:func:`episode_success`), and the failure
+record of an episode that raised.
 """
 
 from __future__ import annotations
@@ -13,19 +13,16 @@ import hashlib
 import json
 import time
 import traceback
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from rlem_gym.agents.variants import AgentVariant
+from rlem_gym.benchmarks.build import Builder, LLMFactory, memory_slot, uses_llm
 from rlem_gym.benchmarks.config import BenchConfig, ConfigError
 from rlem_gym.benchmarks.plan import Split, WorkItem
 
 if TYPE_CHECKING:
     from rlem_gym.agents.base import Agent
     from rlem_gym.llm.base import LLM
-
-#: a factory that builds the LLM inside whichever process runs episodes
-LLMFactory = Callable[[], "LLM"]
 
 
 class RunError(RuntimeError):
@@ -217,190 +214,21 @@ def _stat_counts(agent: Any) -> dict[str, int]:
     return {k: int(getattr(stats, k)) for k in _STAT_FIELDS}
 
 
-# --------------------------------------------------------------------------------------------
-# building envs, memories and agents (shared by the main process and every worker)
-# --------------------------------------------------------------------------------------------
-def default_llm_factory(cfg: BenchConfig) -> LLMFactory:
-    """A picklable factory that builds ``cfg.llm`` with :func:`rlem_gym.llm.make_llm` and ``cfg.llm_kwargs``."""
-    return _SpecFactory(cfg.llm, dict(cfg.llm_kwargs))
-
-
-@dataclass(frozen=True)
-class _SpecFactory:
-    spec: str | None
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-    def __call__(self) -> "LLM":
-        from rlem_gym.llm import make_llm
-
-        try:
-            return make_llm(self.spec, **self.kwargs)
-        except TypeError as exc:  # a keyword the backend does not take: the user's --llm-kwargs
-            if self.kwargs and "keyword argument" in str(exc):
-                raise ConfigError(f"--llm-kwargs {json.dumps(self.kwargs)} does not fit the backend of "
-                                  f"{self.spec or 'smollm2'!r}: {exc}") from None
-            raise
-
-
-def make_env(cfg: BenchConfig, split_kwargs: dict[str, Any]) -> Any:
-    """``gym.make`` of the configured env with the split's kwargs, the step cap and env_kwargs."""
-    import gymnasium as gym
-
-    import rlem_gym  # noqa: F401  (registers the ids)
-
-    kwargs: dict[str, Any] = {"max_steps": cfg.max_steps}
-    if cfg.env == "webshop":
-        kwargs["shown_results"] = cfg.shown_results
-    kwargs.update(split_kwargs)
-    kwargs.update(cfg.env_kwargs)
-    return gym.make(cfg.env_id, max_episode_steps=cfg.max_steps, **kwargs)
-
-
-def memory_settings(cfg: BenchConfig, variant: Any = None) -> dict[str, Any]:
-    """The memory's constructor settings: the run's, with a variant's (e.g. ``n_step=1``) on top."""
-    settings = {
-        "capacity": cfg.capacity,
-        "action_capacity": cfg.action_capacity,
-        "n_step": cfg.n_step,
-        "gamma": cfg.gamma,
-        "update_mode": cfg.update_mode,
-        "lr": cfg.lr,
-        "double_q": cfg.double_q,
-    }
-    if variant is not None:
-        settings.update(variant.memory_settings)
-    return settings
-
-
-def new_memory(cfg: BenchConfig, seed: int, variant: Any = None) -> Any:
-    """An empty experience memory with the configured (and the variant's) capacities and Q-learning settings."""
-    from rlem_gym.agents.adapters import get_adapter
-    from rlem_gym.memory import ExperienceMemory
-
-    matcher = get_adapter(cfg.env).make_matcher()
-    return ExperienceMemory(matcher, **memory_settings(cfg, variant), seed=seed)
-
-
-def init_spec(cfg: BenchConfig, variant: Any = None) -> str | None:
-    """Where a Rememberer variant's initial memory comes from: its ``init``, else ``--init-memory``."""
-    spec = variant.get("init") if variant is not None else None
-    return str(spec) if spec is not None else cfg.init_memory
-
-
-def initial_memory(cfg: BenchConfig, seed: int, variant: Any = None) -> Any:
-    """A Rememberer variant's memory before training: a pool (id or YAML file), a saved memory, or empty."""
-    from rlem_gym.agents.pools import import_pool, is_pool_spec
-
-    spec = init_spec(cfg, variant)
-    if not spec:
-        return new_memory(cfg, seed, variant)
-    if is_pool_spec(spec):
-        from rlem_gym.agents.adapters import get_adapter
-
-        mode = str(cfg.env_kwargs.get("observation_mode", "text"))
-        return import_pool(spec, get_adapter(cfg.env).make_matcher(), env=cfg.env, observation_mode=mode,
-                           **memory_settings(cfg, variant), seed=seed)
-    from rlem_gym.agents.adapters import get_adapter
-    from rlem_gym.memory import ExperienceMemory
-
-    if not memory_saved(spec):
-        raise ConfigError(f"--init-memory {spec} is not a memory saved by rlem-gym (no MANIFEST.json) nor a pool")
-    overrides = variant.memory_settings if variant is not None else {}
-    return ExperienceMemory.load(str(spec), get_adapter(cfg.env).make_matcher(), **overrides)
-
-
-def static_exemplars(cfg: BenchConfig, variant: Any) -> Any:
-    """The static agent's ``exemplars=``: a pool id/file, or None for the hand-written ones.
-
-    ``exemplars=handwritten`` -> None; ``exemplars=pool`` -> the variant's ``init``, else
-    ``--init-memory`` when it is a pool, else the env's official pool; no setting -> the pool the
-    Rememberer starts from when that is a pool (the study setting), else None.
-    """
-    from rlem_gym.agents.pools import DEFAULT_POOLS, is_pool_spec, pool_exemplars
-
-    mode = variant.get("exemplars")
-    if mode == "handwritten":
-        return None
-    spec = init_spec(cfg, variant)
-    if not (spec and is_pool_spec(spec)):
-        if mode != "pool":
-            return None
-        spec = DEFAULT_POOLS[cfg.env]
-    return pool_exemplars(spec, cfg.env, observation_mode=str(cfg.env_kwargs.get("observation_mode", "text")))
-
-
-def memory_slot(agent: str, seed: int) -> str:
-    """The key of a Rememberer variant's test memory in ``memory_paths``."""
-    return f"{agent}#s{seed}"
-
-
-def memory_saved(path: str | Path) -> bool:
-    """Whether a complete memory save exists at ``path`` (its manifest is written last)."""
-    return (Path(path) / "MANIFEST.json").is_file()
-
-
-def load_memory(cfg: BenchConfig, path: str | Path) -> Any:
-    """Load a saved memory with this env's matcher."""
-    from rlem_gym.agents.adapters import get_adapter
-    from rlem_gym.memory import ExperienceMemory
-
-    return ExperienceMemory.load(str(path), get_adapter(cfg.env).make_matcher())
-
-
-def make_bench_agent(cfg: BenchConfig, name: str, llm: "LLM | None", memory: Any = None) -> "Agent":
-    """Build agent variant ``name`` (a label, e.g. ``rememberer[n_step=1]``) with the run's
-    generation settings, the variant's settings and ``agent_kwargs`` (by name, then by label).
-
-    Agents that need no LLM (heuristic, oracle) get none; the WebShop oracle gets the env's
-    ``data_dir`` / ``goals`` / ``num_products`` so that it knows the same goals.
-    """
-    from rlem_gym.agents import AGENTS, make_agent
-    from rlem_gym.agents.variants import parse_variant
-
-    variant = parse_variant(name)
-    base = variant.name
-    kwargs: dict[str, Any] = {}
-    if not getattr(AGENTS[base], "uses_llm", True):
-        llm = None
-        if base == "oracle" and cfg.env == "webshop":
-            kwargs.update({k: cfg.env_kwargs[k] for k in ("data_dir", "goals", "num_products") if k in cfg.env_kwargs})
-    else:
-        kwargs.update({"max_tokens": cfg.max_tokens, "temperature": cfg.temperature,
-                       "action_decoding": cfg.action_decoding})
-    if base == "rememberer":
-        kwargs.update({"memory": memory, "k": cfg.k, "discouraged": cfg.discouraged, "random_advice": cfg.random_advice,
-                       "exemplar_order": cfg.exemplar_order})
-    if base == "static":
-        kwargs["exemplars"] = static_exemplars(cfg, variant)
-    if base == "react":
-        kwargs["history"] = cfg.react_history
-    kwargs.update(variant.agent_settings)
-    kwargs.update(cfg.agent_kwargs.get(base, {}))
-    if variant.label != base:
-        kwargs.update(cfg.agent_kwargs.get(variant.label, {}))
-    return make_agent(base, llm, cfg.env, **kwargs)
-
-
-def uses_llm(name: str) -> bool:
-    """Whether agent variant ``name`` calls the LLM (heuristic and oracle do not)."""
-    from rlem_gym.agents import AGENTS
-    from rlem_gym.agents.variants import parse_variant
-
-    return bool(getattr(AGENTS[parse_variant(name).name], "uses_llm", True))
-
-
 class EpisodeContext:
     """Everything needed to run episodes in one process: the LLM, envs and agents, built lazily.
 
-    The main process, each local worker process and each Ray actor hold one. Agents are cached
-    per (agent, seed); the Rememberer's test-time memory is loaded from the run folder, frozen.
+    The main process, each local worker process and each Ray actor hold one, and its
+    :class:`~rlem_gym.benchmarks.build.Builder` (``build``). Agents are cached per (agent, seed);
+    the Rememberer's test-time memory is loaded from the run folder, frozen.
     """
 
-    def __init__(self, cfg: BenchConfig, splits: dict[str, Split], llm_factory: LLMFactory, memory_paths: dict[str, str]):
+    def __init__(self, cfg: BenchConfig, splits: dict[str, Split], llm_factory: LLMFactory, memory_paths: dict[str, str],
+                 build: Builder | None = None):
         self.cfg = cfg
         self.splits = splits
         self.llm_factory = llm_factory
         self.memory_paths = memory_paths
+        self.build = build or Builder(cfg)
         self._llm: "LLM | None" = None
         self._envs: dict[str, Any] = {}
         self._agents: dict[tuple[str, int], "Agent"] = {}
@@ -421,28 +249,27 @@ class EpisodeContext:
 
     def env(self, phase: str) -> Any:
         if phase not in self._envs:
-            self._envs[phase] = make_env(self.cfg, self.splits[phase].env_kwargs)
+            self._envs[phase] = self.build.env(self.splits[phase].env_kwargs)
         return self._envs[phase]
 
-    def test_agent(self, name: str, seed: int) -> "Agent":
-        """Agent variant ``name`` for ``seed``, in eval mode; a Rememberer gets its frozen test memory
-        (``memory_paths[memory_slot(name, seed)]``, else its initial memory)."""
-        key = (name, seed)
+    def test_agent(self, variant: "AgentVariant | str", seed: int) -> "Agent":
+        """Agent ``variant`` (a work item's parsed label) for ``seed``, in eval mode; a Rememberer gets
+        its frozen test memory (``memory_paths[memory_slot(label, seed)]``, else its initial memory)."""
+        if not isinstance(variant, AgentVariant):  # a label named by hand (e.g. a replay script)
+            variant = next(v for v in self.cfg.variants if v.label == variant)
+        key = (variant.label, seed)
         if key not in self._agents:
-            from rlem_gym.agents.variants import parse_variant
-
-            variant = parse_variant(name)
             memory = None
             if variant.is_rememberer:
-                path = self.memory_paths.get(memory_slot(name, seed))
-                memory = load_memory(self.cfg, path) if path else initial_memory(self.cfg, seed, variant)
-            agent = make_bench_agent(self.cfg, name, self.llm if uses_llm(name) else None, memory)
+                path = self.memory_paths.get(memory_slot(variant.label, seed))
+                memory = self.build.load_memory(path) if path else self.build.initial_memory(seed, variant)
+            agent = self.build.agent(variant, self.llm if uses_llm(variant) else None, memory)
             agent.eval()
             self._agents[key] = agent
         return self._agents[key]
 
     def run_test(self, item: WorkItem, log: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
-        agent = self.test_agent(item.agent, item.seed)
+        agent = self.test_agent(item.variant or item.agent, item.seed)
         return run_episode(self.env("test"), agent, item, env_name=self.cfg.env, log=log)
 
     def close(self) -> None:

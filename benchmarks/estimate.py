@@ -184,7 +184,7 @@ def project(cfg: Any, items: Sequence[Any], *, costs: dict[str, Any] | None = No
     ``gflops_now``: this machine's matmul reading (taken here when None).
     """
     from rlem_gym.agents.variants import parse_variant
-    from rlem_gym.benchmarks.episode import uses_llm
+    from rlem_gym.benchmarks.build import uses_llm
 
     costs = load_costs() if costs is None else costs
     if speeds is None:

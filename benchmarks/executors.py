@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rlem_gym.benchmarks.config import BenchConfig
-from rlem_gym.benchmarks.episode import EpisodeContext, LLMFactory, RunError, attempt_test
+from rlem_gym.benchmarks.build import LLMFactory
+from rlem_gym.benchmarks.episode import EpisodeContext, RunError, attempt_test
 from rlem_gym.benchmarks.plan import Split, WorkItem
 from rlem_gym.benchmarks.rundir import StepLog
 

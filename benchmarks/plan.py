@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from rlem_gym.agents.variants import label_slug
+from rlem_gym.agents.variants import AgentVariant, label_slug
 from rlem_gym.benchmarks.config import BenchConfig, ConfigError
 
 __all__ = ["SPLIT_KWARG", "Split", "Task", "WorkItem", "episode_seed", "plan", "resolve_split"]
@@ -44,7 +44,11 @@ class Split:
 
 @dataclass(frozen=True)
 class WorkItem:
-    """One episode to run: phase, agent, base seed, epoch (training) and task."""
+    """One episode to run: phase, agent, base seed, epoch (training) and task.
+
+    ``agent`` is the row's canonical label; ``variant`` the label parsed once, when the config was
+    validated (:attr:`~rlem_gym.benchmarks.config.BenchConfig.variants`), and built from.
+    """
 
     phase: str
     agent: str
@@ -52,6 +56,7 @@ class WorkItem:
     task: Task
     epoch: int = 0
     episode_seed: int = 0
+    variant: AgentVariant | None = field(default=None, compare=False)
 
     @property
     def id(self) -> str:
@@ -69,6 +74,8 @@ class WorkItem:
             "epoch": self.epoch,
             "episode_seed": self.episode_seed,
             "task": {"index": self.task.index, "options": self.task.options, "label": self.task.label},
+            "variant": None if self.variant is None else {"name": self.variant.name, "params": list(self.variant.params),
+                                                          "untrained": self.variant.untrained},
         }
 
     def record_fields(self) -> dict[str, Any]:
@@ -87,6 +94,7 @@ class WorkItem:
     def from_dict(cls, d: dict[str, Any]) -> "WorkItem":
         """Inverse of :meth:`as_dict`; other keys (e.g. ``order`` of older versions) are ignored."""
         t = d["task"]
+        v = d.get("variant")
         return cls(
             phase=d["phase"],
             agent=d["agent"],
@@ -94,6 +102,7 @@ class WorkItem:
             task=Task(t["index"], dict(t["options"]), t["label"]),
             epoch=d["epoch"],
             episode_seed=d["episode_seed"],
+            variant=None if v is None else AgentVariant(v["name"], tuple(map(tuple, v["params"])), v["untrained"]),
         )
 
 
@@ -116,17 +125,17 @@ def plan(cfg: BenchConfig, train: Split | None, test: Split) -> tuple[list[WorkI
                 for epoch in range(cfg.epochs):
                     for task in train.tasks:
                         train_items.append(
-                            WorkItem("train", variant.label, seed, task, epoch, episode_seed(seed, j))
+                            WorkItem("train", variant.label, seed, task, epoch, episode_seed(seed, j), variant)
                         )
                         j += 1
     # goal-major: every agent plays goal 0, then goal 1, ...; a run stopped part-way (they take
     # hours) has paired results on its first goals for every agent. Episodes do not depend on
     # their order (fresh KV cache, frozen memory, per-goal episode seeds).
     test_items = [
-        WorkItem("test", agent, seed, task, 0, episode_seed(seed, task.index))
+        WorkItem("test", agent, seed, task, 0, episode_seed(seed, task.index), variant)
         for seed in cfg.seeds
         for task in test.tasks
-        for agent in cfg.agents
+        for agent, variant in zip(cfg.agents, cfg.variants)
     ]
     return train_items, test_items
 

@@ -47,27 +47,19 @@ from typing import Any, Callable, Iterable
 
 from rlem_gym.atomic import atomic_write_json
 from rlem_gym.benchmarks.config import CONFIG_VERSION, BenchConfig, ConfigError
+from rlem_gym.benchmarks.build import Builder, LLMFactory, default_llm_factory, memory_saved, memory_slot, uses_llm
 from rlem_gym.benchmarks.episode import (
     EpisodeContext,
-    LLMFactory,
     RunError,
-    is_llm_error,
-    default_llm_factory,
     failure_record,
     fresh_llm_cache,
-    initial_memory,
-    load_memory,
-    make_bench_agent,
-    make_env,
-    memory_saved,
-    memory_slot,
+    is_llm_error,
     run_episode,
-    uses_llm,
 )
 from rlem_gym.benchmarks.clusters import task_clusters
 from rlem_gym.benchmarks.executors import run_processes, run_ray, run_serial
 from rlem_gym.benchmarks.plan import Split, Task, WorkItem, episode_seed, plan, resolve_split
-from rlem_gym.agents.variants import label_slug, reference_label
+from rlem_gym.agents.variants import AgentVariant, label_slug, reference_label
 from rlem_gym.benchmarks.report import aggregate, write_results
 from rlem_gym.benchmarks.rundir import RunDir, StepLog, read_json
 
@@ -186,6 +178,7 @@ class Runner:
         self.cfg = cfg.replace(out=str(root))
         self.run_dir = RunDir(root)
         self.llm_factory = llm_factory or default_llm_factory(self.cfg)
+        self.build = Builder(self.cfg)  # the main process's, shared with its EpisodeContext
         self.on_event = on_event or (lambda kind, data: None)
         self._ctx: EpisodeContext | None = None
         self.splits: dict[str, Split] = {}
@@ -194,7 +187,7 @@ class Runner:
     # -- setup ----------------------------------------------------------------------------------
     def _resolve_splits(self) -> tuple[Split | None, Split]:
         def mk(kwargs: dict[str, Any]) -> Any:
-            env = make_env(self.cfg, kwargs)
+            env = self.build.env(kwargs)
             self._data_files.update(dict.fromkeys(_env_data_files(env)))
             return env
 
@@ -245,7 +238,7 @@ class Runner:
     @property
     def ctx(self) -> EpisodeContext:
         if self._ctx is None:
-            self._ctx = EpisodeContext(self.cfg, self.splits, self.llm_factory, self._memory_paths())
+            self._ctx = EpisodeContext(self.cfg, self.splits, self.llm_factory, self._memory_paths(), self.build)
         return self._ctx
 
     def _memory_paths(self) -> dict[str, str]:
@@ -259,17 +252,13 @@ class Runner:
         }
 
     # -- training -------------------------------------------------------------------------------
-    def _initial_memory(self, seed: int, agent: str = "rememberer") -> Any:
-        from rlem_gym.agents.variants import parse_variant
-
-        return initial_memory(self.cfg, seed, parse_variant(agent))
-
     def _train_seed(self, seed: int, items: list[WorkItem], finished: set[str], log: StepLog, bar: Any,
-                    agent_label: str = "rememberer") -> None:
+                    variant: AgentVariant) -> None:
         """Sequential training of one Rememberer variant and seed, checkpointing the memory after every episode.
 
         ``finished``: the ids of the items committed before this run started.
         """
+        agent_label = variant.label
         final = self.run_dir.memory_dir(seed, agent_label) / "memory"
         tdir = self.run_dir.train_dir(seed, agent_label)
         # resume position: the longest prefix of committed training items
@@ -283,12 +272,12 @@ class Runner:
             ckpt = tdir / _ckpt_name(pos)
             if not memory_saved(ckpt):
                 raise RunError(f"training checkpoint {ckpt} is missing: rerun with --fresh to start over")
-            memory = load_memory(self.cfg, ckpt)
+            memory = self.build.load_memory(ckpt)
         else:
-            memory = self._initial_memory(seed, agent_label)
+            memory = self.build.initial_memory(seed, variant)
         bar.update(pos)
         if pos < len(items):
-            agent = make_bench_agent(self.cfg, agent_label, self.ctx.llm, memory)
+            agent = self.build.agent(variant, self.ctx.llm, memory)
             agent.train()
             env = self.ctx.env("train")
             epoch_sr = [0, 0]  # [successes, episodes] of the current epoch, failed episodes left out
@@ -309,8 +298,8 @@ class Runner:
                     record = {**err, "status": "error", "steps": 0, "return": 0.0, "normalized_return": 0.0,
                               "success": False}
                     # the memory may hold a half update: go back to the last checkpoint (deterministic)
-                    memory = load_memory(self.cfg, tdir / _ckpt_name(j)) if j else self._initial_memory(seed, agent_label)
-                    agent = make_bench_agent(self.cfg, agent_label, self.ctx.llm, memory)
+                    memory = self.build.load_memory(tdir / _ckpt_name(j)) if j else self.build.initial_memory(seed, variant)
+                    agent = self.build.agent(variant, self.ctx.llm, memory)
                     agent.train()
                 # checkpoint, then commit the record that points at it
                 name = _ckpt_name(j + 1)
@@ -356,7 +345,7 @@ class Runner:
             for seed in self.cfg.seeds:
                 final = self.run_dir.memory_dir(seed, v.label) / "memory"
                 if not memory_saved(final):
-                    self._initial_memory(seed, v.label).save(str(final))
+                    self.build.initial_memory(seed, v).save(str(final))
 
     # -- testing --------------------------------------------------------------------------------
     def _commit(self, status: str, payload: dict[str, Any], bar: Any, tally: dict[str, list[int]]) -> None:
@@ -376,7 +365,7 @@ class Runner:
         """Fail fast, in one line, when the model cannot be loaded or its server cannot be reached."""
         from rlem_gym.llm.base import LLMError
 
-        if not any(uses_llm(a) for a in self.cfg.agents):
+        if not any(uses_llm(v) for v in self.cfg.variants):
             return  # heuristic / oracle rows only: no model is loaded at all
         remote = (self.cfg.llm or "").strip().lower().startswith("openai:")
         if not (in_process or remote):
@@ -475,7 +464,7 @@ class Runner:
                             continue
                         with tqdm(total=len(mine), desc=f"train {variant.label} seed {seed}", unit="ep",
                                   disable=disable, dynamic_ncols=True) as bar:
-                            self._train_seed(seed, mine, finished, log, bar, variant.label)
+                            self._train_seed(seed, mine, finished, log, bar, variant)
                 self._prepare_test_memories()
                 if self._ctx is not None and (cfg.workers > 1 or cfg.ray is not None):
                     self._ctx.close()  # free the main process's model before workers load theirs

@@ -301,7 +301,8 @@ def test_llm_kwargs_and_react_history_reach_the_run_and_its_config_json(tmp_path
     import pickle
 
     from rlem_gym.benchmarks.config import BenchConfig, ConfigError
-    from rlem_gym.benchmarks.episode import default_llm_factory, make_bench_agent
+    from rlem_gym.agents.variants import parse_variant
+    from rlem_gym.benchmarks.build import Builder, default_llm_factory
     from rlem_gym.benchmarks.runner import Runner
 
     seen = []
@@ -320,8 +321,8 @@ def test_llm_kwargs_and_react_history_reach_the_run_and_its_config_json(tmp_path
     assert seen == [("hf:some/model", {"dtype": "bfloat16"})]
     stored = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
     assert stored["llm_kwargs"] == {"dtype": "bfloat16"} and stored["react_history"] == "full"
-    assert make_bench_agent(cfg, "react", ScriptedLLM(lambda i: "")).history == "full"
-    assert make_bench_agent(cfg.replace(react_history="last"), "react", ScriptedLLM(lambda i: "")).history == "last"
+    assert Builder(cfg).agent(parse_variant("react"), ScriptedLLM(lambda i: "")).history == "full"
+    assert Builder(cfg.replace(react_history="last")).agent(parse_variant("react"), ScriptedLLM(lambda i: "")).history == "last"
     with pytest.raises(ConfigError, match="--react-history must be one of last, full"):
         cfg.replace(react_history="all").validate()
     with pytest.raises(ConfigError, match="--llm-kwargs must be a JSON object"):

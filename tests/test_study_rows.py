@@ -11,7 +11,9 @@ import pytest
 from rlem_gym.agents.pools import pool_exemplars, pool_items
 from rlem_gym.agents.webshop_adapter import STATIC_EXEMPLARS
 from rlem_gym.benchmarks.config import BenchConfig, ConfigError
-from rlem_gym.benchmarks.episode import make_bench_agent, run_episode, shown_encouraged
+from rlem_gym.agents.variants import parse_variant
+from rlem_gym.benchmarks.build import Builder
+from rlem_gym.benchmarks.episode import run_episode, shown_encouraged
 from rlem_gym.benchmarks.plan import Task, WorkItem, plan
 from rlem_gym.benchmarks.rundir import RunDir, iter_jsonl
 from rlem_gym.benchmarks.runner import Runner
@@ -94,25 +96,25 @@ def test_static_exemplars_follow_the_initial_pool(tmp_path):
     tasks = lambda exemplars: [e.input.task for e in exemplars]  # noqa: E731
     e0 = tasks(pool_exemplars("webshop:E0", "webshop"))
     with_pool = _cfg(tmp_path, init_memory="webshop:E0")
-    assert tasks(make_bench_agent(with_pool, "static", llm).exemplars) == e0  # the study setting
-    assert make_bench_agent(with_pool, "static[exemplars=handwritten]", llm).exemplars == list(STATIC_EXEMPLARS)
+    assert tasks(Builder(with_pool).agent(parse_variant("static"), llm).exemplars) == e0  # the study setting
+    assert Builder(with_pool).agent(parse_variant("static[exemplars=handwritten]"), llm).exemplars == list(STATIC_EXEMPLARS)
     plain = _cfg(tmp_path)
-    assert make_bench_agent(plain, "static", llm).exemplars == list(STATIC_EXEMPLARS)
-    assert tasks(make_bench_agent(plain, "static[exemplars=pool]", llm).exemplars) == e0  # the env's official pool
+    assert Builder(plain).agent(parse_variant("static"), llm).exemplars == list(STATIC_EXEMPLARS)
+    assert tasks(Builder(plain).agent(parse_variant("static[exemplars=pool]"), llm).exemplars) == e0  # the env's official pool
     e2 = tasks(pool_exemplars("webshop:E2", "webshop"))
-    assert tasks(make_bench_agent(with_pool, "static[init=webshop:E2]", llm).exemplars) == e2 != e0
+    assert tasks(Builder(with_pool).agent(parse_variant("static[init=webshop:E2]"), llm).exemplars) == e2 != e0
 
 
 def test_variant_settings_reach_the_agent(tmp_path):
     cfg = _cfg(tmp_path, discouraged=True, k=2)
     llm = CopyFirstAdvice()
-    agent = make_bench_agent(cfg, "rememberer[discouraged=false,k=1]", llm, memory=None)
+    agent = Builder(cfg).agent(parse_variant("rememberer[discouraged=false,k=1]"), llm, memory=None)
     assert agent.discouraged is False and agent.k == 1
-    assert make_bench_agent(cfg, "rememberer", llm).discouraged is True
-    assert make_bench_agent(cfg, "rememberer", llm).exemplar_order == "official"  # the run's default
-    assert make_bench_agent(_cfg(tmp_path, exemplar_order="similarity"), "rememberer", llm).exemplar_order == "similarity"
-    assert make_bench_agent(cfg, "rememberer[exemplar_order=stable]", llm).exemplar_order == "stable"
-    heuristic = make_bench_agent(cfg, "heuristic", llm)
+    assert Builder(cfg).agent(parse_variant("rememberer"), llm).discouraged is True
+    assert Builder(cfg).agent(parse_variant("rememberer"), llm).exemplar_order == "official"  # the run's default
+    assert Builder(_cfg(tmp_path, exemplar_order="similarity")).agent(parse_variant("rememberer"), llm).exemplar_order == "similarity"
+    assert Builder(cfg).agent(parse_variant("rememberer[exemplar_order=stable]"), llm).exemplar_order == "stable"
+    heuristic = Builder(cfg).agent(parse_variant("heuristic"), llm)
     assert heuristic.uses_llm is False and not hasattr(heuristic, "llm")
 
 
@@ -127,7 +129,7 @@ def test_encouraged_copies_are_counted(tmp_path, minilm):
     memory = import_pool("webshop:E0", get_adapter("webshop").make_matcher(minilm))
     # the fake copies the first exemplar shown: with the most similar shown first, that is rank 0
     cfg = _cfg(tmp_path, exemplar_order="similarity")
-    agent = make_bench_agent(cfg, "rememberer", CopyFirstAdvice(), memory).eval()
+    agent = Builder(cfg).agent(parse_variant("rememberer"), CopyFirstAdvice(), memory).eval()
     env = gym.make("rlem_gym/WebShop-v0", split="test", shown_results=3, max_steps=3, max_episode_steps=3)
     lines = []
     item = WorkItem("test", "rememberer", 0, Task(0, {"task_index": 0}, "goal 0"), 0, 0)

@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from rlem_gym.benchmarks.config import BenchConfig
-    from rlem_gym.benchmarks.episode import EpisodeContext, uses_llm
+    from rlem_gym.benchmarks.build import uses_llm
+    from rlem_gym.benchmarks.episode import EpisodeContext
     from rlem_gym.benchmarks.plan import plan
     from rlem_gym.benchmarks.runner import Runner
     from rlem_gym.llm import make_llm

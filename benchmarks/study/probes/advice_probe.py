@@ -17,7 +17,8 @@ import sys
 
 from rlem_gym.advice import parse_advice
 from rlem_gym.benchmarks.config import BenchConfig
-from rlem_gym.benchmarks.episode import initial_memory, load_memory, make_bench_agent, make_env
+from rlem_gym.agents.variants import parse_variant
+from rlem_gym.benchmarks.build import Builder
 from rlem_gym.benchmarks.study.probes import STUDY_DOCS
 from rlem_gym.llm import make_llm
 
@@ -27,12 +28,13 @@ CONFIG = STUDY_DOCS / "webshop-main-deterministic-advice" / "config.json"
 def main(argv: list[str]) -> None:
     mem_spec, first, last, steps = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
     cfg = BenchConfig(**json.loads(CONFIG.read_text())["config"])
+    build = Builder(cfg)
     cfg.random_advice = len(argv) > 4 and argv[4] == "random"
     llm = make_llm("qwen2.5-coder-0.5b:gguf")
-    env = make_env(cfg, {"split": "train"})
+    env = build.env({"split": "train"})
     for ti in range(first, last):
-        memory = initial_memory(cfg, 0) if mem_spec == "E0" else load_memory(cfg, mem_spec)
-        agent = make_bench_agent(cfg, "rememberer", llm, memory)
+        memory = build.initial_memory(0) if mem_spec == "E0" else build.load_memory(mem_spec)
+        agent = build.agent(parse_variant("rememberer"), llm, memory)
         agent.eval()
         obs, info = env.reset(seed=0, options={"task_index": ti})
         agent.reset(obs, info)

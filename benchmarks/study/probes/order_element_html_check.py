@@ -11,7 +11,8 @@ import re
 
 from rlem_gym.benchmarks.study.probes.order_probe import CONFIG, dev_tasks
 from rlem_gym.benchmarks.config import BenchConfig
-from rlem_gym.benchmarks.episode import initial_memory, make_bench_agent, make_env
+from rlem_gym.agents.variants import parse_variant
+from rlem_gym.benchmarks.build import Builder
 from rlem_gym.llm import make_llm
 from rlem_gym.llm.base import LLM, Completion
 
@@ -46,12 +47,13 @@ def with_elements(prompt: str) -> str:
 def main() -> None:
     llm = make_llm("qwen2.5-coder-0.5b:gguf")
     cfg = BenchConfig(**json.loads(CONFIG.read_text())["config"])
+    build = Builder(cfg)
     cfg.action_decoding, cfg.random_advice, cfg.exemplar_order = "free", False, "official"
     for ti in range(3):
         tasks = dev_tasks()[ti:ti + 1]
-        env = make_env(cfg, {"task_set": tasks})
+        env = build.env({"task_set": tasks})
         rec = Recorder()
-        agent = make_bench_agent(cfg, "rememberer", rec, initial_memory(cfg, 0))
+        agent = build.agent(parse_variant("rememberer"), rec, build.initial_memory(0))
         agent.eval()
         obs, info = env.reset(seed=0, options={"task_index": 0})
         agent.reset(obs, info)

@@ -14,7 +14,8 @@ import json
 import sys
 
 from rlem_gym.benchmarks.config import BenchConfig
-from rlem_gym.benchmarks.episode import initial_memory, make_bench_agent, make_env
+from rlem_gym.agents.variants import parse_variant
+from rlem_gym.benchmarks.build import Builder
 from rlem_gym.benchmarks.study.probes import STUDY_DOCS
 from rlem_gym.envs.wikihow.tasks import task_set
 from rlem_gym.llm import make_llm
@@ -31,11 +32,12 @@ def dev_tasks() -> list[str]:
 def main(argv: list[str]) -> None:
     order, first, last, steps = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
     cfg = BenchConfig(**json.loads(CONFIG.read_text())["config"])
+    build = Builder(cfg)
     llm = make_llm("qwen2.5-coder-0.5b:gguf")
     tasks = dev_tasks()[first:last]
-    env = make_env(cfg, {"task_set": tasks})
+    env = build.env({"task_set": tasks})
     for ti, task_id in enumerate(tasks):
-        agent = make_bench_agent(cfg, f"rememberer[exemplar_order={order}]", llm, initial_memory(cfg, 0))
+        agent = build.agent(parse_variant(f"rememberer[exemplar_order={order}]"), llm, build.initial_memory(0))
         agent.eval()
         obs, info = env.reset(seed=0, options={"task_index": ti})
         agent.reset(obs, info)

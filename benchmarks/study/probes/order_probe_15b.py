@@ -10,17 +10,19 @@ import time
 
 from rlem_gym.benchmarks.study.probes.order_probe import CONFIG, dev_tasks
 from rlem_gym.benchmarks.config import BenchConfig
-from rlem_gym.benchmarks.episode import initial_memory, make_bench_agent, make_env
+from rlem_gym.agents.variants import parse_variant
+from rlem_gym.benchmarks.build import Builder
 from rlem_gym.llm import make_llm
 
 
 def main(model: str, order: str, n: int) -> None:
     llm = make_llm(model)
     cfg = BenchConfig(**json.loads(CONFIG.read_text())["config"])
+    build = Builder(cfg)
     for ti in range(n):
         tasks = dev_tasks()[ti:ti + 1]
-        env = make_env(cfg, {"task_set": tasks})
-        agent = make_bench_agent(cfg, f"rememberer[exemplar_order={order}]", llm, initial_memory(cfg, 0))
+        env = build.env({"task_set": tasks})
+        agent = build.agent(parse_variant(f"rememberer[exemplar_order={order}]"), llm, build.initial_memory(0))
         agent.eval()
         obs, info = env.reset(seed=0, options={"task_index": 0})
         agent.reset(obs, info)
