@@ -149,7 +149,7 @@ class Rememberer(LLMAgent):
         self.exemplar_order = check_exemplar_order(exemplar_order)
         self._task = ""
         self._steps: list[Step] = []
-        self._pending: dict[str, Any] | None = None
+        self._pending: Step | None = None  # the step chosen by act, completed by observe
         self._last_actions: list[str] = []
         self._last_reward = 0.0
         self._total_reward = 0.0
@@ -228,13 +228,17 @@ class Rememberer(LLMAgent):
         # 5. choose: the first Encouraged action valid here, else a counted fallback
         action, reason, fallback_reason = self._choose(parsed, obs, info)
 
-        self._pending = {
-            "observation": observation,
-            "instruction": instruction,
-            "action": action,
-            "reason": "" if fallback_reason else reason,  # a fallback's label is not the model's reason
-            "available": available,
-        }
+        self._pending = Step(
+            observation=observation,
+            action=action,
+            reward=0.0,  # known in observe
+            reason="" if fallback_reason else reason,  # a fallback's label is not the model's reason
+            instruction=instruction,
+            last_actions=query.last_actions,
+            last_reward=query.last_reward,
+            total_reward=query.total_reward,
+            available_actions=available,
+        )
         return self.record_step(
             StepInfo(
                 prompt=built.text,
@@ -299,19 +303,8 @@ class Rememberer(LLMAgent):
         pending = self._pending
         self._pending = None
         if pending is not None:
-            self._steps.append(
-                Step(
-                    observation=pending["observation"],
-                    action=str(action),
-                    reward=float(reward),
-                    reason=pending["reason"] if action == pending["action"] else "",
-                    instruction=pending["instruction"],
-                    last_actions=tuple(self._last_actions[-LAST_ACTIONS:]),
-                    last_reward=self._last_reward,
-                    total_reward=self._total_reward,
-                    available_actions=pending["available"],
-                )
-            )
+            reason = pending.reason if action == pending.action else ""
+            self._steps.append(replace(pending, action=str(action), reward=float(reward), reason=reason))
         self._last_actions.append(str(action))
         self._last_reward = float(reward)
         self._total_reward += float(reward)
