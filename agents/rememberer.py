@@ -174,6 +174,7 @@ class Rememberer(LLMAgent):
     # ---------------------------------------------------------------------------- episode start
     def reset(self, obs: str, info: dict[str, Any]) -> None:
         """Start an episode: forget the previous episode's steps and prompt context."""
+        self.adapter.begin_episode(obs, info)
         self._task = self.adapter.memory_key(obs, info)[0]
         self._steps = []
         self._pending = None
