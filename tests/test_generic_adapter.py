@@ -3,7 +3,7 @@
 The fast tests cover where the valid actions come from, the memory key, the action constraint,
 the keyword overrides and the errors on envs the adapter cannot drive, with a scripted LLM for
 control flow. The slow test runs the Rememberer, ReAct and static agents with the real shipped
-Qwen2.5-Coder-0.5B (llama.cpp).
+Qwen2.5-Coder-0.5B (llama.cpp) and SmolLM2-135M (HF transformers, installed by the test command).
 """
 
 from __future__ import annotations
@@ -406,7 +406,11 @@ def test_make_agent_argument_errors():
 
 
 # ------------------------------------------------------------------------------ the real model, slow
-def _real_llm():
+def _real_llm(which: str):
+    from rlem_gym.llm import make_llm
+
+    if which == "smollm2":  # the small model the test command installs (HF transformers)
+        return make_llm("smollm2")
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("llama-cpp-python is not installed (pip install rlem-gym[llamacpp])")
     from rlem_gym.models import zoo_model
@@ -414,15 +418,14 @@ def _real_llm():
     model = zoo_model("qwen2.5-coder-0.5b")
     if not model.installed:
         pytest.skip(f"the qwen2.5-coder-0.5b model packages are not installed ({model.install_command()})")
-    from rlem_gym.llm import make_llm
-
     return make_llm("qwen2.5-coder-0.5b:gguf")
 
 
 @pytest.mark.slow
-def test_real_model_drives_all_three_agents_through_the_generic_adapter():
-    """Qwen2.5-Coder-0.5B, constrained decoding: every action is one the env lists; training fills the memory."""
-    llm = _real_llm()
+@pytest.mark.parametrize("which", ["qwen", "smollm2"])
+def test_real_model_drives_all_three_agents_through_the_generic_adapter(which):
+    """A real shipped model, constrained decoding: every action is one the env lists; training fills the memory."""
+    llm = _real_llm(which)
     try:
         env = KeyRoomEnv()
         agents = {name: make_agent(name, llm, env=env, action_decoding="constrained", max_tokens=48)
