@@ -16,6 +16,10 @@ Usable in a plain Gymnasium loop::
         obs, reward, terminated, truncated, info = env.step(action)
         agent.observe(action, reward, terminated, truncated, info)
         done = terminated or truncated
+
+Any env whose observations are text and whose valid actions are listed (in ``info`` or by its
+action space) works without an adapter of its own: ``make_agent("rememberer", llm, env=my_env)``
+(see :mod:`rlem_gym.agents.generic_adapter`).
 """
 
 from __future__ import annotations
@@ -50,13 +54,20 @@ _MEMORY_KWARGS = ("capacity", "action_capacity", "n_step", "gamma", "update_mode
 def make_agent(
     name: str,
     llm: "LLM",
-    env_name: "str | EnvAdapter",
+    env_name: "str | EnvAdapter | None" = None,
     *,
+    env: Any = None,
     memory: Any = None,
     embedder: "Embedder | None" = None,
     **kwargs: Any,
 ) -> Agent:
     """Build an agent by registry name for an env (``"webshop"``, ``"wikihow"`` or a gym id).
+
+    ``env=`` takes your own env object instead: the agent then drives it through a
+    :class:`~rlem_gym.agents.generic_adapter.GenericAdapter`, and the adapter's keywords
+    (``actions``, ``action_names``, ``task``, ``task_keys``, ``observation``, ``obs_feature``,
+    ``description``, ``preamble``, ``react_preamble``, ``react_example``, ``noop_action``) may be
+    given here among the kwargs.
 
     For ``"rememberer"`` without ``memory=``, a fresh :class:`rlem_gym.memory.ExperienceMemory`
     is built with the env's matcher (``embedder`` defaults to the shipped MiniLM for WebShop)
@@ -67,7 +78,7 @@ def make_agent(
     key = str(name).lower()
     if key not in AGENTS:
         raise ValueError(f"unknown agent {name!r}: use one of {', '.join(sorted(AGENTS))}")
-    adapter = get_adapter(env_name)
+    adapter = _adapter_for(env_name, env, kwargs)
     memory_kwargs = {k: kwargs.pop(k) for k in _MEMORY_KWARGS if k in kwargs}
     if key == "rememberer":
         if memory is None:
@@ -85,6 +96,24 @@ def make_agent(
     if key == "static":
         return StaticExemplarAgent(llm, kwargs.pop("exemplars", None), adapter, **kwargs)
     return ReActAgent(llm, adapter, **kwargs)
+
+
+def _adapter_for(env_name: Any, env: Any, kwargs: dict[str, Any]) -> EnvAdapter:
+    """make_agent's adapter: the named one, or a GenericAdapter over ``env`` (taking its keywords out of ``kwargs``)."""
+    from rlem_gym.agents.generic_adapter import ADAPTER_KEYWORDS, GenericAdapter
+
+    adapter_kwargs = {k: kwargs.pop(k) for k in ADAPTER_KEYWORDS if k in kwargs}
+    if env is None:
+        if env_name is None:
+            raise TypeError("make_agent needs an env: a name ('webshop', 'wikihow'), an EnvAdapter, or env=<your env>")
+        if adapter_kwargs:
+            raise ValueError(f"{', '.join(sorted(adapter_kwargs))} apply to the generic adapter: pass env=<your env>")
+        return get_adapter(env_name)
+    if env_name is not None:
+        raise ValueError("give the env once: as make_agent's third argument or as env=, not both")
+    if isinstance(env, (str, EnvAdapter)):
+        raise TypeError(f"env= takes an env object; pass {env!r} as make_agent's third argument instead")
+    return GenericAdapter(env, **adapter_kwargs)
 
 
 __all__ = [

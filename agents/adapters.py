@@ -3,7 +3,9 @@
 An adapter turns ``(obs, info)`` into the prompt parts and the memory key, reads actions out of
 model text, checks them against the current page, puts them in canonical form, and picks the
 counted fallback action when the model gave nothing usable. ``get_adapter("webshop")`` /
-``get_adapter("wikihow")`` return the shipped ones; register your own with :func:`register_adapter`.
+``get_adapter("wikihow")`` return the shipped ones; register your own with :func:`register_adapter`,
+or let :class:`~rlem_gym.agents.generic_adapter.GenericAdapter` drive any env whose observations
+are text and whose valid actions are listed.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ class EnvAdapter(ABC):
     @abstractmethod
     def available_actions(self, info: dict[str, Any]) -> tuple[str, ...]:
         """What the prompt lists as available at this step (empty when the env lists nothing)."""
+
+    def begin_episode(self, obs: str, info: dict[str, Any]) -> None:
+        """Called by the agents at each episode start (an adapter that keys on the first observation keeps it)."""
 
     def react_observation(self, obs: str, info: dict[str, Any], first: bool) -> str:
         """How the ReAct transcript shows an observation (``first`` = right after reset)."""
@@ -159,10 +164,18 @@ def register_adapter(name: str, factory: str | Callable[[], EnvAdapter]) -> None
     _ADAPTERS[name.lower()] = factory
 
 
-def get_adapter(name: "str | EnvAdapter") -> EnvAdapter:
-    """The adapter for an env name (``"webshop"``, ``"wikihow"``, or a gym id); adapters pass through."""
+def get_adapter(name: Any) -> EnvAdapter:
+    """The adapter for an env name (``"webshop"``, ``"wikihow"``, or a gym id); adapters pass through.
+
+    An env object (anything with ``step`` and ``reset``) gets a
+    :class:`~rlem_gym.agents.generic_adapter.GenericAdapter`.
+    """
     if isinstance(name, EnvAdapter):
         return name
+    if not isinstance(name, str) and callable(getattr(name, "step", None)) and callable(getattr(name, "reset", None)):
+        from rlem_gym.agents.generic_adapter import GenericAdapter
+
+        return GenericAdapter(name)
     key = str(name).lower()
     if key.startswith("rlem_gym/"):
         key = key.split("/", 1)[1].split("-", 1)[0]

@@ -112,6 +112,7 @@ class ReActAgent(LLMAgent):
 
     def reset(self, obs: str, info: dict[str, Any]) -> None:
         """Start a new transcript from the first observation."""
+        self.adapter.begin_episode(obs, info or {})
         self._transcript = [(_FIRST, self.adapter.react_observation(obs, info or {}, first=True))]
         self._actions = []
         self.last_step = StepInfo()

@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     from rlem_gym.llm.base import LLM
     from rlem_gym.memory import ExperienceMemory, Record
 
+#: when a record's invented advice is drawn (see ``Rememberer(advice_draw=...)``)
+ADVICE_DRAWS: tuple[str, ...] = ("call", "episode")
 #: stop strings: the model starting a new exemplar or echoing the prompt ends the advice
 DEFAULT_STOP: tuple[str, ...] = ("```", "\n---", "Now the new input", "\nExample", "\n\n\n")
 
@@ -115,6 +117,10 @@ class Rememberer(LLMAgent):
             under the page's valid actions; see :mod:`rlem_gym.agents.llm_agent`).
         full_reply: in constrained mode, generate the reason and Discouraged list after the action
             (None = only in train mode, where the reason is stored in memory).
+        advice_draw: with ``random_advice``, when a record's invented advice is drawn: ``"call"``
+            (at every step, as the official code does; the default) or ``"episode"`` (once per
+            record per episode, so that a record retrieved again shows the same text and the
+            backend reuses its KV prefix; a method change, off by default).
     """
 
     name = "rememberer"
@@ -137,9 +143,12 @@ class Rememberer(LLMAgent):
         exemplar_order: str = "official",
         action_decoding: str = "constrained",
         full_reply: bool | None = None,
+        advice_draw: str = "call",
     ) -> None:
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k}")
+        if advice_draw not in ADVICE_DRAWS:
+            raise ValueError(f"unknown advice_draw {advice_draw!r}: use one of {', '.join(ADVICE_DRAWS)}")
         super().__init__(llm, adapter, fallback=fallback, max_tokens=max_tokens, temperature=temperature, stop=stop,
                          seed=seed, margin=margin, action_decoding=action_decoding, full_reply=full_reply)
         self.memory = memory
@@ -147,6 +156,8 @@ class Rememberer(LLMAgent):
         self.discouraged = bool(discouraged)
         self.random_advice = bool(random_advice)
         self.exemplar_order = check_exemplar_order(exemplar_order)
+        self.advice_draw = advice_draw
+        self._drawn: dict[int, Exemplar] = {}  # record id -> its exemplar this episode (advice_draw="episode")
         self._task = ""
         self._steps: list[Step] = []
         self._pending: Step | None = None  # the step chosen by act, completed by observe
@@ -180,7 +191,9 @@ class Rememberer(LLMAgent):
     # ---------------------------------------------------------------------------- episode start
     def reset(self, obs: str, info: dict[str, Any]) -> None:
         """Start an episode: forget the previous episode's steps and prompt context."""
+        self.adapter.begin_episode(obs, info)
         self._task = self.adapter.memory_key(obs, info)[0]
+        self._drawn = {}
         self._steps = []
         self._pending = None
         self._last_actions = []
@@ -271,11 +284,17 @@ class Rememberer(LLMAgent):
         if self.memory is None or self.k == 0 or len(self.memory) == 0:
             return [], []
         retrieved = self.memory.retrieve(task, observation, instruction, k=self.k)
-        exemplars = [
-            replace(exemplar_from_record(r.record, self.adapter, random_advice=self.random_advice, rng=self.rng), rank=i)
-            for i, r in enumerate(retrieved)
-        ]
+        exemplars = [replace(self._exemplar(r.record), rank=i) for i, r in enumerate(retrieved)]
         return list(retrieved), order_exemplars(exemplars, self.exemplar_order)
+
+    def _exemplar(self, record: "Record") -> Exemplar:
+        """A record as an exemplar; with ``advice_draw="episode"`` the first one drawn this episode."""
+        if self.advice_draw == "episode" and record.id in self._drawn:
+            return self._drawn[record.id]
+        exemplar = exemplar_from_record(record, self.adapter, random_advice=self.random_advice, rng=self.rng)
+        if self.advice_draw == "episode":
+            self._drawn[record.id] = exemplar
+        return exemplar
 
     def _choose(self, parsed: ParsedAdvice, obs: str, info: dict[str, Any]) -> tuple[str, str, str]:
         """Step 5: ``(action, reason, fallback_reason)``; fallback_reason is "" when the model's advice was used.

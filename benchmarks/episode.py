@@ -284,7 +284,8 @@ class EpisodeContext:
 def fresh_llm_cache(llm: Any) -> None:
     """Forget a backend's reused KV prefix so each episode's outputs do not depend on the one before.
 
-    This keeps results identical whatever the order of episodes: serial, parallel or resumed.
+    This keeps results identical whatever the order of episodes: serial, parallel or resumed. A
+    llama.cpp prefix cache (``prefix_cache_mb``) keeps its snapshots, which change no output.
     """
     reset = getattr(llm, "reset_cache", None)
     if callable(reset):

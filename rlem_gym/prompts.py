@@ -1,8 +1,9 @@
 """Prompt text and prompt assembly for the Rememberer-style agents and ReAct, within a token budget.
 
-What lives here: the per-env preambles (action grammar + principles), the input templates
-(the official Rememberer layouts: a YAML-like block for WebShop, the ``Task/Last 5 Actions/
-Screen/Instruction/Last Reward/Total Reward`` block for WikiHow), exemplar and advice rendering,
+What lives here: the per-env preambles (action grammar + principles) and the generic adapter's,
+the input templates (the official Rememberer layouts: a YAML-like block for WebShop, the
+``Task/Last 5 Actions/Screen/Instruction/Last Reward/Total Reward`` block for WikiHow; the
+generic adapter's block), exemplar and advice rendering,
 and :func:`build_advice_prompt` / :func:`build_react_prompt`, which keep every prompt within
 ``llm.context_length - max_tokens - margin`` tokens of the model's own tokenizer, counting the
 answer cue (``Encouraged:`` / ``Action:``) that the agent passes as the LLM's ``response_prefix``
@@ -84,6 +85,26 @@ WIKIHOW_REACT_PREAMBLE = """\
 I operate the wikiHow app to finish a task given as a list of commands. Each of my lines is one action: \
 INPUT(element_id, text), CLICK(element_id), SCROLL(UP|DOWN|LEFT|RIGHT), GOBACK, or think[my reasoning], \
 which does not change the screen. Here is an example."""
+
+#: the generic adapter's opening line when the user gives no env description
+GENERIC_DESCRIPTION = "I act in a text environment to finish a task."
+
+GENERIC_PRINCIPLES = """\
+At each step I see the task, my last actions, the current observation and the actions available now. \
+For each input I give action advice: Encouraged actions worth taking and Discouraged actions to avoid, \
+each with its value estimate (the expected future reward) and a short reason.
+
+Principles for deciding:
+
+1. I choose only among the Available Actions, and write an action exactly as it is listed.
+2. I take the actions that bring me closer to finishing the task.
+3. I do not repeat an action that did not help.
+4. I encourage actions with high value estimates and discourage actions with low ones."""
+
+GENERIC_REACT_PRINCIPLES = """\
+Each of my lines is one action, written exactly as one of the available actions is listed, or \
+think[my reasoning], which does not change the environment. Here is an example."""
+
 
 EXAMPLES_HEADER = "Here are some examples:"
 NEW_INPUT_HEADER = "Now the new input:"
@@ -231,6 +252,27 @@ def render_wikihow_input(inp: PromptInput) -> str:
         f"```\nTask:\n{inp.task}\nLast 5 Actions:\n{actions}\nScreen:\n{inp.observation}\n"
         f"Instruction:\n{inp.instruction}\nLast Reward:\n{_fmt_reward(inp.last_reward)}\n"
         f"Total Reward:\n{_fmt_reward(inp.total_reward)}\n---"
+    )
+
+
+def generic_preamble(description: str | None = None) -> str:
+    """The generic adapter's Rememberer preamble: the env's description (one paragraph), then the principles."""
+    return f"{(description or GENERIC_DESCRIPTION).strip()}\n\n{GENERIC_PRINCIPLES}"
+
+
+def generic_react_preamble(description: str | None = None) -> str:
+    """The generic adapter's ReAct preamble: the env's description, then the action line format."""
+    return f"{(description or GENERIC_DESCRIPTION).strip()} {GENERIC_REACT_PRINCIPLES}"
+
+
+def render_generic_input(inp: PromptInput) -> str:
+    """The generic adapter's input block: the WebShop layout's fields plus the rewards, the task always shown."""
+    actions = "\n".join(f"- {a}" for a in inp.last_actions[-LAST_ACTIONS:])
+    available = "\n".join(f"- {a}" for a in inp.available_actions)
+    return (
+        f"---\nTask:\n{inp.task}\nLast 5 Actions:\n{actions}\nObservation: |\n{_indent(inp.observation)}\n"
+        f"Last Reward: {_fmt_reward(inp.last_reward)}\nTotal Reward: {_fmt_reward(inp.total_reward)}\n"
+        f"Available Actions:\n{available}\n..."
     )
 
 

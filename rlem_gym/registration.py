@@ -13,6 +13,8 @@ import gymnasium as gym
 ENV_SPECS: dict[str, tuple[str, int]] = {
     "rlem_gym/WebShop-v0": ("rlem_gym.envs.webshop.env:WebShopEnv", 15),
     "rlem_gym/WikiHow-v0": ("rlem_gym.envs.wikihow.env:WikiHowEnv", 15),
+    # needs the textworld extra (pip install rlem-gym[textworld]); games are generated locally
+    "rlem_gym/TextWorld-v0": ("rlem_gym.envs.textworld_env:TextWorldEnv", 30),
 }
 
 

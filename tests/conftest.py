@@ -63,11 +63,12 @@ def hf_llm():
 
 @pytest.fixture(scope="session")
 def gguf_llm():
-    """The shipped SmolLM2-135M-Instruct GGUF through llama.cpp; skipped without llama-cpp-python."""
+    """The shipped SmolLM2-135M-Instruct GGUF through llama.cpp, one live context and no prefix cache
+    (``test_prefix_cache.py`` covers the cache); skipped without llama-cpp-python."""
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("llama-cpp-python is not installed (pip install rlem-gym[llamacpp])")
     from rlem_gym.llm import make_llm
 
-    llm = make_llm("smollm2-gguf")
+    llm = make_llm("smollm2-gguf", prefix_cache_mb=0)
     yield llm
     llm.close()

@@ -403,3 +403,28 @@ def test_exemplar_advice_deterministic_and_random_modes():
     assert [(a.action, a.q) for a in det.encouraged] == [("CLICK(1)", 1.0)] and det.discouraged == ()
     rnd = exemplar_from_record(good, WIKIHOW, random_advice=True, rng=np.random.default_rng(0))
     assert len(rnd.discouraged) == 1 and rnd.discouraged[0].q == 0.0 and rnd.discouraged[0].action != "CLICK(1)"
+
+
+def test_advice_drawn_once_per_episode_repeats_a_records_exemplar_until_the_next_episode():
+    from rlem_gym.trajectory import Step
+
+    def exemplar_texts(advice_draw, episodes=2, steps=4):
+        memory = wikihow_memory()
+        memory.update("t", [Step('<a id="5" clickable="true"/>', "CLICK(5)", -1.0, "bad")])
+        agent = Rememberer(ScriptedLLM(["GOBACK -> 1.0 go"]), memory, WIKIHOW, k=1, seed=0,
+                           action_decoding="free", advice_draw=advice_draw)
+        agent.eval()
+        texts = []
+        for _ in range(episodes):
+            agent.reset('<a id="5" clickable="true"/>', {})
+            texts.append([agent.act('<a id="5" clickable="true"/>', {}) and agent.last_step.prompt
+                          for _ in range(steps)])
+        return texts
+
+    per_episode = exemplar_texts("episode")
+    assert all(len(set(ep)) == 1 for ep in per_episode)  # the same prompt at every step of an episode
+    assert per_episode[0][0] != per_episode[1][0]  # redrawn in the next episode
+    per_call = exemplar_texts("call")
+    assert len(set(per_call[0])) > 1  # the official rendering draws again at every step
+    with pytest.raises(ValueError, match="advice_draw"):
+        Rememberer(ScriptedLLM([""]), None, WIKIHOW, advice_draw="step")

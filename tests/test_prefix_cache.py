@@ -79,7 +79,7 @@ def test_a_later_call_starts_from_an_earlier_calls_snapshot_and_answers_as_a_col
     llm.generate(other, max_tokens=4)  # the live context no longer holds the preamble
     llm.reset_cache()
     warm = llm.generate(b, max_tokens=16)
-    assert warm.cached_tokens >= llm.count_tokens(PREAMBLE) - 2  # restored from a's snapshot
+    assert warm.cached_tokens >= llm.count_tokens(PREAMBLE) - 4  # restored from a's snapshot (whole groups of 4)
     assert llm.prefix_cache.hits >= 1
     gguf_llm.reset_cache()
     cold = gguf_llm.generate(b, max_tokens=16)  # the same model without a prefix cache
@@ -87,3 +87,22 @@ def test_a_later_call_starts_from_an_earlier_calls_snapshot_and_answers_as_a_col
     assert warm.text == cold.text
     with pytest.raises(ValueError, match="prefix_cache_mb"):
         type(llm)(llm._llm.model_path, prefix_cache_mb=-1)
+
+
+def test_interleaved_episodes_answer_exactly_as_without_the_cache(cached_gguf, gguf_llm):
+    """Episodes whose prompts share exemplar blocks of every length mod 4, replayed with and without snapshots."""
+    blocks = [f"Example {i}: the goal was item {i}; " + "the page listed options " * (i + 1) + "\n" for i in range(5)]
+    prompts = [[PREAMBLE + blocks[a] + blocks[b] + f"Now the goal: item {q}{'!' * q}. Action:" for a, b in steps]
+               for q, steps in enumerate([[(0, 1), (1, 2)], [(0, 1), (2, 3)], [(1, 2), (0, 1)], [(2, 3), (3, 4)]])]
+    cached_gguf.clear_prefix_cache()
+    reused = {True: 0, False: 0}
+    for episode in prompts:
+        for llm in (cached_gguf, gguf_llm):
+            llm.reset_cache()  # as the runner does at every episode start
+        for prompt in episode:
+            with_cache, without = cached_gguf.generate(prompt, max_tokens=12), gguf_llm.generate(prompt, max_tokens=12)
+            assert with_cache.text == without.text and with_cache.prompt_tokens == without.prompt_tokens
+            reused[True] += with_cache.cached_tokens
+            reused[False] += without.cached_tokens
+    assert reused[True] > reused[False]
+    assert cached_gguf.prefix_cache.hits >= 2

@@ -65,9 +65,11 @@ class LlamaCppBackend(LLM):
             speed (measured: 3.66 s vs 3.57 s for an 11-token action, benchmarks/RESULTS.md);
             ``"mask"`` is the default so that llama.cpp and HF enforce a constraint with one piece of code.
         prefix_cache_mb: RAM for KV snapshots of earlier calls (:class:`~rlem_gym.llm.prefix_cache.PrefixCache`;
-            0 = none). A call then starts from the earlier call that shares the longest prefix with
-            its prompt, not only from the call just before it: interleaved agents and prompts that
-            repeat an earlier call's exemplars stop prefilling what was evaluated before.
+            0 = none; about 12 KB a token for Qwen2.5-0.5B). A call then starts from the earlier call
+            that shares the longest prefix with its prompt, not only from the call just before it:
+            interleaved agents and prompts that repeat an earlier call's exemplars stop prefilling
+            what was evaluated before. Outputs are bit-identical to those without it (see
+            :meth:`_start_from_longest_prefix`).
     """
 
     def __init__(
@@ -81,7 +83,7 @@ class LlamaCppBackend(LLM):
         system_prompt: str | None = None,
         name: str | None = None,
         constraint_engine: str = "mask",
-        prefix_cache_mb: float = 0,
+        prefix_cache_mb: float = 2048,
     ) -> None:
         if prefix_cache_mb < 0:
             raise ValueError(f"prefix_cache_mb must be >= 0, got {prefix_cache_mb}")
@@ -130,6 +132,7 @@ class LlamaCppBackend(LLM):
         self._vocab: Any = None  # VocabIndex for the "mask" engine, built on first use
         self._grammars: dict[str, Any] = {}  # GBNF text -> compiled LlamaGrammar (pages repeat)
         self.prefix_cache = PrefixCache(int(prefix_cache_mb * 2**20)) if prefix_cache_mb else None
+        self._previous = np.zeros(0, dtype=np.int64)  # what the last call evaluated, since reset_cache()
 
     def _grammar(self, constraint: ActionConstraint) -> Any:
         """The compiled llama.cpp grammar of ``constraint`` (cached: an episode revisits the same pages)."""
@@ -195,27 +198,46 @@ class LlamaCppBackend(LLM):
 
     #: a snapshot is restored only when it serves this many more prompt tokens than the live context
     MIN_RESTORE_GAIN = 16
+    #: CPU matrix kernels take a batch's tokens in groups of this many (the rest one by one, whose
+    #: results differ in the last bits), so the prefill after a restored prefix starts at a whole
+    #: number of groups past where the call would start without the prefix cache
+    PREFIX_ALIGN = 4
 
     def _start_from_longest_prefix(self, ids: list[int]) -> None:
-        """Load the stored snapshot that shares the longest prefix with ``ids``, when it beats the live context."""
+        """Start the call from the stored snapshot sharing the longest prefix with ``ids``, when that beats the live context.
+
+        The call's outputs stay bit-identical to a backend without the prefix cache: a token's KV
+        depends on whether its batch computed it in a group of :data:`PREFIX_ALIGN` or alone, so
+        the tokens after the restored prefix are evaluated from a point that keeps the grouping of
+        the call without the cache, which would have started after the tokens it shares with the
+        previous call since :meth:`reset_cache` (``self._previous``).
+        """
+        cache = self.prefix_cache
+        if cache is None or not ids:
+            return
         llm = self._llm
-        n_live = int(llm.n_tokens)
-        if self.prefix_cache is not None:
-            live = common_prefix(np.asarray(llm.input_ids[:n_live], dtype=np.int64), np.asarray(ids, dtype=np.int64))
-            n_snap, snap = self.prefix_cache.longest(ids)
-            if snap is not None and n_snap >= live + self.MIN_RESTORE_GAIN:
+        query = np.asarray(ids, dtype=np.int64)
+        last = len(ids) - 1  # the last prompt token is always evaluated, for its logits
+        base = min(common_prefix(self._previous, query), last)
+        live = min(common_prefix(np.asarray(llm.input_ids[: llm.n_tokens], dtype=np.int64), query), last)
+        n_snap, snap = cache.longest(query)
+        best = max(live, min(n_snap, last))
+        start = base + self.PREFIX_ALIGN * ((best - base) // self.PREFIX_ALIGN) if best > base else base
+        if start > live:  # past what the live context holds: from a snapshot, when one serves enough of it
+            if snap is not None and n_snap >= start and start - live >= self.MIN_RESTORE_GAIN:
                 import ctypes
 
                 llama_cpp = import_llama_cpp()
                 buf = (ctypes.c_uint8 * len(snap.data)).from_buffer_copy(snap.data)
                 if llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, buf, len(snap.data), 0) != len(snap.data):
                     raise LLMError(f"{self.name}: could not restore a KV snapshot of {len(snap.tokens)} tokens")
-                n_live = len(snap.tokens)
-                llm.input_ids[:n_live] = snap.tokens
-                llm.n_tokens = n_live
-                llm._requires_eval = True
-                self.prefix_cache.hits += 1
-                self.prefix_cache.hit_tokens += n_snap - live
+                llm.input_ids[: len(snap.tokens)] = snap.tokens
+                cache.hits += 1
+                cache.hit_tokens += start - live
+            else:
+                start = base + self.PREFIX_ALIGN * ((live - base) // self.PREFIX_ALIGN) if live > base else base
+        llm.n_tokens = start
+        llm._requires_eval = True
 
     def _snapshot(self) -> None:
         """Keep the evaluated sequence (prompt and reply) in the prefix cache, unless a snapshot holds it already."""
@@ -290,6 +312,7 @@ class LlamaCppBackend(LLM):
             usage = out.get("usage") or {}
             n_prompt = int(usage.get("prompt_tokens") or 0)
             after = self._cached_ids()
+            self._previous = np.asarray(after, dtype=np.int64)
             self._snapshot()
         cached = min(common_prefix_len(before, after[:n_prompt]), max(0, n_prompt - 1))
         return Completion(
@@ -306,6 +329,7 @@ class LlamaCppBackend(LLM):
         snapshots when there is one (``prefix_cache_mb``; :meth:`clear_prefix_cache` drops them)."""
         with self._lock:
             self._llm.reset()
+            self._previous = np.zeros(0, dtype=np.int64)
 
     def clear_prefix_cache(self) -> None:
         """Drop every KV snapshot of the prefix cache (no-op without one)."""
