@@ -48,7 +48,17 @@ AGENTS: dict[str, type[Agent]] = {
 }
 
 #: keyword arguments ``make_agent`` uses to build a memory when none is given
-_MEMORY_KWARGS = ("capacity", "action_capacity", "n_step", "gamma", "update_mode", "lr", "double_q", "index", "eviction")
+_MEMORY_KWARGS = (
+    "capacity",
+    "action_capacity",
+    "n_step",
+    "gamma",
+    "update_mode",
+    "lr",
+    "double_q",
+    "index",
+    "eviction",
+)
 
 
 def make_agent(
@@ -90,7 +100,9 @@ def make_agent(
             raise ValueError(f"memory settings {sorted(memory_kwargs)} apply only when make_agent builds the memory")
         return Rememberer(llm, memory, adapter, **kwargs)
     if memory_kwargs or memory is not None:
-        raise ValueError(f"the {key!r} agent has no memory: drop memory=/{', '.join(sorted(memory_kwargs)) or 'memory'}")
+        raise ValueError(
+            f"the {key!r} agent has no memory: drop memory=/{', '.join(sorted(memory_kwargs)) or 'memory'}"
+        )
     if not getattr(AGENTS[key], "uses_llm", True):
         return AGENTS[key](adapter, **kwargs)
     if key == "static":

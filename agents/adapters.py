@@ -104,8 +104,9 @@ class EnvAdapter(ABC):
         Each string the constraint allows must pass :meth:`is_valid_canonical` and come back
         unchanged from :meth:`extract_actions`. Adapters without it support free decoding only.
         """
-        raise NotImplementedError(f"the {self.name or type(self).__name__!r} adapter has no action_constraint(): "
-                                  "use action_decoding='free'")
+        raise NotImplementedError(
+            f"the {self.name or type(self).__name__!r} adapter has no action_constraint(): use action_decoding='free'"
+        )
 
     def random_action(self, observation: str, available: Sequence[str], rng: np.random.Generator) -> str | None:
         """A random plausible action for a stored situation (the official random-advice mode)."""

@@ -54,8 +54,17 @@ TASK_KEYS: tuple[str, ...] = ("instruction", "mission", "goal", "task", "objecti
 ACTION_KEYS: tuple[str, ...] = ("available_actions", "admissible_commands", "valid_actions")
 #: the keywords of :class:`GenericAdapter` that ``make_agent(..., env=...)`` passes on to it
 ADAPTER_KEYWORDS: tuple[str, ...] = (
-    "actions", "action_names", "task", "task_keys", "observation", "obs_feature", "description",
-    "preamble", "react_preamble", "react_example", "noop_action",
+    "actions",
+    "action_names",
+    "task",
+    "task_keys",
+    "observation",
+    "obs_feature",
+    "description",
+    "preamble",
+    "react_preamble",
+    "react_example",
+    "noop_action",
 )
 #: most characters of an unlisted action read from a reply (it is invalid anyway)
 _MAX_ACTION_CHARS = 200
@@ -76,12 +85,16 @@ def normalize_observation(text: str) -> str:
 def _string_list(value: Any, where: str) -> list[str]:
     """``value`` as a list of strings, or a ValueError naming ``where`` it came from."""
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-        raise ValueError(f"{where} is a {type(value).__name__}, not a list of action strings: "
-                         "pass actions=callable(info) -> list[str]")
+        raise ValueError(
+            f"{where} is a {type(value).__name__}, not a list of action strings: "
+            "pass actions=callable(info) -> list[str]"
+        )
     bad = [v for v in value if not isinstance(v, str)]
     if bad:
-        raise ValueError(f"{where} holds a {type(bad[0]).__name__} ({bad[0]!r}), not only action strings: "
-                         "pass actions=callable(info) -> list[str]")
+        raise ValueError(
+            f"{where} holds a {type(bad[0]).__name__} ({bad[0]!r}), not only action strings: "
+            "pass actions=callable(info) -> list[str]"
+        )
     return list(value)
 
 
@@ -186,8 +199,12 @@ class GenericAdapter(EnvAdapter):
         noop_action: str = "noop",
         name: str = "generic",
     ) -> None:
-        for arg, fn in (("actions", actions), ("task", task), ("observation", observation),
-                        ("obs_feature", obs_feature)):
+        for arg, fn in (
+            ("actions", actions),
+            ("task", task),
+            ("observation", observation),
+            ("obs_feature", obs_feature),
+        ):
             if fn is not None and not callable(fn):
                 raise TypeError(f"{arg}= must be a callable, got {type(fn).__name__}")
         if isinstance(task_keys, str):
@@ -231,18 +248,24 @@ class GenericAdapter(EnvAdapter):
         label = type(getattr(env, "unwrapped", env)).__name__
         obs_space = getattr(env, "observation_space", None)
         if self.observation_fn is None and obs_space is not None and not isinstance(obs_space, spaces.Text):
-            raise ValueError(f"cannot adapt {label}: its observations are {type(obs_space).__name__}, not text; "
-                             "pass observation=callable(obs, info) -> str")
+            raise ValueError(
+                f"cannot adapt {label}: its observations are {type(obs_space).__name__}, not text; "
+                "pass observation=callable(obs, info) -> str"
+            )
         act_space = getattr(env, "action_space", None)
         if isinstance(act_space, spaces.Discrete):
             if self.names is None:
-                raise ValueError(f"cannot adapt {label}: its Discrete({act_space.n}) actions have no names; "
-                                 "pass action_names=[...] (in index order)")
+                raise ValueError(
+                    f"cannot adapt {label}: its Discrete({act_space.n}) actions have no names; "
+                    "pass action_names=[...] (in index order)"
+                )
             if len(self.names) != act_space.n:
                 raise ValueError(f"cannot adapt {label}: {len(self.names)} action names for Discrete({act_space.n})")
         elif act_space is not None and not isinstance(act_space, spaces.Text) and self.actions_fn is None:
-            raise ValueError(f"cannot adapt {label}: its action space is {type(act_space).__name__}, neither Text "
-                             "nor Discrete; wrap the env so that it steps with action strings")
+            raise ValueError(
+                f"cannot adapt {label}: its action space is {type(act_space).__name__}, neither Text "
+                "nor Discrete; wrap the env so that it steps with action strings"
+            )
 
     def env_action(self, action: str) -> Any:
         """What ``env.step`` takes for ``action``: its index for a ``Discrete`` env, else the string itself."""
@@ -267,9 +290,11 @@ class GenericAdapter(EnvAdapter):
             elif self.names is not None:
                 found = list(self.names)
             else:
-                raise ValueError("no valid actions for this step: info has none of "
-                                 f"{', '.join(ACTION_KEYS)} and the env names no actions; "
-                                 "pass actions=callable(info) -> list[str] or action_names=[...]")
+                raise ValueError(
+                    "no valid actions for this step: info has none of "
+                    f"{', '.join(ACTION_KEYS)} and the env names no actions; "
+                    "pass actions=callable(info) -> list[str] or action_names=[...]"
+                )
         self._learn(found)
         return found
 
@@ -291,8 +316,9 @@ class GenericAdapter(EnvAdapter):
             return str(self.observation_fn(obs, info or {}))
         if isinstance(obs, str):
             return obs
-        raise TypeError(f"the observation is a {type(obs).__name__}, not text: "
-                        "pass observation=callable(obs, info) -> str")
+        raise TypeError(
+            f"the observation is a {type(obs).__name__}, not text: pass observation=callable(obs, info) -> str"
+        )
 
     def task_text(self, obs: Any, info: dict[str, Any]) -> str:
         """The episode's task (see the module docstring for where it comes from)."""

@@ -57,8 +57,10 @@ def as_llm(llm: "LLM | str") -> "LLM":
 
         return make_llm(llm)
     if not callable(getattr(llm, "generate", None)):
-        raise TypeError(f"llm must be an rlem_gym.llm.LLM or a model spec string such as 'qwen2.5-coder-0.5b', "
-                        f"got {type(llm).__name__}: pass make_llm(spec) or the spec itself")
+        raise TypeError(
+            f"llm must be an rlem_gym.llm.LLM or a model spec string such as 'qwen2.5-coder-0.5b', "
+            f"got {type(llm).__name__}: pass make_llm(spec) or the spec itself"
+        )
     return llm
 
 
@@ -89,7 +91,6 @@ class LLMAgent(Agent):
         full_reply: in constrained mode, also generate the reply after the action (None = when
             the reason is used).
     """
-
 
     @classmethod
     def run_settings(cls, cfg: Any, variant: Any) -> dict[str, Any]:
@@ -149,8 +150,12 @@ class LLMAgent(Agent):
             return None
         if not getattr(self.llm, "supports_constraint", False):
             if not self._warned_unconstrained:
-                warnings.warn(f"{getattr(self.llm, 'name', 'this LLM')} cannot constrain decoding: "
-                              "the agent decodes freely (action_decoding='free')", RuntimeWarning, stacklevel=3)
+                warnings.warn(
+                    f"{getattr(self.llm, 'name', 'this LLM')} cannot constrain decoding: "
+                    "the agent decodes freely (action_decoding='free')",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
                 self._warned_unconstrained = True
             return None
         constraint = self.adapter.action_constraint(info)

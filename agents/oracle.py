@@ -44,7 +44,9 @@ class WebShopGoalPolicy:
             means the same goal here as in the env.
     """
 
-    def __init__(self, data_dir: str | os.PathLike | None = None, goals: str = "synthetic", num_products: int | None = None) -> None:
+    def __init__(
+        self, data_dir: str | os.PathLike | None = None, goals: str = "synthetic", num_products: int | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.goal_kind = goals
         self.num_products = num_products

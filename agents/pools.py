@@ -68,8 +68,16 @@ def _pools() -> dict[str, PoolInfo]:
         ("webshop:E1", "webshop", "init_pool2.wq.yaml", "the paper's E1 (robustness to initial experience)"),
         ("webshop:E2", "webshop", "init_pool3.wq.yaml", "the paper's E2 (robustness to initial experience)"),
         ("wikihow:init", "wikihow", "init_pool.q.yaml", "the pool loaded by the official WikiHow launch"),
-        *[(f"wikihow:init{i}", "wikihow", f"init_pool{i}.q.yaml", "an alternative WikiHow init pool") for i in range(2, 7)],
-        ("wikihow:annotated", "wikihow", "annotated_pool-auto.q.yaml", "the larger annotated pool (38 records, 10 tasks)"),
+        *[
+            (f"wikihow:init{i}", "wikihow", f"init_pool{i}.q.yaml", "an alternative WikiHow init pool")
+            for i in range(2, 7)
+        ],
+        (
+            "wikihow:annotated",
+            "wikihow",
+            "annotated_pool-auto.q.yaml",
+            "the larger annotated pool (38 records, 10 tasks)",
+        ),
     ]
     return {pid: PoolInfo(pid, env, f, d) for pid, env, f, d in rows}
 
@@ -180,7 +188,9 @@ def import_pool(
     from rlem_gym.memory import import_official_pool
 
     env, path = resolve_pool(spec, env)
-    return import_official_pool(path, matcher, memory=memory, layout=pool_layout(env, observation_mode), **memory_kwargs)
+    return import_official_pool(
+        path, matcher, memory=memory, layout=pool_layout(env, observation_mode), **memory_kwargs
+    )
 
 
 def pool_exemplars(

@@ -79,7 +79,6 @@ class ReActAgent(LLMAgent):
 
     name = "react"
 
-
     @classmethod
     def run_settings(cls, cfg: Any, variant: Any) -> dict[str, Any]:
         """The run's generation settings and prompt history (see :meth:`Agent.run_settings`)."""
@@ -101,8 +100,17 @@ class ReActAgent(LLMAgent):
         history: str = "last",
         action_decoding: str = "constrained",
     ) -> None:
-        super().__init__(llm, adapter, fallback=fallback, max_tokens=max_tokens, temperature=temperature, stop=stop,
-                         seed=seed, margin=margin, action_decoding=action_decoding)
+        super().__init__(
+            llm,
+            adapter,
+            fallback=fallback,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stop=stop,
+            seed=seed,
+            margin=margin,
+            action_decoding=action_decoding,
+        )
         self.max_thinks = max(0, int(max_thinks))
         self.history = check_react_history(history)
         example = self.adapter.react_example() if example is None else example
@@ -150,8 +158,9 @@ class ReActAgent(LLMAgent):
             # the reply is forced to start with "Action:" (the prompt's response_prefix)
             built = build_react_prompt(self.llm, head=self.head, history=self.history_text(), budget=budget)
             prompt = built.text
-            completion = self.complete_reply(built, self._constraint(info, may_think=call < self.max_thinks),
-                                             rest=False, seed_offset=call)
+            completion = self.complete_reply(
+                built, self._constraint(info, may_think=call < self.max_thinks), rest=False, seed_offset=call
+            )
             prompt_tokens += completion.prompt_tokens
             completion_tokens += completion.completion_tokens
             cached_tokens += completion.cached_tokens

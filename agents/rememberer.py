@@ -149,8 +149,18 @@ class Rememberer(LLMAgent):
             raise ValueError(f"k must be >= 0, got {k}")
         if advice_draw not in ADVICE_DRAWS:
             raise ValueError(f"unknown advice_draw {advice_draw!r}: use one of {', '.join(ADVICE_DRAWS)}")
-        super().__init__(llm, adapter, fallback=fallback, max_tokens=max_tokens, temperature=temperature, stop=stop,
-                         seed=seed, margin=margin, action_decoding=action_decoding, full_reply=full_reply)
+        super().__init__(
+            llm,
+            adapter,
+            fallback=fallback,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stop=stop,
+            seed=seed,
+            margin=margin,
+            action_decoding=action_decoding,
+            full_reply=full_reply,
+        )
         self.memory = memory
         self.k = int(k)
         self.discouraged = bool(discouraged)
@@ -168,8 +178,13 @@ class Rememberer(LLMAgent):
     @classmethod
     def run_settings(cls, cfg: Any, variant: Any) -> dict[str, Any]:
         """The run's generation, retrieval and advice settings (see :meth:`Agent.run_settings`)."""
-        return {**super().run_settings(cfg, variant), "k": cfg.k, "discouraged": cfg.discouraged,
-                "random_advice": cfg.random_advice, "exemplar_order": cfg.exemplar_order}
+        return {
+            **super().run_settings(cfg, variant),
+            "k": cfg.k,
+            "discouraged": cfg.discouraged,
+            "random_advice": cfg.random_advice,
+            "exemplar_order": cfg.exemplar_order,
+        }
 
     def train(self) -> "Rememberer":
         """Train mode: at each episode end the memory learns from the episode (step 6).

@@ -41,7 +41,9 @@ class ScriptedAgent(Agent):
     #: env name -> {policy name -> policy class} (the first is the default); set by each subclass
     policies: ClassVar[dict[str, dict[str, type]]] = {}
 
-    def __init__(self, adapter: "str | EnvAdapter" = "webshop", *, policy: str | None = None, **policy_kwargs: Any) -> None:
+    def __init__(
+        self, adapter: "str | EnvAdapter" = "webshop", *, policy: str | None = None, **policy_kwargs: Any
+    ) -> None:
         super().__init__()
         self.adapter = get_adapter(adapter)
         table = self.policies.get(self.adapter.name)

@@ -219,7 +219,9 @@ def split_agent_list(text: str) -> list[str]:
 
 def parse_agent_list(items: "str | list[str] | tuple[str, ...]") -> list[AgentVariant]:
     """Labels (a comma list or a sequence of labels) -> variants, in order; duplicates raise."""
-    labels = split_agent_list(items) if isinstance(items, str) else [x for item in items for x in split_agent_list(item)]
+    labels = (
+        split_agent_list(items) if isinstance(items, str) else [x for item in items for x in split_agent_list(item)]
+    )
     if not labels:
         raise VariantError("no agents given")
     out: list[AgentVariant] = []
@@ -252,7 +254,9 @@ def reference_label(agents: "list[str] | tuple[str, ...]", preferred: str | None
     if preferred:
         want = parse_variant(preferred).label
         if want not in [v.label for v in variants]:
-            raise VariantError(f"reference {preferred!r} is not among the agents {', '.join(v.label for v in variants)}")
+            raise VariantError(
+                f"reference {preferred!r} is not among the agents {', '.join(v.label for v in variants)}"
+            )
         return want
     ref = reference_variant(variants)
     return (ref or variants[0]).label

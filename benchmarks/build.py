@@ -47,8 +47,10 @@ class SpecFactory:
             return make_llm(self.spec, **self.kwargs)
         except TypeError as exc:  # a keyword the backend does not take: the user's --llm-kwargs
             if self.kwargs and "keyword argument" in str(exc):
-                raise ConfigError(f"--llm-kwargs {json.dumps(self.kwargs)} does not fit the backend of "
-                                  f"{self.spec or 'smollm2'!r}: {exc}") from None
+                raise ConfigError(
+                    f"--llm-kwargs {json.dumps(self.kwargs)} does not fit the backend of "
+                    f"{self.spec or 'smollm2'!r}: {exc}"
+                ) from None
             raise
 
 
@@ -134,8 +136,9 @@ class Builder:
             return self.new_memory(seed, variant)
         if is_pool_spec(spec):
             mode = str(cfg.env_kwargs.get("observation_mode", "text"))
-            return import_pool(spec, self.matcher, env=cfg.env, observation_mode=mode,
-                               **memory_settings(cfg, variant), seed=seed)
+            return import_pool(
+                spec, self.matcher, env=cfg.env, observation_mode=mode, **memory_settings(cfg, variant), seed=seed
+            )
         from rlem_gym.memory import ExperienceMemory
 
         if not memory_saved(spec):

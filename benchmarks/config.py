@@ -233,7 +233,9 @@ class BenchConfig:
         from rlem_gym.prompts import EXEMPLAR_ORDERS, check_exemplar_order
 
         if self.exemplar_order not in EXEMPLAR_ORDERS:
-            raise ConfigError(f"--exemplar-order must be one of {', '.join(EXEMPLAR_ORDERS)}, got {self.exemplar_order!r}")
+            raise ConfigError(
+                f"--exemplar-order must be one of {', '.join(EXEMPLAR_ORDERS)}, got {self.exemplar_order!r}"
+            )
         for v in self.variants:
             if v.get("exemplar_order") is not None:
                 try:
@@ -243,16 +245,18 @@ class BenchConfig:
         from rlem_gym.agents.react import REACT_HISTORIES
 
         if self.react_history not in REACT_HISTORIES:
-            raise ConfigError(f"--react-history must be one of {', '.join(REACT_HISTORIES)}, got {self.react_history!r}")
+            raise ConfigError(
+                f"--react-history must be one of {', '.join(REACT_HISTORIES)}, got {self.react_history!r}"
+            )
         from rlem_gym.agents.llm_agent import ACTION_DECODINGS
 
         if self.action_decoding not in ACTION_DECODINGS:
-            raise ConfigError(f"--action-decoding must be one of {', '.join(ACTION_DECODINGS)}, got {self.action_decoding!r}")
+            raise ConfigError(
+                f"--action-decoding must be one of {', '.join(ACTION_DECODINGS)}, got {self.action_decoding!r}"
+            )
         if not isinstance(self.llm_kwargs, dict) or not all(isinstance(k, str) for k in self.llm_kwargs):
             raise ConfigError('--llm-kwargs must be a JSON object of keyword arguments, e.g. \'{"dtype": "bfloat16"}\'')
-        if not isinstance(self.agent_kwargs, dict) or any(
-            not isinstance(v, dict) for v in self.agent_kwargs.values()
-        ):
+        if not isinstance(self.agent_kwargs, dict) or any(not isinstance(v, dict) for v in self.agent_kwargs.values()):
             raise ConfigError('--agent-kwargs must map agent names to objects, e.g. \'{"react": {"x": 1}}\'')
         return self
 

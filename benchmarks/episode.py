@@ -222,8 +222,14 @@ class EpisodeContext:
     the Rememberer's test-time memory is loaded from the run folder, frozen.
     """
 
-    def __init__(self, cfg: BenchConfig, splits: dict[str, Split], llm_factory: LLMFactory, memory_paths: dict[str, str],
-                 build: Builder | None = None):
+    def __init__(
+        self,
+        cfg: BenchConfig,
+        splits: dict[str, Split],
+        llm_factory: LLMFactory,
+        memory_paths: dict[str, str],
+        build: Builder | None = None,
+    ):
         self.cfg = cfg
         self.splits = splits
         self.llm_factory = llm_factory
@@ -305,7 +311,6 @@ def is_llm_error(exc: BaseException) -> bool:
     from rlem_gym.llm.base import LLMError
 
     return isinstance(exc, LLMError)
-
 
 
 def attempt_test(

@@ -72,8 +72,9 @@ def record_costs(runs: Sequence[Path], sessions: Sequence[Path]) -> dict[str, An
     entries = []
     for run in runs:
         cfg = json.loads((run / "config.json").read_text(encoding="utf-8"))["config"]
-        acc: dict[tuple[str, str], dict[str, Any]] = defaultdict(lambda: {"act_s": 0.0, "steps": 0, "items": set(),
-                                                                         "prompt": 0, "completion": 0})
+        acc: dict[tuple[str, str], dict[str, Any]] = defaultdict(
+            lambda: {"act_s": 0.0, "steps": 0, "items": set(), "prompt": 0, "completion": 0}
+        )
         for step in _read_steps(run):
             a = acc[(step["phase"], parse_variant(step["agent"]).name)]
             a["act_s"] += float(step.get("act_s") or 0.0)
@@ -82,24 +83,34 @@ def record_costs(runs: Sequence[Path], sessions: Sequence[Path]) -> dict[str, An
             a["prompt"] += int(step.get("prompt_tokens") or 0)
             a["completion"] += int(step.get("completion_tokens") or 0)
         for (phase, agent), a in sorted(acc.items()):
-            entries.append({
-                "llm": cfg["llm"], "env": cfg["env"], "phase": phase, "agent": agent,
-                "s_per_step": round(a["act_s"] / a["steps"], 3),
-                "steps_per_episode": round(a["steps"] / len(a["items"]), 2),
-                "prompt_tokens_per_step": round(a["prompt"] / a["steps"], 1),
-                "completion_tokens_per_step": round(a["completion"] / a["steps"], 1),
-                "max_steps": cfg["max_steps"], "max_tokens": cfg["max_tokens"],
-                "episodes": len(a["items"]), "steps": a["steps"], "source": str(run),
-            })
+            entries.append(
+                {
+                    "llm": cfg["llm"],
+                    "env": cfg["env"],
+                    "phase": phase,
+                    "agent": agent,
+                    "s_per_step": round(a["act_s"] / a["steps"], 3),
+                    "steps_per_episode": round(a["steps"] / len(a["items"]), 2),
+                    "prompt_tokens_per_step": round(a["prompt"] / a["steps"], 1),
+                    "completion_tokens_per_step": round(a["completion"] / a["steps"], 1),
+                    "max_steps": cfg["max_steps"],
+                    "max_tokens": cfg["max_tokens"],
+                    "episodes": len(a["items"]),
+                    "steps": a["steps"],
+                    "source": str(run),
+                }
+            )
     readings = _gflops_readings(sessions)
     return {
         "about": "seconds per agent step recorded in committed step logs (act_s: retrieval, prompt and "
-                 "generation), read by `rlem-gym bench --dry-run` to project a run's wall time",
-        "command": "python -m rlem_gym.benchmarks.estimate " + " ".join(map(str, runs))
-                   + " --sessions " + " ".join(map(str, sessions)),
+        "generation), read by `rlem-gym bench --dry-run` to project a run's wall time",
+        "command": "python -m rlem_gym.benchmarks.estimate "
+        + " ".join(map(str, runs))
+        + " --sessions "
+        + " ".join(map(str, sessions)),
         "matmul_gflops": round(statistics.median(readings), 1) if readings else None,
         "matmul_gflops_source": f"median of {len(readings)} session readings in "
-                                + ", ".join(f"{d}/sessions.jsonl" for d in sessions),
+        + ", ".join(f"{d}/sessions.jsonl" for d in sessions),
         "entries": entries,
     }
 
@@ -177,8 +188,14 @@ def _model_factor(entry: dict[str, Any], target: tuple[str, str], speeds: dict[s
     return cost(b) / cost(a)
 
 
-def project(cfg: Any, items: Sequence[Any], *, costs: dict[str, Any] | None = None,
-            gflops_now: float | None = None, speeds: dict[str, Any] | None = None) -> Projection:
+def project(
+    cfg: Any,
+    items: Sequence[Any],
+    *,
+    costs: dict[str, Any] | None = None,
+    gflops_now: float | None = None,
+    speeds: dict[str, Any] | None = None,
+) -> Projection:
     """The plan of ``items`` (work items) per phase and agent, and its projected wall time.
 
     ``gflops_now``: this machine's matmul reading (taken here when None).
@@ -220,16 +237,23 @@ def project(cfg: Any, items: Sequence[Any], *, costs: dict[str, Any] | None = No
     seconds = sum(r.seconds for r in rows) if known else None  # type: ignore[misc]
     upper = sum(r.upper_s for r in rows) if known else None  # type: ignore[misc]
     if known and used:
-        model_note = "" if all(_zoo_key(e["llm"]) == target for e in costs["entries"] if e["source"] in used) else (
-            f", scaled to {cfg.llm} by the zoo's prefill/decode speeds (rlem_gym/data/zoo_speeds.json)")
-        basis = (f"step cost: recorded per model, not timed here: s/step of {', '.join(sorted(used))} "
-                 f"(rlem_gym/data/step_costs.json){model_note}; scaled to this machine by a matmul reading now "
-                 f"({gflops_now:.0f} GFLOP/s against {ref} GFLOP/s when recorded: x{machine:.2f})")
+        model_note = (
+            ""
+            if all(_zoo_key(e["llm"]) == target for e in costs["entries"] if e["source"] in used)
+            else (f", scaled to {cfg.llm} by the zoo's prefill/decode speeds (rlem_gym/data/zoo_speeds.json)")
+        )
+        basis = (
+            f"step cost: recorded per model, not timed here: s/step of {', '.join(sorted(used))} "
+            f"(rlem_gym/data/step_costs.json){model_note}; scaled to this machine by a matmul reading now "
+            f"({gflops_now:.0f} GFLOP/s against {ref} GFLOP/s when recorded: x{machine:.2f})"
+        )
     elif known:
         basis = "no LLM agent: episodes cost about nothing"
     else:
-        basis = (f"no recorded step cost for model {cfg.llm or 'of the llm_factory'} on {cfg.env}, so no projection: "
-                 "time a short run first, e.g. --test-split test[0:1] --epochs 0")
+        basis = (
+            f"no recorded step cost for model {cfg.llm or 'of the llm_factory'} on {cfg.env}, so no projection: "
+            "time a short run first, e.g. --test-split test[0:1] --epochs 0"
+        )
     return Projection(rows, seconds, upper, basis)
 
 
@@ -263,8 +287,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Write ``rlem_gym/data/step_costs.json`` from committed run folders."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", type=Path, help="run folders with config.json and episodes.jsonl(.gz)")
-    ap.add_argument("--sessions", nargs="+", type=Path, required=True,
-                    help="run folders whose sessions.jsonl matmul readings give the recording machine's speed")
+    ap.add_argument(
+        "--sessions",
+        nargs="+",
+        type=Path,
+        required=True,
+        help="run folders whose sessions.jsonl matmul readings give the recording machine's speed",
+    )
     ap.add_argument("--out", type=Path, default=STEP_COSTS_PATH)
     args = ap.parse_args(argv)
     data = record_costs(args.runs, args.sessions)

@@ -50,8 +50,14 @@ def run_serial(
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(cfg_dict: dict[str, Any], splits: dict[str, Split], llm_factory: LLMFactory,
-                 memory_paths: dict[str, str], log_path: str, parent_pid: int) -> None:
+def _worker_init(
+    cfg_dict: dict[str, Any],
+    splits: dict[str, Split],
+    llm_factory: LLMFactory,
+    memory_paths: dict[str, str],
+    log_path: str,
+    parent_pid: int,
+) -> None:
     _WORKER["ctx"] = EpisodeContext(BenchConfig.from_dict(cfg_dict), splits, llm_factory, memory_paths)
     _WORKER["log"] = StepLog(log_path)
     _WORKER["parent"] = parent_pid
@@ -107,8 +113,13 @@ class _RayEpisodeWorker:
     temp folder, a copy that :meth:`close` deletes (the run folder keeps the originals).
     """
 
-    def __init__(self, cfg_dict: dict[str, Any], splits: dict[str, Split], llm_factory: LLMFactory,
-                 memories: dict[str, dict[str, bytes]]) -> None:
+    def __init__(
+        self,
+        cfg_dict: dict[str, Any],
+        splits: dict[str, Split],
+        llm_factory: LLMFactory,
+        memories: dict[str, dict[str, bytes]],
+    ) -> None:
         import tempfile
 
         self._tmp = tempfile.mkdtemp(prefix="rlem-ray-mem-")
@@ -155,8 +166,13 @@ def run_ray(
         raise RunError("--ray needs Ray: pip install 'rlem-gym[ray]'") from None
     address = None if cfg.ray in ("", "local") else cfg.ray
     try:
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
-                 include_dashboard=False, configure_logging=False)
+        ray.init(
+            address=address,
+            ignore_reinit_error=True,
+            log_to_driver=False,
+            include_dashboard=False,
+            configure_logging=False,
+        )
     except Exception as exc:  # ConnectionError and friends
         raise RunError(f"cannot connect to the Ray cluster {address!r} ({exc}): start it or pass --ray local") from None
     # the memories go into the object store once; every actor gets the same reference

@@ -74,8 +74,9 @@ class WorkItem:
             "epoch": self.epoch,
             "episode_seed": self.episode_seed,
             "task": {"index": self.task.index, "options": self.task.options, "label": self.task.label},
-            "variant": None if self.variant is None else {"name": self.variant.name, "params": list(self.variant.params),
-                                                          "untrained": self.variant.untrained},
+            "variant": None
+            if self.variant is None
+            else {"name": self.variant.name, "params": list(self.variant.params), "untrained": self.variant.untrained},
         }
 
     def record_fields(self) -> dict[str, Any]:
@@ -182,8 +183,10 @@ def _check_slice(spec: str, sl: slice, n: int) -> None:
     name = spec.partition("[")[0]
     for bound in (sl.start, sl.stop):
         if bound is not None and not -n <= bound <= n:
-            raise ConfigError(f"split {spec!r} reaches past the end of {name!r}, which has {n} tasks: "
-                              f"use e.g. {name}[0:{n}] or a smaller slice")
+            raise ConfigError(
+                f"split {spec!r} reaches past the end of {name!r}, which has {n} tasks: "
+                f"use e.g. {name}[0:{n}] or a smaller slice"
+            )
 
 
 def _task_labels(env: Any, n: int) -> list[str]:

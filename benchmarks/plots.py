@@ -65,7 +65,10 @@ def plot_scores(results: dict[str, Any], path: str | Path, *, title: str = "") -
     rows = results["rows"]
     agents = [r["agent"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 1.5 * len(agents) + 2), 4.2))
-    for ax, key, label in ((axes[0], "score", "Score (100 x mean reward)"), (axes[1], "success_rate", "Success rate (%)")):
+    for ax, key, label in (
+        (axes[0], "score", "Score (100 x mean reward)"),
+        (axes[1], "success_rate", "Success rate (%)"),
+    ):
         vals = [_err(r[key]) for r in rows]
         means = [v[0] for v in vals]
         yerr = np.array([[v[1] for v in vals], [v[2] for v in vals]])
@@ -82,8 +85,9 @@ def plot_scores(results: dict[str, Any], path: str | Path, *, title: str = "") -
     return _save(plt, fig, path)
 
 
-def plot_learning_curve(results: dict[str, Any], path: str | Path, *, title: str = "",
-                        phase: str = "train") -> Path | None:
+def plot_learning_curve(
+    results: dict[str, Any], path: str | Path, *, title: str = "", phase: str = "train"
+) -> Path | None:
     """Score and SR of the Rememberer per epoch (``results["learning_curve"]``); None when empty.
     ``phase`` names the episodes in the legend: ``train`` (memory updates on) or ``test``."""
     curve = results.get("learning_curve") or []
@@ -124,8 +128,17 @@ def plot_sweep(sweep: dict[str, Any], path: str | Path, *, title: str = "") -> P
         vals = [_err(by_key[(model, a)]["score"]) if (model, a) in by_key else (0.0, 0.0, 0.0) for a in agents]
         yerr = np.array([[v[1] for v in vals], [v[2] for v in vals]])
         offs = x - 0.4 + width * (j + 0.5)
-        ax.bar(offs, [v[0] for v in vals], width, yerr=yerr, capsize=3, color=cmap(j % 10), label=model,
-               edgecolor="black", linewidth=0.5)
+        ax.bar(
+            offs,
+            [v[0] for v in vals],
+            width,
+            yerr=yerr,
+            capsize=3,
+            color=cmap(j % 10),
+            label=model,
+            edgecolor="black",
+            linewidth=0.5,
+        )
     _agent_ticks(ax, x, agents)
     ax.set_ylim(0, 110)
     ax.set_ylabel("Score (100 x mean reward)")
@@ -171,25 +184,47 @@ def plot_forest(entries: list[dict[str, Any]], path: str | Path, *, title: str =
         panels.append((env, [(run, [e for e in mine if e["run"] == run]) for run in runs]))
     # one unit of height per line plus one per run heading
     heights = [sum(len(rows) + 1 for _, rows in groups) for _, groups in panels]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(8.0, 1.2 + 0.32 * sum(heights) + 0.5 * len(panels)),
-                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    fig, axes = plt.subplots(
+        len(panels),
+        1,
+        figsize=(8.0, 1.2 + 0.32 * sum(heights) + 0.5 * len(panels)),
+        gridspec_kw={"height_ratios": heights},
+        squeeze=False,
+    )
     units = list(dict.fromkeys(f"{e['unit']}s" for e in entries))
     for ax, (env, groups), height in zip(axes[:, 0], panels, heights):
         y = height - 0.5
         ticks, labels = [], []
         for run, rows in groups:
             first = rows[0]
-            ax.text(0.005, y, f"{run} ({first['split']}): {first['goals']} goals in {first['clusters']} "
-                              f"{first['unit']}s; reference {first['reference']}",
-                    transform=ax.get_yaxis_transform(), fontsize=8, fontweight="bold", va="center", ha="left",
-                    zorder=5, bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0})
+            ax.text(
+                0.005,
+                y,
+                f"{run} ({first['split']}): {first['goals']} goals in {first['clusters']} "
+                f"{first['unit']}s; reference {first['reference']}",
+                transform=ax.get_yaxis_transform(),
+                fontsize=8,
+                fontweight="bold",
+                va="center",
+                ha="left",
+                zorder=5,
+                bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0},
+            )
             y -= 1
             for e in rows:
                 for key, offset, marker in (("diff", 0.15, "o"), ("diff_cluster", -0.15, "s")):
                     mean, lo, hi = _err(e[key])
                     color = FOREST_COLORS["per_goal" if key == "diff" else "cluster"]
-                    ax.errorbar([mean], [y + offset], xerr=[[lo], [hi]], fmt=marker, color=color, ms=4,
-                                capsize=3, elinewidth=1.2)
+                    ax.errorbar(
+                        [mean],
+                        [y + offset],
+                        xerr=[[lo], [hi]],
+                        fmt=marker,
+                        color=color,
+                        ms=4,
+                        capsize=3,
+                        elinewidth=1.2,
+                    )
                 ticks.append(y)
                 labels.append(e["agent"])
                 y -= 1
@@ -205,9 +240,22 @@ def plot_forest(entries: list[dict[str, Any]], path: str | Path, *, title: str =
         axes[0, 0].errorbar([], [], xerr=[], fmt="s", color=FOREST_COLORS["cluster"], capsize=3),
     ]
     height_in = fig.get_figheight()
-    fig.suptitle(title or "Paired differences from the trained Rememberer, per env and run", fontsize=10,
-                 y=1.0 - 0.08 / height_in, va="top")
-    fig.legend(handles, ["95% per-goal bootstrap CI (paired; goals resampled one by one)",
-                         f"95% cluster bootstrap CI (paired; whole {' / '.join(units)} resampled)"],
-               loc="upper center", ncol=1, fontsize=8, frameon=False, bbox_to_anchor=(0.5, 1.0 - 0.3 / height_in))
+    fig.suptitle(
+        title or "Paired differences from the trained Rememberer, per env and run",
+        fontsize=10,
+        y=1.0 - 0.08 / height_in,
+        va="top",
+    )
+    fig.legend(
+        handles,
+        [
+            "95% per-goal bootstrap CI (paired; goals resampled one by one)",
+            f"95% cluster bootstrap CI (paired; whole {' / '.join(units)} resampled)",
+        ],
+        loc="upper center",
+        ncol=1,
+        fontsize=8,
+        frameon=False,
+        bbox_to_anchor=(0.5, 1.0 - 0.3 / height_in),
+    )
     return _save(plt, fig, path, top=1.0 - 0.4 / height_in)

@@ -359,8 +359,11 @@ def results_markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
             f"## Paired differences from `{ref}`",
             "",
             f"Each cell: mean of (agent - `{ref}`) over the same goals and seeds [paired bootstrap 95% CI]"
-            + ("; the cluster CI columns resample whole clusters, the same ones for both rows." if _clustered(results)
-               else "."),
+            + (
+                "; the cluster CI columns resample whole clusters, the same ones for both rows."
+                if _clustered(results)
+                else "."
+            ),
             "",
             paired,
         ]
@@ -385,9 +388,11 @@ def cluster_note(results: dict[str, Any]) -> list[str]:
         error = results.get("clusters_error")
         return [f"- cluster CIs: not computed ({error})."] if error else []
     units = f"{c['unit']}s"
-    line = (f"- cluster CI (score, SR): 95% cluster bootstrap CI over seeds and {units}: the {c['tasks']} test goals "
-            f"fall into {c['count']} {units}, and the goals of one {c['unit']} are resampled together, since they are "
-            "not independent draws")
+    line = (
+        f"- cluster CI (score, SR): 95% cluster bootstrap CI over seeds and {units}: the {c['tasks']} test goals "
+        f"fall into {c['count']} {units}, and the goals of one {c['unit']} are resampled together, since they are "
+        "not independent draws"
+    )
     if c["count"] == c["tasks"]:
         line += f"; here every goal has its own {c['unit']}, so it equals the per-goal CI"
     return [line + "."]

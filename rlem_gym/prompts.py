@@ -354,7 +354,9 @@ def build_advice_prompt(
 
     def render(exs: Sequence[Exemplar], q: PromptInput) -> str:
         return assemble_advice_prompt(
-            preamble, [render_exemplar(render_input, e, discouraged) for e in exs], render_input(q),
+            preamble,
+            [render_exemplar(render_input, e, discouraged) for e in exs],
+            render_input(q),
             [e.number for e in exs],
         )
 

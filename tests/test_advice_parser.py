@@ -28,7 +28,10 @@ SEARCH_INFO = {
     "available_actions": {"has_search_bar": True, "clickables": []},
 }
 WIKIHOW_INFO = {
-    "task_lines": ["Search an article to learn how to clean utensils.", 'Then, access the article "How to Clean Utensils"'],
+    "task_lines": [
+        "Search an article to learn how to clean utensils.",
+        'Then, access the article "How to Clean Utensils"',
+    ],
     "instruction": "",
     "page": "home",
     "clickable_ids": [0, 2, 3],
@@ -69,7 +72,7 @@ def test_official_block_parses_with_q_and_reason():
 def test_wikihow_block_and_tolerances():
     text = (
         "Encouraged:\n"
-        "  input(2, \"clean utensils\") → 2 search for it\n"
+        '  input(2, "clean utensils") → 2 search for it\n'
         "* CLICK( 3 )\n"
         "Discouraged:\n"
         "SCROLL(right) => -0.5\n"
@@ -127,10 +130,39 @@ def test_react_lines():
 
 # ------------------------------------------------------------------------------------- fuzzing
 _FRAGMENTS = [
-    "click[b078gwrc1j]", "click[B078GTKVXY]", "click[next >]", "click[back to search]", "click[buy now]",
-    "click[b0000fake1]", "click[", "search[deodorant]", "search[", "CLICK(3)", "INPUT(2, x)", "SCROLL(DOWN)",
-    " -> ", "→", " 1.0 ", "-0.5", "nan", "Encouraged:", "Discouraged:", "\n", "\n\n", "---", "```", "Task:",
-    "Available Actions:\n- b078gwrc1j", "é漢字🙂", "\x00", "\u202e", "]]]", "[[[", "((", "think[hmm]", "Action:",
+    "click[b078gwrc1j]",
+    "click[B078GTKVXY]",
+    "click[next >]",
+    "click[back to search]",
+    "click[buy now]",
+    "click[b0000fake1]",
+    "click[",
+    "search[deodorant]",
+    "search[",
+    "CLICK(3)",
+    "INPUT(2, x)",
+    "SCROLL(DOWN)",
+    " -> ",
+    "→",
+    " 1.0 ",
+    "-0.5",
+    "nan",
+    "Encouraged:",
+    "Discouraged:",
+    "\n",
+    "\n\n",
+    "---",
+    "```",
+    "Task:",
+    "Available Actions:\n- b078gwrc1j",
+    "é漢字🙂",
+    "\x00",
+    "\u202e",
+    "]]]",
+    "[[[",
+    "((",
+    "think[hmm]",
+    "Action:",
 ]
 
 

@@ -49,7 +49,9 @@ class ScriptedLLM(LLM):
 
 # ------------------------------------------------------------------------------ choice/fallback
 def test_first_valid_encouraged_action_is_taken():
-    llm = ScriptedLLM(["click[b0fake0000] -> 1.0 made up\nclick[B078GTKVXY] -> 0.8 matches\nDiscouraged:\nclick[next >] -> 0.0"])
+    llm = ScriptedLLM(
+        ["click[b0fake0000] -> 1.0 made up\nclick[B078GTKVXY] -> 0.8 matches\nDiscouraged:\nclick[next >] -> 0.0"]
+    )
     agent = Rememberer(llm, None, "webshop")
     agent.reset("results page", RESULTS)
     assert agent.act("results page", RESULTS) == "click[b078gtkvxy]"
@@ -127,7 +129,9 @@ def test_wikihow_choice_and_fallback():
         "clickable_ids": [0, 2],
         "input_ids": [2],
     }
-    agent = Rememberer(ScriptedLLM(["CLICK(7) -> 1.0 not on screen\ninput(2, clean utensils) -> 1.0 search"]), None, "wikihow")
+    agent = Rememberer(
+        ScriptedLLM(["CLICK(7) -> 1.0 not on screen\ninput(2, clean utensils) -> 1.0 search"]), None, "wikihow"
+    )
     agent.reset("<screen/>", info)
     assert agent.act("<screen/>", info) == "INPUT(2, clean utensils)" and not agent.last_step.fallback
     agent = Rememberer(ScriptedLLM(["CLICK(99)"]), None, "wikihow")
@@ -138,21 +142,51 @@ def test_wikihow_choice_and_fallback():
 # ---------------------------------------------------------------------------- prompt/rendering
 def test_prompt_layout_webshop_and_wikihow():
     ex = Exemplar(
-        PromptInput("buy a hat", "[SEP] Back to Search [SEP] hat", last_actions=("search[hat]",), available_actions=("back to search", "b0hat00000")),
+        PromptInput(
+            "buy a hat",
+            "[SEP] Back to Search [SEP] hat",
+            last_actions=("search[hat]",),
+            available_actions=("back to search", "b0hat00000"),
+        ),
         encouraged=(AdviceLine("click[b0hat00000]", 1.0, "a hat"),),
         discouraged=(AdviceLine("click[back to search]", 0.0, "no"),),
     )
     query = PromptInput(INSTRUCTION, "WebShop [SEP] Search", available_actions=("search",))
     llm = ScriptedLLM([""])
-    full = build_advice_prompt(llm, preamble=WEBSHOP.preamble, render_input=WEBSHOP.render_input, exemplars=[ex], query=query, budget=10_000).text
+    full = build_advice_prompt(
+        llm, preamble=WEBSHOP.preamble, render_input=WEBSHOP.render_input, exemplars=[ex], query=query, budget=10_000
+    ).text
     assert full.startswith(WEBSHOP.preamble)
-    assert "Example 1:\n\n---\nTask:\nbuy a hat\nLast 5 Actions:\n- search[hat]\nObservation: |\n  [SEP] Back to Search [SEP] hat\n" in full
-    assert "Available Actions:\n- back to search\n- b0hat00000\n...\n\nEncouraged:\nclick[b0hat00000] -> 1.0 a hat\nDiscouraged:\nclick[back to search] -> 0.0 no" in full
-    assert full.endswith("Now the new input:\n\n---\nTask:\n" + INSTRUCTION + "\nLast 5 Actions:\n\nObservation: |\n  WebShop [SEP] Search\nAvailable Actions:\n- search\n...\n\n")
-    nodis = build_advice_prompt(llm, preamble="P", render_input=WEBSHOP.render_input, exemplars=[ex], query=query, discouraged=False, budget=10_000).text
+    assert (
+        "Example 1:\n\n---\nTask:\nbuy a hat\nLast 5 Actions:\n- search[hat]\nObservation: |\n  [SEP] Back to Search [SEP] hat\n"
+        in full
+    )
+    assert (
+        "Available Actions:\n- back to search\n- b0hat00000\n...\n\nEncouraged:\nclick[b0hat00000] -> 1.0 a hat\nDiscouraged:\nclick[back to search] -> 0.0 no"
+        in full
+    )
+    assert full.endswith(
+        "Now the new input:\n\n---\nTask:\n"
+        + INSTRUCTION
+        + "\nLast 5 Actions:\n\nObservation: |\n  WebShop [SEP] Search\nAvailable Actions:\n- search\n...\n\n"
+    )
+    nodis = build_advice_prompt(
+        llm,
+        preamble="P",
+        render_input=WEBSHOP.render_input,
+        exemplars=[ex],
+        query=query,
+        discouraged=False,
+        budget=10_000,
+    ).text
     assert "Discouraged" not in nodis and "click[b0hat00000] -> 1.0 a hat" in nodis
-    wk = WIKIHOW.render_input(PromptInput("Search an article.", "<div/>", "Access the article \"How to X\"", ("CLICK(1)",), 1.0, 2.0))
-    assert wk == '```\nTask:\nSearch an article.\nLast 5 Actions:\nCLICK(1)\nScreen:\n<div/>\nInstruction:\nAccess the article "How to X"\nLast Reward:\n1.0\nTotal Reward:\n2.0\n---'
+    wk = WIKIHOW.render_input(
+        PromptInput("Search an article.", "<div/>", 'Access the article "How to X"', ("CLICK(1)",), 1.0, 2.0)
+    )
+    assert (
+        wk
+        == '```\nTask:\nSearch an article.\nLast 5 Actions:\nCLICK(1)\nScreen:\n<div/>\nInstruction:\nAccess the article "How to X"\nLast Reward:\n1.0\nTotal Reward:\n2.0\n---'
+    )
 
 
 @pytest.mark.parametrize("context_length,max_tokens", [(2048, 48), (700, 128), (300, 64)])
@@ -160,16 +194,27 @@ def test_prompt_budget_never_overflows_with_huge_observations(context_length, ma
     rng = np.random.default_rng(0)
     words = ["[SEP]", "size", "xx-large", "b07xyz1234", "$19.99", "cotton", "Buy Now", "é", "漢字"]
     huge = " ".join(words[int(i)] for i in rng.integers(0, len(words), 60_000))
-    ex = Exemplar(PromptInput("task " * 50, huge, available_actions=("a",) * 20), (AdviceLine("click[a]", 1.0, "r" * 300),))
+    ex = Exemplar(
+        PromptInput("task " * 50, huge, available_actions=("a",) * 20), (AdviceLine("click[a]", 1.0, "r" * 300),)
+    )
     llm = ScriptedLLM(["click[b078gwrc1j]"], context_length=context_length)
     agent = Rememberer(llm, None, "webshop", max_tokens=max_tokens)
     agent.reset(huge, RESULTS)
     built = build_advice_prompt(
-        llm, preamble=WEBSHOP.preamble, render_input=WEBSHOP.render_input, exemplars=[ex, ex], query=PromptInput(INSTRUCTION, huge + " END"), budget=prompt_budget(llm, max_tokens)
+        llm,
+        preamble=WEBSHOP.preamble,
+        render_input=WEBSHOP.render_input,
+        exemplars=[ex, ex],
+        query=PromptInput(INSTRUCTION, huge + " END"),
+        budget=prompt_budget(llm, max_tokens),
     )
     # the budget counts the "Encouraged:" cue the reply is forced to start with
     assert built.response_prefix == "Encouraged:\n"
-    assert built.tokens == llm.count_tokens(built.text) + llm.count_tokens("Encouraged:\n") <= context_length - max_tokens - 64
+    assert (
+        built.tokens
+        == llm.count_tokens(built.text) + llm.count_tokens("Encouraged:\n")
+        <= context_length - max_tokens - 64
+    )
     if context_length >= 700:
         assert "END" in built.text and not built.hard_truncated  # cut from the start: the end survives
     agent.act(huge, RESULTS)
@@ -180,7 +225,14 @@ def test_exemplar_truncation_keeps_the_end_of_observations():
     obs = "START " + "filler " * 3000 + "THE-END"
     ex = Exemplar(PromptInput("t", obs), (AdviceLine("click[x]", 1.0, ""),))
     llm = ScriptedLLM([""], context_length=1200)
-    built = build_advice_prompt(llm, preamble="P", render_input=WEBSHOP.render_input, exemplars=[ex], query=PromptInput("t", "short obs"), budget=1000)
+    built = build_advice_prompt(
+        llm,
+        preamble="P",
+        render_input=WEBSHOP.render_input,
+        exemplars=[ex],
+        query=PromptInput("t", "short obs"),
+        budget=1000,
+    )
     assert built.tokens <= 1000 and built.truncated_observations == 1
     assert "THE-END" in built.text and "START" not in built.text and "short obs" in built.text
 
@@ -189,7 +241,9 @@ def test_last_resort_cut_still_reports_the_truncated_observation():
     # the task alone overflows the budget: every water-fill attempt fails and the last-resort cut runs
     llm = ScriptedLLM([""])
     query = PromptInput("task " * 400, "observation " * 100)
-    built = build_advice_prompt(llm, preamble="P", render_input=WEBSHOP.render_input, exemplars=[], query=query, budget=200)
+    built = build_advice_prompt(
+        llm, preamble="P", render_input=WEBSHOP.render_input, exemplars=[], query=query, budget=200
+    )
     assert built.hard_truncated and built.tokens <= 200
     assert built.truncated_observations == 1
 
@@ -259,7 +313,9 @@ def test_default_exemplars_are_valid_advice():
         exemplars = adapter.default_exemplars()
         assert len(exemplars) >= 2
         for ex in exemplars:
-            assert ex.encouraged and all(adapter.canonicalize(a.action) == a.action for a in ex.encouraged + ex.discouraged)
+            assert ex.encouraged and all(
+                adapter.canonicalize(a.action) == a.action for a in ex.encouraged + ex.discouraged
+            )
 
 
 # ------------------------------------------------------------------------ memory (real, no LLM)
@@ -387,8 +443,10 @@ def test_exemplar_advice_deterministic_and_random_modes():
     memory = wikihow_memory()
     from rlem_gym.trajectory import Step
 
-    memory.update("t", [Step("<a id=\"5\" clickable=\"true\"/>", "CLICK(5)", -1.0, "bad"), Step("<b/>", "GOBACK", 0.0, "meh")])
-    memory.update("t", [Step("<a id=\"5\" clickable=\"true\"/>", "SCROLL(UP)", 0.0, "zero")])
+    memory.update(
+        "t", [Step('<a id="5" clickable="true"/>', "CLICK(5)", -1.0, "bad"), Step("<b/>", "GOBACK", 0.0, "meh")]
+    )
+    memory.update("t", [Step('<a id="5" clickable="true"/>', "SCROLL(UP)", 0.0, "zero")])
     rec = memory.records()[0]
     det = exemplar_from_record(rec, WIKIHOW)
     assert det.encouraged == () and [a.action for a in det.discouraged] == ["SCROLL(UP)", "CLICK(5)"]
@@ -411,14 +469,22 @@ def test_advice_drawn_once_per_episode_repeats_a_records_exemplar_until_the_next
     def exemplar_texts(advice_draw, episodes=2, steps=4):
         memory = wikihow_memory()
         memory.update("t", [Step('<a id="5" clickable="true"/>', "CLICK(5)", -1.0, "bad")])
-        agent = Rememberer(ScriptedLLM(["GOBACK -> 1.0 go"]), memory, WIKIHOW, k=1, seed=0,
-                           action_decoding="free", advice_draw=advice_draw)
+        agent = Rememberer(
+            ScriptedLLM(["GOBACK -> 1.0 go"]),
+            memory,
+            WIKIHOW,
+            k=1,
+            seed=0,
+            action_decoding="free",
+            advice_draw=advice_draw,
+        )
         agent.eval()
         texts = []
         for _ in range(episodes):
             agent.reset('<a id="5" clickable="true"/>', {})
-            texts.append([agent.act('<a id="5" clickable="true"/>', {}) and agent.last_step.prompt
-                          for _ in range(steps)])
+            texts.append(
+                [agent.act('<a id="5" clickable="true"/>', {}) and agent.last_step.prompt for _ in range(steps)]
+            )
         return texts
 
     per_episode = exemplar_texts("episode")

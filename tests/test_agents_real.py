@@ -161,7 +161,10 @@ def test_react_and_static_agents_run_a_real_step(fast_llm, webshop_env, monkeypa
 
     monkeypatch.setattr(fast_llm, "generate", recording_generate)
     obs, info = webshop_env.reset(seed=1, options={"task_index": 1})
-    for agent in (ReActAgent(fast_llm, "webshop", max_tokens=24, max_thinks=1), StaticExemplarAgent(fast_llm, adapter="webshop", max_tokens=32)):
+    for agent in (
+        ReActAgent(fast_llm, "webshop", max_tokens=24, max_thinks=1),
+        StaticExemplarAgent(fast_llm, adapter="webshop", max_tokens=32),
+    ):
         calls.clear()
         agent.reset(obs, info)
         action = agent.act(obs, info)

@@ -25,10 +25,32 @@ def run(tmp_path_factory):
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("llama-cpp-python is not installed (pip install rlem-gym[llamacpp])")
     out = tmp_path_factory.mktemp("replay") / "run"
-    args = ["bench", "--env", "webshop", "--llm", "smollm2-gguf", "--agents", "rememberer@untrained,static,react",
-            "--epochs", "0", "--test-split", "test[0:1]", "--max-steps", "3", "--max-tokens", "16",
-            "--action-decoding", "constrained", "--init-memory", "webshop:E0", "--llm-kwargs", '{"prefix_cache_mb": 0}',
-            "--no-progress", "--out", str(out)]
+    args = [
+        "bench",
+        "--env",
+        "webshop",
+        "--llm",
+        "smollm2-gguf",
+        "--agents",
+        "rememberer@untrained,static,react",
+        "--epochs",
+        "0",
+        "--test-split",
+        "test[0:1]",
+        "--max-steps",
+        "3",
+        "--max-tokens",
+        "16",
+        "--action-decoding",
+        "constrained",
+        "--init-memory",
+        "webshop:E0",
+        "--llm-kwargs",
+        '{"prefix_cache_mb": 0}',
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.run([sys.executable, "-m", "rlem_gym.cli", *args], capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
@@ -43,7 +65,9 @@ def _replay(run, tmp_path, *extra):
 
 
 def test_replay_with_the_runs_settings_takes_every_committed_action(run, tmp_path):
-    res = _replay(run, tmp_path, "--variant", 'same={"prefix_cache_mb": 0}', "--variant", 'cached={"prefix_cache_mb": 256}')
+    res = _replay(
+        run, tmp_path, "--variant", 'same={"prefix_cache_mb": 0}', "--variant", 'cached={"prefix_cache_mb": 256}'
+    )
     steps = defaultdict(list)
     for s in res["steps"]:
         steps[s["variant"]].append(s)

@@ -22,20 +22,45 @@ def _err(capsys, argv):
 
 
 def test_entry_point_help_lists_every_config_field():
-    proc = subprocess.run([sys.executable, "-m", "rlem_gym.cli", "bench", "--help"], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlem_gym.cli", "bench", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0
     text = " ".join(proc.stdout.split())
-    for flag in ("--train-split", "--test-split", "--epochs", "--seeds", "--init-memory", "--workers", "--ray",
-                 "--max-steps", "--capacity", "--action-capacity"):
+    for flag in (
+        "--train-split",
+        "--test-split",
+        "--epochs",
+        "--seeds",
+        "--init-memory",
+        "--workers",
+        "--ray",
+        "--max-steps",
+        "--capacity",
+        "--action-capacity",
+    ):
         assert flag in text, flag
     assert "Step cap per episode (the paper uses 15)" in text  # the field docstring is the help
 
 
 def test_preset_with_flags_overriding_it():
     parser = build_parser()
-    args = parser.parse_args(["bench", "--preset", "paper-webshop", "--epochs", "1", "--seeds", "4,5",
-                              "--env-kwargs", '{"data_dir": "/d"}', "--no-discouraged", "--n-step", "2"])
+    args = parser.parse_args(
+        [
+            "bench",
+            "--preset",
+            "paper-webshop",
+            "--epochs",
+            "1",
+            "--seeds",
+            "4,5",
+            "--env-kwargs",
+            '{"data_dir": "/d"}',
+            "--no-discouraged",
+            "--n-step",
+            "2",
+        ]
+    )
     from rlem_gym.benchmarks.presets import get_preset
 
     cfg = config_from_args(args, get_preset("paper-webshop"))
@@ -83,8 +108,20 @@ def test_bad_flag_values_are_one_line(capsys):
 
 
 def test_unreachable_model_server_is_one_line(capsys, tmp_path):
-    argv = ["bench", "--agents", "react", "--epochs", "0", "--test-split", "test[0:1]",
-            "--llm", "openai:http://127.0.0.1:9/v1#nomodel", "--out", str(tmp_path / "r"), "--no-progress"]
+    argv = [
+        "bench",
+        "--agents",
+        "react",
+        "--epochs",
+        "0",
+        "--test-split",
+        "test[0:1]",
+        "--llm",
+        "openai:http://127.0.0.1:9/v1#nomodel",
+        "--out",
+        str(tmp_path / "r"),
+        "--no-progress",
+    ]
     rc, err = _err(capsys, argv)
     assert rc == 2
     assert "start the server or pass another --llm" in err and len(err.splitlines()) == 1
@@ -96,11 +133,17 @@ def test_memory_inspect_lists_searches_and_writes_html(capsys, tmp_path):
     from rlem_gym.trajectory import Step
 
     mem = ExperienceMemory(WikiHowMatcher(lambda s: s))
-    mem.update("Search an article to learn how to bake bread.",
-               [Step("<p>home</p>", "INPUT(2, bake bread)", 1.0, reason="search first"),
-                Step("<p>results</p>", "CLICK(5)", 1.0, reason="open it")])
-    mem.update("Search an article to learn how to fix a bike.",
-               [Step("<p>home</p>", "SCROLL(DOWN)", 0.0, reason="look around")])
+    mem.update(
+        "Search an article to learn how to bake bread.",
+        [
+            Step("<p>home</p>", "INPUT(2, bake bread)", 1.0, reason="search first"),
+            Step("<p>results</p>", "CLICK(5)", 1.0, reason="open it"),
+        ],
+    )
+    mem.update(
+        "Search an article to learn how to fix a bike.",
+        [Step("<p>home</p>", "SCROLL(DOWN)", 0.0, reason="look around")],
+    )
     path = tmp_path / "mem"
     mem.save(str(path))
     html = tmp_path / "mem.html"

@@ -28,8 +28,23 @@ pytestmark = pytest.mark.slow
 
 #: 2 training episodes (1 goal x 2 epochs, so epoch 2 retrieves what epoch 1 stored), then the
 #: Rememberer and the static-exemplar agent on 1 test goal; 2 steps and 8 tokens per reply.
-TINY = ["--llm", "smollm2", "--agents", "rememberer,static", "--train-split", "train[0:1]", "--epochs", "2",
-        "--test-split", "test[0:1]", "--max-steps", "2", "--max-tokens", "8", "--no-progress"]
+TINY = [
+    "--llm",
+    "smollm2",
+    "--agents",
+    "rememberer,static",
+    "--train-split",
+    "train[0:1]",
+    "--epochs",
+    "2",
+    "--test-split",
+    "test[0:1]",
+    "--max-steps",
+    "2",
+    "--max-tokens",
+    "8",
+    "--no-progress",
+]
 
 
 def _cli(*args: str) -> list[str]:
@@ -65,8 +80,16 @@ def test_cli_smoke_prints_the_table_and_writes_outputs(reference):
     assert "| Agent | N | Score | Score cluster CI | SR % | SR % cluster CI |" in proc.stdout
     assert "| rememberer | 1 |" in proc.stdout and "| static | 1 |" in proc.stdout
     assert "Rememberer training" in proc.stdout
-    for name in ("results.md", "results.csv", "results.json", "episodes.jsonl", "config.json", "scores.png",
-                 "learning_curve.png", "memory_seed0/memory/MANIFEST.json"):
+    for name in (
+        "results.md",
+        "results.csv",
+        "results.json",
+        "episodes.jsonl",
+        "config.json",
+        "scores.png",
+        "learning_curve.png",
+        "memory_seed0/memory/MANIFEST.json",
+    ):
         assert (out / name).is_file(), name
     records = RunDir(out).records()
     assert len(records) == 2 + 2
@@ -90,8 +113,10 @@ def test_kill_9_mid_training_then_rerun_equals_uninterrupted(reference, tmp_path
     killed = False
     try:
         while time.time() < deadline and proc.poll() is None:
-            if first.exists() and log.exists() and any(
-                x["item"] == "train-rememberer-s0-e01-t0000" for x in iter_jsonl(log)
+            if (
+                first.exists()
+                and log.exists()
+                and any(x["item"] == "train-rememberer-s0-e01-t0000" for x in iter_jsonl(log))
             ):
                 os.kill(proc.pid, signal.SIGKILL)  # in the middle of the second training episode
                 killed = True

@@ -56,8 +56,15 @@ def test_wikihow_tasks_that_share_an_article_are_joined(monkeypatch):
         goals = (SubGoal("search"), *(SubGoal("article", a) for a in articles))
         return Task(tid, tid, articles[0], articles[0].lower(), goals, (), False)
 
-    fake = {t.task_id: t for t in (task("a", "Bake Bread"), task("b", "Fold a Shirt", "bake bread"),
-                                   task("c", "Tie a Tie"), task("d", "Iron", "Fold a Shirt"))}
+    fake = {
+        t.task_id: t
+        for t in (
+            task("a", "Bake Bread"),
+            task("b", "Fold a Shirt", "bake bread"),
+            task("c", "Tie a Tie"),
+            task("d", "Iron", "Fold a Shirt"),
+        )
+    }
     monkeypatch.setattr(tasks_mod, "all_tasks", lambda: fake)
     # b opens a's article and d opens b's: one cluster of three (named by its first task), c alone
     clusters = wikihow_clusters(["a", "b", "c", "d"])
@@ -65,9 +72,21 @@ def test_wikihow_tasks_that_share_an_article_are_joined(monkeypatch):
 
 
 def _rec(agent, t, r):
-    return {"phase": "test", "agent": agent, "seed": 0, "task_index": t, "epoch": 0, "normalized_return": r,
-            "return": r, "success": r >= 1.0, "steps": 3, "prompt_tokens": 100, "completion_tokens": 10,
-            "wall_s": 1.0, "fallbacks": 0}
+    return {
+        "phase": "test",
+        "agent": agent,
+        "seed": 0,
+        "task_index": t,
+        "epoch": 0,
+        "normalized_return": r,
+        "return": r,
+        "success": r >= 1.0,
+        "steps": 3,
+        "prompt_tokens": 100,
+        "completion_tokens": 10,
+        "wall_s": 1.0,
+        "fallbacks": 0,
+    }
 
 
 def test_results_tables_show_both_intervals_and_say_what_they_are():
@@ -75,8 +94,15 @@ def test_results_tables_show_both_intervals_and_say_what_they_are():
     other = [0.0, 0.0, 0.0, 0.5, 1.0, 0.5]
     recs = [_rec("rememberer", t, r) for t, r in enumerate(ref)] + [_rec("react", t, r) for t, r in enumerate(other)]
     clusters = Clusters("target product", ("p", "p", "q", "r", "r", "s"))
-    res = aggregate(recs, agents=["rememberer", "react"], seeds=[0], test_tasks=range(6), n_boot=500,
-                    reference="rememberer", clusters=clusters)
+    res = aggregate(
+        recs,
+        agents=["rememberer", "react"],
+        seeds=[0],
+        test_tasks=range(6),
+        n_boot=500,
+        reference="rememberer",
+        clusters=clusters,
+    )
     assert res["clusters"] == {"unit": "target product", "count": 4, "tasks": 6, "ids": ["p", "p", "q", "r", "r", "s"]}
     row = res["rows"][0]
     assert row["score_cluster"]["mean"] == row["score"]["mean"] and row["score_cluster"]["n"] == 6
@@ -88,19 +114,28 @@ def test_results_tables_show_both_intervals_and_say_what_they_are():
     cluster_ci = Estimate.from_dict(row["score_cluster"]).fmt(1, interval_only=True)
     assert table[2].startswith(f"| rememberer | 6 | {Estimate.from_dict(row['score']).fmt(1)} | {cluster_ci} |")
     assert paired_table(res).splitlines()[0] == (
-        "| Agent | N pairs | Δ Score | Δ Score cluster CI | Δ SR % | Δ SR % cluster CI |")
+        "| Agent | N pairs | Δ Score | Δ Score cluster CI | Δ SR % | Δ SR % cluster CI |"
+    )
     md = results_markdown(res, {"env": "webshop"})
     assert "95% cluster bootstrap CI over seeds and target products: the 6 test goals fall into 4 target products" in md
     head, first, second = results_csv(res).splitlines()
     cols = head.split(",")
-    assert cols[-8:] == ["score_cluster_ci_lo", "score_cluster_ci_hi", "success_rate_cluster_ci_lo",
-                         "success_rate_cluster_ci_hi", "d_score_cluster_ci_lo", "d_score_cluster_ci_hi",
-                         "d_success_rate_cluster_ci_lo", "d_success_rate_cluster_ci_hi"]
+    assert cols[-8:] == [
+        "score_cluster_ci_lo",
+        "score_cluster_ci_hi",
+        "success_rate_cluster_ci_lo",
+        "success_rate_cluster_ci_hi",
+        "d_score_cluster_ci_lo",
+        "d_score_cluster_ci_hi",
+        "d_success_rate_cluster_ci_lo",
+        "d_success_rate_cluster_ci_hi",
+    ]
     assert first.split(",")[-4:] == ["", "", "", ""]  # the reference has no paired difference
     assert float(second.split(",")[-4]) == pytest.approx(diff["score_cluster"]["lo"])
     # results without clusters keep the earlier tables
-    plain = aggregate(recs, agents=["rememberer", "react"], seeds=[0], test_tasks=range(6), n_boot=500,
-                      reference="rememberer")
+    plain = aggregate(
+        recs, agents=["rememberer", "react"], seeds=[0], test_tasks=range(6), n_boot=500, reference="rememberer"
+    )
     assert "clusters" not in plain and "cluster" not in markdown_table(plain) + paired_table(plain) + results_csv(plain)
     assert "cluster" not in results_markdown(plain, {"env": "webshop"})
     with pytest.raises(ValueError, match="clusters name 2 tasks but the test split has 6"):

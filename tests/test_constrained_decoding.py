@@ -16,8 +16,9 @@ from rlem_gym.llm.base import LLM, Completion
 from rlem_gym.llm.constraint import ActionConstraint, check_constraint, merge
 from rlem_gym.llm.vocab_index import VocabIndex
 
-WEB = ActionConstraint(("click[blue shirt]", "click[back to search]", "click[b]", "click[b2]"), (("search[", "]"),),
-                       forbid="[")
+WEB = ActionConstraint(
+    ("click[blue shirt]", "click[back to search]", "click[b]", "click[b2]"), (("search[", "]"),), forbid="["
+)
 WIKI = ActionConstraint(("CLICK(3)", "CLICK(12)", "GOBACK"), (("INPUT(2, ", ")"),))
 
 
@@ -25,8 +26,14 @@ WIKI = ActionConstraint(("CLICK(3)", "CLICK(12)", "GOBACK"), (("INPUT(2, ", ")")
 @pytest.mark.parametrize(
     ("text", "ok"),
     [
-        ("click[blue shirt]", True), ("click[blue]", False), ("search[red shoes]", True), ("search[]", False),
-        ("search[a[b]", False), ("search[a\nb]", False), ("search[a]]", False), ("click[b2]", True),
+        ("click[blue shirt]", True),
+        ("click[blue]", False),
+        ("search[red shoes]", True),
+        ("search[]", False),
+        ("search[a[b]", False),
+        ("search[a\nb]", False),
+        ("search[a]]", False),
+        ("click[b2]", True),
         (" click[b]", False),
     ],
 )
@@ -91,8 +98,35 @@ def _greedy(index: VocabIndex, constraint: ActionConstraint, prefer: list[str]) 
 
 
 def test_vocab_index_masks_to_allowed_actions() -> None:
-    vocab = ["click", "[", "blue", " shirt", "]", "search", "search[", "[red", " shoes", "red", "b", "2", "x", "\n",
-             "]]", "] ok", None, "CLICK", "(", "3", ")", "GO", "BACK", "INPUT", "2, ", " how", "12"]
+    vocab = [
+        "click",
+        "[",
+        "blue",
+        " shirt",
+        "]",
+        "search",
+        "search[",
+        "[red",
+        " shoes",
+        "red",
+        "b",
+        "2",
+        "x",
+        "\n",
+        "]]",
+        "] ok",
+        None,
+        "CLICK",
+        "(",
+        "3",
+        ")",
+        "GO",
+        "BACK",
+        "INPUT",
+        "2, ",
+        " how",
+        "12",
+    ]
     index = VocabIndex(vocab)
     assert _greedy(index, WEB, ["search[", "red", " shoes", "]"]) == "search[red shoes]"
     assert _greedy(index, WEB, ["search", "[red", "]"]) == "search[red]"  # a token across the template's prefix
@@ -143,8 +177,9 @@ class ScriptedLLM(LLM):
         self.calls: list[dict] = []
         self.supports_constraint = supports_constraint
 
-    def generate(self, prompt, *, max_tokens=128, stop=None, temperature=0.0, seed=None, response_prefix="",
-                 constraint=None) -> Completion:
+    def generate(
+        self, prompt, *, max_tokens=128, stop=None, temperature=0.0, seed=None, response_prefix="", constraint=None
+    ) -> Completion:
         self.calls.append({"response_prefix": response_prefix, "constraint": constraint, "stop": stop})
         return Completion(self.replies.pop(0), 10, 3, 0.0, "stop")
 
@@ -248,9 +283,12 @@ WEBSHOP, WIKIHOW = ("rlem_gym/WebShop-v0", "webshop"), ("rlem_gym/WikiHow-v0", "
     ("spec", "env", "agent_name"),
     [
         # the Rememberer on both envs and both local backends; each baseline once (the constraint code is shared)
-        ("smollm2", WEBSHOP, "rememberer"), ("smollm2", WIKIHOW, "rememberer"),
-        ("smollm2-gguf", WEBSHOP, "rememberer"), ("smollm2-gguf", WIKIHOW, "rememberer"),
-        ("smollm2", WIKIHOW, "react"), ("smollm2-gguf", WEBSHOP, "static"),
+        ("smollm2", WEBSHOP, "rememberer"),
+        ("smollm2", WIKIHOW, "rememberer"),
+        ("smollm2-gguf", WEBSHOP, "rememberer"),
+        ("smollm2-gguf", WIKIHOW, "rememberer"),
+        ("smollm2", WIKIHOW, "react"),
+        ("smollm2-gguf", WEBSHOP, "static"),
     ],
 )
 def test_real_model_constrained_episode_takes_only_valid_actions(spec, env, agent_name, shipped_llm_factory):

@@ -29,9 +29,16 @@ def _assert_same_weights(a, b) -> None:
 
 def _tiny_llama(tied: bool = True):
     """A real (randomly initialised) Llama causal LM, small enough to save in a blink."""
-    config = transformers.LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128,
-                                      tie_word_embeddings=tied)
+    config = transformers.LlamaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=128,
+        tie_word_embeddings=tied,
+    )
     torch.manual_seed(0)
     return transformers.LlamaForCausalLM(config).eval()
 
@@ -60,8 +67,9 @@ def test_the_first_load_fills_the_cache_and_a_load_from_it_is_bit_identical(hf_l
     else:  # a subprocess filled the cache first: dequantise the GGUF here to compare against
         assert hf_llm._w.origin == "cache"
         ref_tok = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        ref_model = transformers.AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
-                                                                      dtype=torch.float32)
+        ref_model = transformers.AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+        )
     model, tok = _load_dequantised(str(gguf.parent), gguf.name)
     assert getattr(model.config, "quantization_config", None) is None
     _assert_same_weights(model, ref_model)
@@ -71,7 +79,8 @@ def test_the_first_load_fills_the_cache_and_a_load_from_it_is_bit_identical(hf_l
         assert tok.encode(text) == ref_tok.encode(text), text
     chat = [{"role": "user", "content": "Buy a red mirror."}]
     assert tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) == ref_tok.apply_chat_template(
-        chat, tokenize=False, add_generation_prompt=True)
+        chat, tokenize=False, add_generation_prompt=True
+    )
     assert _eos_ids(model, tok) == _eos_ids(ref_model, ref_tok) == hf_llm._w.eos_ids
     assert _context_length(model.config, tok) == hf_llm.context_length == 8192
 

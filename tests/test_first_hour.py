@@ -27,8 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cli(*args: str, timeout: int = 300, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rlem_gym.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "rlem_gym.cli", *args], capture_output=True, text=True, timeout=timeout, **kw
+    )
 
 
 def _one_line(err: str) -> str:
@@ -43,8 +44,13 @@ class ToyEmbedder:
     name, dim = "toy-hash-8", 8
 
     def encode(self, texts):
-        rows = np.array([np.frombuffer(hashlib.sha256(t.encode()).digest()[:8], dtype=np.uint8) for t in texts],
-                        dtype=np.float32) + 1.0
+        rows = (
+            np.array(
+                [np.frombuffer(hashlib.sha256(t.encode()).digest()[:8], dtype=np.uint8) for t in texts],
+                dtype=np.float32,
+            )
+            + 1.0
+        )
         return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
@@ -71,7 +77,12 @@ def test_every_study_run_keeps_its_settings(run):
 def test_an_old_config_without_a_model_means_smollm2_and_free_decoding():
     old = {"config": {"env": "webshop", "agents": ["rememberer"], "llm": None}}
     cfg = BenchConfig.from_stored(old)
-    assert (cfg.llm, cfg.action_decoding, cfg.random_advice, cfg.exemplar_order) == ("smollm2", "free", False, "similarity")
+    assert (cfg.llm, cfg.action_decoding, cfg.random_advice, cfg.exemplar_order) == (
+        "smollm2",
+        "free",
+        False,
+        "similarity",
+    )
     new = {"config_version": 2, "config": BenchConfig(llm="x").to_dict()}
     assert BenchConfig.from_stored(new) == BenchConfig(llm="x")
 
@@ -94,8 +105,14 @@ def test_a_run_projected_past_an_hour_says_so_at_start(tmp_path):
         raise LLMError("no model here")
 
     said: list[str] = []
-    cfg = BenchConfig(llm="qwen2.5-coder-0.5b:gguf", test_split="test[0:50]", epochs=1, train_split="train[0:10]",
-                      out=str(tmp_path / "run"), progress=False)
+    cfg = BenchConfig(
+        llm="qwen2.5-coder-0.5b:gguf",
+        test_split="test[0:50]",
+        epochs=1,
+        train_split="train[0:10]",
+        out=str(tmp_path / "run"),
+        progress=False,
+    )
     with pytest.raises(RunError, match="no model here"):
         Runner(cfg, llm_factory=no_model, echo=said.append).run()
     assert any("projected to take" in s and "--dry-run" in s for s in said), said
@@ -131,8 +148,18 @@ def test_unwritable_html_report_is_one_line(tmp_path, capsys):
 
 
 def test_a_slice_past_the_split_is_refused(tmp_path, capsys):
-    rc = main(["bench", "--agents", "heuristic", "--test-split", "test[0:99999]", "--out", str(tmp_path / "r"),
-               "--no-progress"])
+    rc = main(
+        [
+            "bench",
+            "--agents",
+            "heuristic",
+            "--test-split",
+            "test[0:99999]",
+            "--out",
+            str(tmp_path / "r"),
+            "--no-progress",
+        ]
+    )
     assert rc == 2
     line = _one_line(capsys.readouterr().err)
     assert "'test[0:99999]' reaches past the end of 'test', which has 100 tasks" in line and "test[0:100]" in line
@@ -177,8 +204,20 @@ def test_memory_inspect_refuses_corrupted_vectors(tmp_path, capsys):
 # ------------------------------------------------------------------------------------ loose ends
 def test_a_model_that_does_not_load_leaves_no_run_folder(tmp_path):
     out = tmp_path / "runs" / "r"
-    proc = _cli("bench", "--agents", "react", "--epochs", "0", "--test-split", "test[0:1]",
-                "--llm", "gguf:/nonexistent/model.gguf", "--out", str(out), "--no-progress")
+    proc = _cli(
+        "bench",
+        "--agents",
+        "react",
+        "--epochs",
+        "0",
+        "--test-split",
+        "test[0:1]",
+        "--llm",
+        "gguf:/nonexistent/model.gguf",
+        "--out",
+        str(out),
+        "--no-progress",
+    )
     assert proc.returncode == 2
     line = _one_line(proc.stderr)
     assert "cannot load the model 'gguf:/nonexistent/model.gguf'" in line and "pass another --llm" in line
@@ -188,8 +227,15 @@ def test_a_model_that_does_not_load_leaves_no_run_folder(tmp_path):
 def test_plot_of_a_run_with_no_episode_is_refused(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.json").write_text(json.dumps({"config_version": 2, "config": BenchConfig().to_dict(),
-                                                 "splits": {"test": {"spec": "test", "tasks": ["goal 0"]}}}))
+    (run / "config.json").write_text(
+        json.dumps(
+            {
+                "config_version": 2,
+                "config": BenchConfig().to_dict(),
+                "splits": {"test": {"spec": "test", "tasks": ["goal 0"]}},
+            }
+        )
+    )
     assert main(["plot", str(run)]) == 2
     assert "has no finished episode yet" in _one_line(capsys.readouterr().err)
     assert not (run / "results.md").exists()
@@ -212,9 +258,26 @@ def test_memory_inspect_on_a_run_folder_points_at_its_memory(tmp_path, capsys):
 
 def test_sigterm_exits_143_and_the_run_resumes(tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "rlem_gym.cli", "bench", "--agents", "heuristic,oracle",
-                             "--seeds", "0,1,2,3", "--test-split", "test", "--out", str(out), "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rlem_gym.cli",
+            "bench",
+            "--agents",
+            "heuristic,oracle",
+            "--seeds",
+            "0,1,2,3",
+            "--test-split",
+            "test",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not any((out / "records").glob("*.json")):
         time.sleep(0.2)

@@ -106,8 +106,9 @@ class ScriptedLLM(LLM):
         self.supports_constraint = supports_constraint
         self.calls: list[dict] = []
 
-    def generate(self, prompt, *, max_tokens=128, stop=None, temperature=0.0, seed=None, response_prefix="",
-                 constraint=None):
+    def generate(
+        self, prompt, *, max_tokens=128, stop=None, temperature=0.0, seed=None, response_prefix="", constraint=None
+    ):
         self.calls.append({"prompt": prompt, "prefix": response_prefix, "constraint": constraint})
         text = self.replies[min(len(self.calls) - 1, len(self.replies) - 1)]
         return Completion(text, self.count_tokens(prompt), self.count_tokens(text), 0.0, "stop")
@@ -229,8 +230,11 @@ def test_memory_key_task_from_the_first_observation_when_info_names_none():
 
 
 def test_memory_key_from_a_dict_observation_with_its_text_rendering():
-    adapter = GenericAdapter(task_keys=("mission",), observation=lambda obs, info: f"You see {obs['view']}.",
-                             action_names=["forward", "left"])
+    adapter = GenericAdapter(
+        task_keys=("mission",),
+        observation=lambda obs, info: f"You see {obs['view']}.",
+        action_names=["forward", "left"],
+    )
     obs = {"mission": "go to the red ball", "view": "a wall"}
     assert adapter.memory_key(obs, {}) == ("go to the red ball", "You see a wall.", "")
     adapter = GenericAdapter(task=lambda obs, info: "my own task", action_names=["forward"])
@@ -336,14 +340,21 @@ def test_react_shows_the_task_and_the_listed_actions():
 def test_keywords_override_each_piece():
     env = KeyRoomEnv()
     exemplar = Exemplar(PromptInput("find gold", "A cave.", available_actions=("dig",)))
-    adapter = GenericAdapter(env, description="I play a tiny text adventure.", react_example="EXAMPLE",
-                             exemplars=[exemplar], noop_action="wait", name="keyroom")
+    adapter = GenericAdapter(
+        env,
+        description="I play a tiny text adventure.",
+        react_example="EXAMPLE",
+        exemplars=[exemplar],
+        noop_action="wait",
+        name="keyroom",
+    )
     assert adapter.preamble.startswith("I play a tiny text adventure.") and "Available Actions" in adapter.preamble
     assert adapter.react_preamble.startswith("I play a tiny text adventure.") and "think[" in adapter.react_preamble
     assert adapter.react_example() == "EXAMPLE" and adapter.default_exemplars() == [exemplar]
     assert adapter.fallback("", {}, "noop", np.random.default_rng(0)) == "wait" and adapter.name == "keyroom"
-    agent = make_agent("rememberer", ScriptedLLM(["look"]), env=env, preamble="MY PREAMBLE", k=1,
-                       obs_feature=lambda text: "same")
+    agent = make_agent(
+        "rememberer", ScriptedLLM(["look"]), env=env, preamble="MY PREAMBLE", k=1, obs_feature=lambda text: "same"
+    )
     assert agent.adapter.preamble == "MY PREAMBLE" and agent.k == 1
     assert agent.memory.matcher.obs_feature(MemoryKey("a", "b")) == "same"
     react = make_agent("react", ScriptedLLM(["look"]), env=env, react_preamble="RP", react_example="RE")
@@ -428,8 +439,10 @@ def test_real_model_drives_all_three_agents_through_the_generic_adapter(which):
     llm = _real_llm(which)
     try:
         env = KeyRoomEnv()
-        agents = {name: make_agent(name, llm, env=env, action_decoding="constrained", max_tokens=48)
-                  for name in ("rememberer", "react", "static")}
+        agents = {
+            name: make_agent(name, llm, env=env, action_decoding="constrained", max_tokens=48)
+            for name in ("rememberer", "react", "static")
+        }
         agents["rememberer"].train()
         for name, agent in agents.items():
             obs, info = env.reset(seed=0)

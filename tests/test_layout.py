@@ -136,10 +136,25 @@ def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_memory_is_a_package_with_the_documented_api():
     import rlem_gym.memory as memory
 
-    for name in ("ExperienceMemory", "MemoryFormatError", "EmbedderMismatchError", "import_official_pool", "MemoryKey", "ActionStats"):
+    for name in (
+        "ExperienceMemory",
+        "MemoryFormatError",
+        "EmbedderMismatchError",
+        "import_official_pool",
+        "MemoryKey",
+        "ActionStats",
+    ):
         assert hasattr(memory, name), name
     assert {p.stem for p in MEMORY.glob("*.py")} >= {
-        "core", "records", "qlearning", "similarity", "index", "embeddings", "persistence", "pool_import", "inspect"
+        "core",
+        "records",
+        "qlearning",
+        "similarity",
+        "index",
+        "embeddings",
+        "persistence",
+        "pool_import",
+        "inspect",
     }
 
 
@@ -154,8 +169,13 @@ def test_no_import_cycle_among_memory_modules():
 
 def test_no_import_cycle_in_the_package():
     modules = _package_modules()
-    assert {"rlem_gym.models", "rlem_gym.llm.factory", "rlem_gym.agents.rememberer",
-            "rlem_gym.envs.webshop.env", "rlem_gym.benchmarks.runner"} <= set(modules)
+    assert {
+        "rlem_gym.models",
+        "rlem_gym.llm.factory",
+        "rlem_gym.agents.rememberer",
+        "rlem_gym.envs.webshop.env",
+        "rlem_gym.benchmarks.runner",
+    } <= set(modules)
     graph = {name: _import_edges(name, path, modules) for name, path in modules.items()}
     assert "rlem_gym.models" in graph["rlem_gym.llm.factory"]  # the LLM layer uses the model zoo, not the reverse
     cycle = _find_cycle(graph)
@@ -177,8 +197,11 @@ def test_no_private_name_is_imported_from_another_package():
                 if names and theirs != mine:
                     bad.append(f"{name} imports {', '.join(names)} from {node.module}")
             elif isinstance(node, ast.Import):
-                bad += [f"{name} imports {a.name}" for a in node.names
-                        if a.name.split(".")[0] == "rlem_gym" and any(map(_is_private, a.name.split(".")))]
+                bad += [
+                    f"{name} imports {a.name}"
+                    for a in node.names
+                    if a.name.split(".")[0] == "rlem_gym" and any(map(_is_private, a.name.split(".")))
+                ]
     assert not bad, "\n".join(bad)
 
 

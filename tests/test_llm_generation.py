@@ -214,8 +214,11 @@ def test_constrained_greedy_output_warm_equals_cold(llm):
     """Every optimisation on (KV prefix reuse, constrained decoding's token mask) gives the cold run's greedy output."""
     from rlem_gym.llm.constraint import ActionConstraint
 
-    constraint = ActionConstraint(("click[black running shoes]", "click[purple wool scarf]", "click[back to search]"),
-                                  (("search[", "]"),), forbid="[")
+    constraint = ActionConstraint(
+        ("click[black running shoes]", "click[purple wool scarf]", "click[back to search]"),
+        (("search[", "]"),),
+        forbid="[",
+    )
     step_a = PREAMBLE + "Goal: buy a purple wool scarf. Action:"
     step_b = PREAMBLE + "Goal: buy black running shoes size 9. Action:"
     llm.generate(step_a, max_tokens=8)

@@ -30,7 +30,10 @@ from rlem_gym.llm.base import find_stop
 from rlem_gym.llm.chat_template import ChatTemplate
 from rlem_gym.llm.constraint import ActionConstraint
 from rlem_gym.llm.openai_http import (
-    LLAMA_CPP_PLAIN_SAMPLING, OpenAICompatBackend, prefixed_grammar, prefixed_regex,
+    LLAMA_CPP_PLAIN_SAMPLING,
+    OpenAICompatBackend,
+    prefixed_grammar,
+    prefixed_regex,
 )
 
 
@@ -61,15 +64,19 @@ KINDS = {
     # llama-cpp-python's server: its chat formatter always opens a new assistant turn; GBNF grammar
     "llama-cpp-python": dict(native_prefill=False, continue_flags=False, grammar=True, regex_field=None, strict=False),
     # vLLM >= 0.10: continue_final_message, structured_outputs.regex
-    "vllm": dict(native_prefill=False, continue_flags=True, grammar=False, regex_field="structured_outputs",
-                 strict=False),
+    "vllm": dict(
+        native_prefill=False, continue_flags=True, grammar=False, regex_field="structured_outputs", strict=False
+    ),
     # older vLLM: continue_final_message, guided_regex
-    "vllm-old": dict(native_prefill=False, continue_flags=True, grammar=False, regex_field="guided_regex",
-                     strict=False),
+    "vllm-old": dict(
+        native_prefill=False, continue_flags=True, grammar=False, regex_field="guided_regex", strict=False
+    ),
 }
 STANDARD_FIELDS = {"model", "max_tokens", "temperature", "messages", "prompt", "stop", "seed"}
-PROPS_TEMPLATE = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>\n{% endfor %}" \
-                 "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+PROPS_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
 
 
 def _chat_prompt_tokens(messages: list[dict], continued: bool) -> int:
@@ -376,14 +383,18 @@ def kind_server(request):
     srv.close()
 
 
-@pytest.mark.parametrize("kind_server,prefill,guided", [
-    ("plain", "none", "none"),
-    ("strict", "none", "none"),
-    ("llama-server", "assistant", "grammar"),
-    ("llama-cpp-python", "guided", "grammar"),
-    ("vllm", "continue", "regex"),
-    ("vllm-old", "continue", "guided_regex"),
-], indirect=["kind_server"])
+@pytest.mark.parametrize(
+    "kind_server,prefill,guided",
+    [
+        ("plain", "none", "none"),
+        ("strict", "none", "none"),
+        ("llama-server", "assistant", "grammar"),
+        ("llama-cpp-python", "guided", "grammar"),
+        ("vllm", "continue", "regex"),
+        ("vllm-old", "continue", "guided_regex"),
+    ],
+    indirect=["kind_server"],
+)
 def test_auto_detects_what_each_server_kind_supports(kind_server, prefill, guided, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     llm = make_llm(f"openai:{kind_server.url}#m")
@@ -408,13 +419,19 @@ def test_assistant_prefill_sends_a_trailing_assistant_message(kind_server):
         warnings.simplefilter("error")
         out = llm.generate("find shoes\n", max_tokens=5, stop=["\n\n"], response_prefix=CUE)
     body = kind_server.requests[-1]["body"]
-    assert body["messages"] == [{"role": "system", "content": "sys"}, {"role": "user", "content": "find shoes\n"},
-                                {"role": "assistant", "content": CUE}]
+    assert body["messages"] == [
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": "find shoes\n"},
+        {"role": "assistant", "content": CUE},
+    ]
     # a llama.cpp server: plain sampling as the local backends decode (extra_body would override it)
     assert set(body) == {"model", "max_tokens", "temperature", "messages", "stop", *LLAMA_CPP_PLAIN_SAMPLING}
     assert body["repeat_penalty"] == 1.0 and llm.capabilities["sampling"] == LLAMA_CPP_PLAIN_SAMPLING
     assert _chat(kind_server, extra_body={"repeat_penalty": 1.1}).capabilities["sampling"] == {
-        "top_k": 0, "min_p": 0.0, "top_p": 1.0}
+        "top_k": 0,
+        "min_p": 0.0,
+        "top_p": 1.0,
+    }
     assert out.text == "echo Encouraged:"  # the fake echoes the message it continues
     # constrained: the grammar is the action's alone, the cue being prefilled already; no stop strings
     kind_server.guided_candidates = ["click[blue shirt]"]
@@ -453,8 +470,10 @@ def test_guided_prefill_forces_the_cue_by_grammar(kind_server):
     body = kind_server.requests[-1]["body"]
     assert body["messages"] == [{"role": "user", "content": "find shoes"}]
     assert body["grammar"] == prefixed_grammar(CUE, None, cue_ids)
-    assert body["grammar"] == "root ::= <[69]> <[110]> <[99]> <[111]> <[117]> <[114]> <[97]> <[103]> <[101]> <[100]> " \
-                              "<[58]> <[10]> rest\nrest ::= [^\\x00]*\n"
+    assert (
+        body["grammar"] == "root ::= <[69]> <[110]> <[99]> <[111]> <[117]> <[114]> <[97]> <[103]> <[101]> <[100]> "
+        "<[58]> <[10]> rest\nrest ::= [^\\x00]*\n"
+    )
     assert body["stop"] == ["zzz"]  # "\n\n" could match across the cue's end, ":" inside it: left to the client
     assert body["max_tokens"] == 5 + len(cue_ids)  # the cue's tokens generated on top
     assert out.text == " echo find shoes"  # the cue cut, the rest free
@@ -491,7 +510,9 @@ def test_no_prefill_no_guided_warns_once_and_records(kind_server):
         for _ in range(2):
             out = llm.generate("find shoes", max_tokens=9, stop=["shoes"], response_prefix=CUE, constraint=ACTIONS)
     assert sorted(str(w.message).split(": ", 1)[1][:30] for w in record) == [
-        "the server continues no assist", "the server has no guided decod"]
+        "the server continues no assist",
+        "the server has no guided decod",
+    ]
     caps = llm.capabilities
     assert (caps["prefill"], caps["guided"], len(caps["warnings"])) == ("none", "none", 2)
     body = kind_server.requests[-1]["body"]
@@ -510,13 +531,21 @@ def test_completions_prefill_with_the_gguf_template(server, monkeypatch):
     out = llm.generate("find shoes", max_tokens=40, stop=["\n\n"], response_prefix=CUE)
     req = server.requests[-1]
     assert req["path"] == "/v1/completions" and len(server.requests) == 1  # nothing probed
-    expected = ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
-                "<|im_start|>user\nfind shoes<|im_end|>\n<|im_start|>assistant\n" + CUE)
+    expected = (
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+        "<|im_start|>user\nfind shoes<|im_end|>\n<|im_start|>assistant\n" + CUE
+    )
     assert req["body"]["prompt"] == expected == llm.prompt_text("find shoes", CUE)
     assert req["body"]["stop"] == ["<|im_end|>", "\n\n"]  # the template's end of turn first
     assert out.text.startswith("echo <|im_start|>system")  # the fake echoes the prompt; the stop cut it
-    assert llm.capabilities == {"endpoint": "chat", "prefill": "completions", "guided": "none",
-                                "template": str(gguf), "detected": [], "warnings": []}
+    assert llm.capabilities == {
+        "endpoint": "chat",
+        "prefill": "completions",
+        "guided": "none",
+        "template": str(gguf),
+        "detected": [],
+        "warnings": [],
+    }
     tmpl = ChatTemplate.from_gguf(gguf)
     assert (tmpl.bos_token, tmpl.eos_token, tmpl.adds_bos) == ("<|im_start|>", "<|im_end|>", False)
 
@@ -537,8 +566,10 @@ def test_model_named_by_its_gguf_path_gives_the_template(server, monkeypatch):
 def test_chat_template_rendering_and_bos(tmp_path):
     """Jinja templates render as transformers renders them; a BOS the server adds itself is not doubled."""
     jinja = tmp_path / "t.jinja"
-    jinja.write_text("{{ bos_token }}{% for m in messages %}[{{ m['role'] }}] {{ m['content'] | tojson }}\n"
-                     "{% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}")
+    jinja.write_text(
+        "{{ bos_token }}{% for m in messages %}[{{ m['role'] }}] {{ m['content'] | tojson }}\n"
+        "{% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}"
+    )
     tmpl = ChatTemplate(template=jinja.read_text(), bos_token="<s>", adds_bos=True)
     msgs = [{"role": "user", "content": "héllo"}]
     assert tmpl.render(msgs) == '[user] "héllo"\n[assistant] '  # BOS left to the server, non-ASCII kept
@@ -614,8 +645,23 @@ def llama_server(tmp_path_factory):
     from rlem_gym.models import smollm2_gguf_path
 
     port = _free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf_path()), "--model_alias", "smollm2",
-           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", str(os.cpu_count() or 1)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(smollm2_gguf_path()),
+        "--model_alias",
+        "smollm2",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "2048",
+        "--n_threads",
+        str(os.cpu_count() or 1),
+    ]
     log = tmp_path_factory.mktemp("llama_server") / "server.log"
     log_file = open(log, "w")  # a file, not a pipe: the server logs ~200 kB at start-up
     proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, text=True)
@@ -675,10 +721,17 @@ def _webshop_advice_prompt(llm):
     finally:
         env.close()
     task, observation, instruction = ws.memory_key(obs, info)
-    query = PromptInput(task=task, observation=observation, instruction=instruction,
-                        available_actions=ws.available_actions(info))
-    built = build_advice_prompt(llm, preamble=ws.preamble, render_input=ws.render_input,
-                                exemplars=ws.default_exemplars(), query=query, budget=prompt_budget(llm, 48))
+    query = PromptInput(
+        task=task, observation=observation, instruction=instruction, available_actions=ws.available_actions(info)
+    )
+    built = build_advice_prompt(
+        llm,
+        preamble=ws.preamble,
+        render_input=ws.render_input,
+        exemplars=ws.default_exemplars(),
+        query=query,
+        budget=prompt_budget(llm, 48),
+    )
     return ws, built
 
 

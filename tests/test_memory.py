@@ -13,7 +13,7 @@ from rlem_gym.memory import ActionStats, ExperienceMemory, MemoryKey, Retrieved
 from rlem_gym.memory.similarity import WebShopMatcher, WikiHowMatcher
 from rlem_gym.trajectory import Step
 
-TASK = "Search an article to learn how to hide gauges.\nThen, access the article \"How to Hide Gauges\""
+TASK = 'Search an article to learn how to hide gauges.\nThen, access the article "How to Hide Gauges"'
 
 
 def episode(rewards=(0.0, 0.0, 1.0), obs=("A", "B", "C"), actions=("a0", "b0", "c0"), reasons=("", "", "")):
@@ -213,7 +213,11 @@ TASKS = {
 
 def test_wikihow_retrieval_finds_the_right_record_among_distractors():
     m = mem()
-    instrs = ['Access the article "How to Hide Gauges"', "Check the author page of Trudi Griffin, LPC, MS.", "Check the reference list"]
+    instrs = [
+        'Access the article "How to Hide Gauges"',
+        "Check the author page of Trudi Griffin, LPC, MS.",
+        "Check the reference list",
+    ]
     for name, task in TASKS.items():
         for i, ins in enumerate(instrs):
             m.update(task, [Step(f"<screen {name} {i}>", f"CLICK({i})", 1.0, instruction=ins)])
@@ -242,7 +246,14 @@ GOALS = [
 def test_webshop_retrieval_finds_the_right_record_among_distractors(minilm, page_kind):
     m = ExperienceMemory(WebShopMatcher(minilm, page_kind))
     for g in GOALS:
-        m.update(g, [Step("search page", "search[x]", 0.0), Step(f"results for {g}", "click[b0]", 0.0), Step(f"item {g}", "click[buy now]", 1.0)])
+        m.update(
+            g,
+            [
+                Step("search page", "search[x]", 0.0),
+                Step(f"results for {g}", "click[b0]", 0.0),
+                Step(f"item {g}", "click[buy now]", 1.0),
+            ],
+        )
     hits = m.retrieve("looking for a usb microphone that cancels noise", "results page 1", k=2)
     assert hits[0].record.key == MemoryKey(GOALS[1], f"results for {GOALS[1]}")
     assert hits[0].obs_score == 1.0 and hits[0].task_score > 0.5

@@ -22,7 +22,9 @@ from rlem_gym.trajectory import Step
 
 DATA = Path(__file__).parent / "data"
 POOL = DATA / "init_pool5.q.yaml"
-SHARED_POOLS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wikihow" / "rememberer" / "history-pools"
+SHARED_POOLS = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wikihow" / "rememberer" / "history-pools"
+)
 
 
 class Renamed:
@@ -37,15 +39,33 @@ class Renamed:
 
 def wikihow_memory(**kw) -> ExperienceMemory:
     m = ExperienceMemory(WikiHowMatcher(instruction_pattern), **kw)
-    m.update("task one", [Step("s1", "CLICK(1)", 0.0, reason="open it", instruction='Access the article "How to A"'), Step("s2", "GOBACK", 1.0)])
-    m.update("task two", [Step("s3", "SCROLL(DOWN)", -1.0, last_actions=("CLICK(1)",), last_reward=1.0, total_reward=1.0)])
+    m.update(
+        "task one",
+        [
+            Step("s1", "CLICK(1)", 0.0, reason="open it", instruction='Access the article "How to A"'),
+            Step("s2", "GOBACK", 1.0),
+        ],
+    )
+    m.update(
+        "task two", [Step("s3", "SCROLL(DOWN)", -1.0, last_actions=("CLICK(1)",), last_reward=1.0, total_reward=1.0)]
+    )
     return m
 
 
 def snapshot(m: ExperienceMemory):
     return [
-        (r.id, r.key, r.visits, r.inserted_at, r.last_actions, r.last_reward, r.total_reward, r.available_actions, r.feature,
-         [(a, s.q, s.visits, s.last_reward, s.reason) for a, s in r.actions.items()])
+        (
+            r.id,
+            r.key,
+            r.visits,
+            r.inserted_at,
+            r.last_actions,
+            r.last_reward,
+            r.total_reward,
+            r.available_actions,
+            r.feature,
+            [(a, s.q, s.visits, s.last_reward, s.reason) for a, s in r.actions.items()],
+        )
         for r in m.records()
     ]
 
@@ -69,7 +89,9 @@ def test_round_trip_wikihow(tmp_path):
 
 def test_round_trip_webshop_reuses_vectors_and_refuses_another_embedder(minilm, page_kind, tmp_path):
     m = ExperienceMemory(WebShopMatcher(minilm, page_kind))
-    m.update("i want red running shoes", [Step("search p", "search[red shoes]", 0.0), Step("results p", "click[b1]", 1.0)])
+    m.update(
+        "i want red running shoes", [Step("search p", "search[red shoes]", 0.0), Step("results p", "click[b1]", 1.0)]
+    )
     m.update("a usb microphone", [Step("search p", "search[mic]", 0.0)])
     m.save(tmp_path / "mem")
     files = sorted(p.name for p in (tmp_path / "mem").iterdir())
@@ -231,7 +253,11 @@ def test_import_shipped_official_pool():
     hits = m.retrieve(second.key.task, "<screen>", "Check the author page of Ashley Adams.", k=2)
     assert hits[0].record is second and hits[0].obs_score == 1.0 and hits[0].task_score == 1.0
     # importing into an existing memory merges (visit-weighted)
-    m2 = import_official_pool(POOL, WikiHowMatcher(instruction_pattern), memory=import_official_pool(POOL, WikiHowMatcher(instruction_pattern)))
+    m2 = import_official_pool(
+        POOL,
+        WikiHowMatcher(instruction_pattern),
+        memory=import_official_pool(POOL, WikiHowMatcher(instruction_pattern)),
+    )
     assert len(m2) == 2 and m2.records()[0].actions["INPUT(2, bypass youtube's regional filter)"].visits == 2
 
 
@@ -267,7 +293,9 @@ def test_load_with_a_smaller_action_capacity_trims_the_tables(tmp_path):
     assert all(len(t) == 4 for t in m.records()[0].tables)
     m.save(tmp_path / "mem")
     for double_q in (True, False):
-        loaded = ExperienceMemory.load(tmp_path / "mem", WikiHowMatcher(instruction_pattern), action_capacity=2, double_q=double_q)
+        loaded = ExperienceMemory.load(
+            tmp_path / "mem", WikiHowMatcher(instruction_pattern), action_capacity=2, double_q=double_q
+        )
         rec = loaded.records()[0]
         assert set(rec.actions) == {"a1", "a4"}  # the two lowest |Q| are dropped
         assert all(len(t) <= 2 for t in rec.tables or [rec.actions])

@@ -45,9 +45,18 @@ def _make_parts(site: Path, sizes: tuple[int, ...] = (3000, 1, 70_000)) -> tuple
 
 def _model(parts: list[Part], blobs: list[bytes], **changes) -> ZooModel:
     whole = b"".join(blobs)
-    fields = dict(name="toy", title="Toy-Instruct", hf_id="toy/Toy-Instruct", params="1K", quant="Q4_K_M",
-                  extra="toy", file_name="toy.gguf", size=len(whole), sha256=hashlib.sha256(whole).hexdigest(),
-                  parts=tuple(parts))
+    fields = dict(
+        name="toy",
+        title="Toy-Instruct",
+        hf_id="toy/Toy-Instruct",
+        params="1K",
+        quant="Q4_K_M",
+        extra="toy",
+        file_name="toy.gguf",
+        size=len(whole),
+        sha256=hashlib.sha256(whole).hexdigest(),
+        parts=tuple(parts),
+    )
     fields.update(changes)
     return ZooModel(**fields)
 
@@ -87,10 +96,13 @@ def test_parts_out_of_order_fail_the_hash(toy):
     assert not (cache / "toy.gguf").exists() and not list(cache.glob("*.tmp"))
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"size_delta": 1}, "bytes, expected"),
-    ({"sha256": "0" * 64}, "SHA-256"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"size_delta": 1}, "bytes, expected"),
+        ({"sha256": "0" * 64}, "SHA-256"),
+    ],
+)
 def test_size_or_hash_mismatch_raises_and_keeps_nothing(toy, change, message):
     model, _, cache = toy
     if "size_delta" in change:
@@ -177,8 +189,13 @@ def test_a_killed_assembly_leaves_no_file(toy):
     model, blobs, cache = toy
     spec = {**model.__dict__, "parts": [list(p.__dict__.values()) for p in model.parts]}
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, json.dumps(spec), str(cache)], env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, json.dumps(spec), str(cache)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert not (cache / "toy.gguf").exists() and not (cache / "toy.gguf.verified.json").exists()
     stale = list(cache.glob(".toy.gguf.*.tmp"))
@@ -198,6 +215,7 @@ def _gguf_strings(path: Path, keys: tuple[str, ...]) -> dict[str, str]:
     scalar = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
     found: dict[str, str] = {}
     with open(path, "rb") as fh:
+
         def num(fmt: str) -> int:
             return struct.unpack("<" + fmt, fh.read(struct.calcsize(fmt)))[0]
 
@@ -272,7 +290,10 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     assert models.model_cache_dir() == tmp_path / "xdg" / "rlem-gym" / "models"
     monkeypatch.setenv(models.CACHE_ENV, str(tmp_path / "mine"))
     assert models.model_cache_dir() == tmp_path / "mine" / "models"
-    assert ZOO["qwen2.5-coder-0.5b"].cached_file() == tmp_path / "mine" / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+    assert (
+        ZOO["qwen2.5-coder-0.5b"].cached_file()
+        == tmp_path / "mine" / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+    )
 
 
 def test_one_variable_moves_every_cache(monkeypatch, tmp_path):
@@ -335,8 +356,16 @@ def test_bare_zoo_name_uses_hf_without_llama_cpp(no_llama_cpp, recorded):
 
     assert resolve_zoo_spec("qwen2.5-coder-0.5b") == (ZOO["qwen2.5-coder-0.5b"], "hf")
     make_llm("qwen2.5-coder-0.5b")
-    assert recorded == [("hf", "/zoo", {"gguf_file": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-                                        "name": "hf:Qwen/Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF, dequantised)"})]
+    assert recorded == [
+        (
+            "hf",
+            "/zoo",
+            {
+                "gguf_file": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+                "name": "hf:Qwen/Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF, dequantised)",
+            },
+        )
+    ]
 
 
 def test_bare_zoo_name_uses_llama_cpp_when_importable(fake_llama_cpp, recorded):
@@ -345,12 +374,25 @@ def test_bare_zoo_name_uses_llama_cpp_when_importable(fake_llama_cpp, recorded):
 
     assert llama_cpp_available() is True
     make_llm("Qwen2.5-Coder-1.5B", n_threads=2)
-    assert recorded == [("gguf", "/zoo/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-                         {"n_threads": 2, "name": "gguf:Qwen/Qwen2.5-Coder-1.5B-Instruct (Q4_K_M)"})]
+    assert recorded == [
+        (
+            "gguf",
+            "/zoo/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+            {"n_threads": 2, "name": "gguf:Qwen/Qwen2.5-Coder-1.5B-Instruct (Q4_K_M)"},
+        )
+    ]
 
 
-@pytest.mark.parametrize("spec, backend", [("qwen2.5-coder-0.5b:hf", "hf"), ("qwen2.5-coder-0.5b:gguf", "gguf"),
-                                           ("smollm2-135m:HF", "hf"), ("smollm2", "hf"), ("smollm2-gguf", "gguf")])
+@pytest.mark.parametrize(
+    "spec, backend",
+    [
+        ("qwen2.5-coder-0.5b:hf", "hf"),
+        ("qwen2.5-coder-0.5b:gguf", "gguf"),
+        ("smollm2-135m:HF", "hf"),
+        ("smollm2", "hf"),
+        ("smollm2-gguf", "gguf"),
+    ],
+)
 def test_suffix_and_aliases_force_the_backend(fake_llama_cpp, recorded, spec, backend):
     from rlem_gym.llm import make_llm
 
@@ -363,8 +405,10 @@ def test_todays_smollm2_names_are_unchanged(fake_llama_cpp, recorded):
 
     make_llm("smollm2")
     make_llm("smollm2-gguf")
-    assert [kw["name"] for *_, kw in recorded] == ["hf:HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised)",
-                                                   "gguf:HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1)"]
+    assert [kw["name"] for *_, kw in recorded] == [
+        "hf:HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised)",
+        "gguf:HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1)",
+    ]
 
 
 def test_forced_gguf_without_llama_cpp_fails_before_assembling(no_llama_cpp, monkeypatch):
@@ -389,10 +433,21 @@ def test_bad_zoo_suffix_and_unknown_names(recorded):
 # ----------------------------------------------------------------------------- rlem-gym models
 @pytest.fixture
 def speeds_file(tmp_path, monkeypatch):
-    data = {"command": "python -m rlem_gym.benchmarks.perf.bench_llm --zoo --reps 3",
-            "settings": {"prefill_tokens": 512, "decode_tokens": 64, "reps": 3},
-            "models": {"qwen2.5-coder-0.5b": {"gguf": {"prefill_tok_s": 321.4, "decode_tok_s": 45.6, "rss_mb": 612,
-                                                       "machine": "2-core test box", "date": "2026-01-02"}}}}
+    data = {
+        "command": "python -m rlem_gym.benchmarks.perf.bench_llm --zoo --reps 3",
+        "settings": {"prefill_tokens": 512, "decode_tokens": 64, "reps": 3},
+        "models": {
+            "qwen2.5-coder-0.5b": {
+                "gguf": {
+                    "prefill_tok_s": 321.4,
+                    "decode_tok_s": 45.6,
+                    "rss_mb": 612,
+                    "machine": "2-core test box",
+                    "date": "2026-01-02",
+                }
+            }
+        },
+    }
     path = tmp_path / "zoo_speeds.json"
     path.write_text(json.dumps(data))
     monkeypatch.setattr(models, "ZOO_SPEEDS_PATH", path)
@@ -404,8 +459,13 @@ def test_models_command_lists_the_zoo(tmp_path, monkeypatch, capsys, speeds_file
     site.mkdir()
     parts, blobs = _make_parts(site, (10, 20))
     monkeypatch.syspath_prepend(str(site))
-    absent = _model([Part("not-a-real-zoo-part1", "9.9", "not_a_real_zoo_part1", "data/part01.bin")], [b"x"],
-                    name="absent-model", extra="absent", sha256=None)
+    absent = _model(
+        [Part("not-a-real-zoo-part1", "9.9", "not_a_real_zoo_part1", "data/part01.bin")],
+        [b"x"],
+        name="absent-model",
+        extra="absent",
+        sha256=None,
+    )
     monkeypatch.setitem(ZOO, "toy", _model(parts, blobs))
     monkeypatch.setitem(ZOO, "absent-model", absent)
     monkeypatch.setenv(models.CACHE_ENV, str(tmp_path / "cache"))
@@ -448,9 +508,10 @@ def test_shipped_speeds_name_zoo_models_and_machines():
 @pytest.fixture
 def installed(monkeypatch):
     """Say which zoo models are installed: ``installed({"qwen2.5-coder-1.5b"})``."""
+
     def set_installed(names):
-        monkeypatch.setattr(ZooModel, "missing_parts",
-                            lambda self: [] if self.name in names else list(self.parts))
+        monkeypatch.setattr(ZooModel, "missing_parts", lambda self: [] if self.name in names else list(self.parts))
+
     return set_installed
 
 
@@ -481,5 +542,8 @@ def test_default_model_names_its_fallback_or_what_to_install(no_llama_cpp, insta
     assert spec.startswith("qwen2.5-coder-0.5b") and "no zoo model that can act" in note
     monkeypatch.setattr(Part, "locate", lambda self: None)  # no part package, and an empty cache
     monkeypatch.setenv(models.CACHE_ENV, str(tmp_path))
-    with pytest.warns(UserWarning, match="no zoo model that can act"), pytest.raises(ModelNotFoundError, match="pip install"):
+    with (
+        pytest.warns(UserWarning, match="no zoo model that can act"),
+        pytest.raises(ModelNotFoundError, match="pip install"),
+    ):
         make_llm()

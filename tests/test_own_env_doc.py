@@ -31,8 +31,9 @@ class GoalReadingLLM(LLM):
     def __init__(self):
         self.calls = 0
 
-    def generate(self, prompt, *, max_tokens=128, stop=None, temperature=0.0, seed=None, response_prefix="",
-                 constraint=None):
+    def generate(
+        self, prompt, *, max_tokens=128, stop=None, temperature=0.0, seed=None, response_prefix="", constraint=None
+    ):
         self.calls += 1
         if constraint is None:
             return Completion(" -> 1.0 The goal names this door.", 10, 5, 0.0, "stop")
@@ -61,8 +62,9 @@ def test_the_example_trains_the_rememberer_on_its_env(monkeypatch, tmp_path):
     assert all(max(s.q for s in r.actions.values()) == 1.0 for r in saved.records())
 
 
-@pytest.mark.skipif(importlib.util.find_spec("textworld") is None,
-                    reason="TextWorld is not installed (pip install rlem-gym[textworld])")
+@pytest.mark.skipif(
+    importlib.util.find_spec("textworld") is None, reason="TextWorld is not installed (pip install rlem-gym[textworld])"
+)
 def test_the_textworld_snippet_builds_its_agent(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     namespace = {"llm": GoalReadingLLM()}

@@ -14,9 +14,16 @@ from rlem_gym.memory import MemoryFormatError
 #: records per shipped pool as imported (WebShop in the env's default "text" mode: 4 records, of
 #: which the item pages before and after the option click are one text)
 RECORDS = {
-    "webshop:E0": 3, "webshop:E1": 3, "webshop:E2": 3,
-    "wikihow:init": 2, "wikihow:init2": 2, "wikihow:init3": 2, "wikihow:init4": 2, "wikihow:init5": 2,
-    "wikihow:init6": 2, "wikihow:annotated": 38,
+    "webshop:E0": 3,
+    "webshop:E1": 3,
+    "webshop:E2": 3,
+    "wikihow:init": 2,
+    "wikihow:init2": 2,
+    "wikihow:init3": 2,
+    "wikihow:init4": 2,
+    "wikihow:init5": 2,
+    "wikihow:init6": 2,
+    "wikihow:annotated": 38,
 }
 
 
@@ -53,7 +60,10 @@ def test_importer_reads_every_shipped_pool(pid):
 def test_wikihow_pool_values_and_keys_match_the_env():
     items = pool_items("wikihow:init")
     first = items[0]
-    assert first["key"].task == 'Search an article to learn how to hide gauges.\nThen, access the article "How to Hide Gauges"'
+    assert (
+        first["key"].task
+        == 'Search an article to learn how to hide gauges.\nThen, access the article "How to Hide Gauges"'
+    )
     assert first["key"].instruction == "" and first["key"].observation.startswith("<button")
     stats = first["tables"][0]["INPUT(2, hide gauges)"]
     assert (stats.q, stats.visits, stats.last_reward, stats.reason) == (2.0, 1, 1.0, "")  # element HTML dropped
@@ -87,7 +97,11 @@ def test_webshop_pool_in_the_env_formats(pid):
     assert text[1]["available_actions"][0] == "back to search" and len(text[1]["available_actions"]) >= 3
     assert text[2]["last_actions"] == [a for a in (text[0]["tables"][0], text[1]["tables"][0]) for a in [next(iter(a))]]
     encouraged = [max(it["tables"][0].items(), key=lambda kv: kv[1].q)[0] for it in text]
-    assert encouraged[0].startswith("search[") and encouraged[1].startswith("click[b") and encouraged[2].startswith("click[")
+    assert (
+        encouraged[0].startswith("search[")
+        and encouraged[1].startswith("click[b")
+        and encouraged[2].startswith("click[")
+    )
     assert any(s.reason for it in text for s in it["tables"][0].values())  # the annotators' reasons are kept
 
 
@@ -104,7 +118,10 @@ def test_site_layout_conversion_matches_the_env_text():
     )
     kinds = dict((t, k) for k, t in parse_site_layout(page))
     assert kinds["bright citrus"] == "option_chosen" and kinds["assorted"] == "option" and kinds["Buy Now"] == "button"
-    assert parse_site_layout("Instruction:\nx\n[Back to Search]\n[[B078GWRC1J]]\n")[-1] == ("link_visited", "B078GWRC1J")
+    assert parse_site_layout("Instruction:\nx\n[Back to Search]\n[[B078GWRC1J]]\n")[-1] == (
+        "link_visited",
+        "B078GWRC1J",
+    )
     with pytest.raises(ValueError, match="mode"):
         from_site_layout(page, "html")
 

@@ -9,8 +9,10 @@ import pytest
 
 from rlem_gym.llm.prefix_cache import PrefixCache, common_prefix
 
-PREAMBLE = ("You are a shopping assistant. Read the goal and the page, then answer with one action. "
-            "Valid actions look like search[...] or click[...]. ") * 6
+PREAMBLE = (
+    "You are a shopping assistant. Read the goal and the page, then answer with one action. "
+    "Valid actions look like search[...] or click[...]. "
+) * 6
 
 
 def test_common_prefix_counts_the_shared_start():
@@ -92,8 +94,10 @@ def test_a_later_call_starts_from_an_earlier_calls_snapshot_and_answers_as_a_col
 def test_interleaved_episodes_answer_exactly_as_without_the_cache(cached_gguf, gguf_llm):
     """Episodes whose prompts share exemplar blocks of every length mod 4, replayed with and without snapshots."""
     blocks = [f"Example {i}: the goal was item {i}; " + "the page listed options " * (i + 1) + "\n" for i in range(5)]
-    prompts = [[PREAMBLE + blocks[a] + blocks[b] + f"Now the goal: item {q}{'!' * q}. Action:" for a, b in steps]
-               for q, steps in enumerate([[(0, 1), (1, 2)], [(0, 1), (2, 3)], [(1, 2), (0, 1)], [(2, 3), (3, 4)]])]
+    prompts = [
+        [PREAMBLE + blocks[a] + blocks[b] + f"Now the goal: item {q}{'!' * q}. Action:" for a, b in steps]
+        for q, steps in enumerate([[(0, 1), (1, 2)], [(0, 1), (2, 3)], [(1, 2), (0, 1)], [(2, 3), (3, 4)]])
+    ]
     cached_gguf.clear_prefix_cache()
     reused = {True: 0, False: 0}
     for episode in prompts:

@@ -48,8 +48,17 @@ def test_a_published_run_rerenders_from_its_records_alone(tmp_path):
     from rlem_gym.benchmarks.config import BenchConfig
     from rlem_gym.benchmarks.runner import Runner, rerender
 
-    cfg = BenchConfig(env="webshop", agents=("heuristic", "oracle"), epochs=0, test_split="test[0:2]", seeds=(0,),
-                      max_steps=15, progress=False, bootstrap=100, out=str(tmp_path / "run"))
+    cfg = BenchConfig(
+        env="webshop",
+        agents=("heuristic", "oracle"),
+        epochs=0,
+        test_split="test[0:2]",
+        seeds=(0,),
+        max_steps=15,
+        progress=False,
+        bootstrap=100,
+        out=str(tmp_path / "run"),
+    )
     Runner(cfg, echo=lambda m: None).run()
     publish(tmp_path / "run", tmp_path / "pub")
     assert not (tmp_path / "pub" / "records").exists()
@@ -82,8 +91,17 @@ def test_restore_rebuilds_a_run_that_resumes_without_replaying(tmp_path):
     from rlem_gym.benchmarks.runner import Runner
     from rlem_gym.benchmarks.study.publish import restore
 
-    cfg = BenchConfig(env="webshop", agents=("heuristic", "oracle"), epochs=0, test_split="test[0:2]", seeds=(0,),
-                      max_steps=15, progress=False, bootstrap=100, out=str(tmp_path / "run"))
+    cfg = BenchConfig(
+        env="webshop",
+        agents=("heuristic", "oracle"),
+        epochs=0,
+        test_split="test[0:2]",
+        seeds=(0,),
+        max_steps=15,
+        progress=False,
+        bootstrap=100,
+        out=str(tmp_path / "run"),
+    )
     Runner(cfg, echo=lambda m: None).run()
     (tmp_path / "run" / "memory_x_seed0").mkdir()
     (tmp_path / "run" / "memory_x_seed0" / "MANIFEST.json").write_text('{"format": 1}')
@@ -93,7 +111,8 @@ def test_restore_rebuilds_a_run_that_resumes_without_replaying(tmp_path):
     # the restored records and step log are the run's own bytes, so republishing changes nothing
     original = sorted((tmp_path / "run" / "records").glob("*.json"))
     assert [p.read_bytes() for p in original] == [
-        (tmp_path / "again" / "records" / p.name).read_bytes() for p in original]
+        (tmp_path / "again" / "records" / p.name).read_bytes() for p in original
+    ]
     assert (tmp_path / "again" / "episodes.jsonl").read_bytes() == (tmp_path / "run" / "episodes.jsonl").read_bytes()
     assert (tmp_path / "again" / "sessions.jsonl").read_bytes() == (tmp_path / "run" / "sessions.jsonl").read_bytes()
     assert [x["event"] for x in RunDir(tmp_path / "again").sessions()] == ["start", "stop"]
@@ -101,6 +120,7 @@ def test_restore_rebuilds_a_run_that_resumes_without_replaying(tmp_path):
     Runner(cfg.replace(out=str(tmp_path / "again")), echo=lambda m: None).run()
     assert comparable_step_log(tmp_path / "again") == before == comparable_step_log(tmp_path / "run")
     assert [without_timing(r) for r in RunDir(tmp_path / "again").records()] == [
-        without_timing(r) for r in RunDir(tmp_path / "run").records()]
+        without_timing(r) for r in RunDir(tmp_path / "run").records()
+    ]
     with pytest.raises(FileExistsError):
         restore(tmp_path / "pub", tmp_path / "again")

@@ -86,7 +86,11 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="n_step"):
         ql.compute_targets(REWARDS, 0)
     # the same checks guard ExperienceMemory's settings
-    for check, bad, good in ((ql.check_gamma, -0.1, 0.0), (ql.check_n_step, 0, None), (ql.check_update_mode, "median", "const")):
+    for check, bad, good in (
+        (ql.check_gamma, -0.1, 0.0),
+        (ql.check_n_step, 0, None),
+        (ql.check_update_mode, "median", "const"),
+    ):
         check(good)
         with pytest.raises(ValueError):
             check(bad)

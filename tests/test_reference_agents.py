@@ -92,7 +92,9 @@ def test_webshop_oracle_reaches_the_goal_reward(webshop):
         assert errors == [] and actions[-1] == "click[buy now]"
         assert info["purchased"]["asin"] == goal["asin"]
         assert info["purchased"]["options"] == goal["goal_options"]
-        best = get_reward(env.catalog.by_asin[goal["asin"]], goal, env.catalog.prices[goal["asin"]], goal["goal_options"])
+        best = get_reward(
+            env.catalog.by_asin[goal["asin"]], goal, env.catalog.prices[goal["asin"]], goal["goal_options"]
+        )
         assert total == pytest.approx(best)
         assert total == (1.0 if t != 20 else pytest.approx(6 / 7))  # goal 20: the reward's option matcher caps it
 

@@ -35,7 +35,9 @@ class ScriptedLLM(LLM):
     name = "scripted"
     context_length = 8192
 
-    def __init__(self, fail_on: str | None = None, exc: type[BaseException] = RuntimeError, fail_after: int | None = None):
+    def __init__(
+        self, fail_on: str | None = None, exc: type[BaseException] = RuntimeError, fail_after: int | None = None
+    ):
         self.fail_on = fail_on
         self.exc = exc
         self.fail_after = fail_after
@@ -57,9 +59,19 @@ def scripted_factory() -> LLM:
 
 
 def _cfg(tmp_path: Path, name: str, **kw) -> BenchConfig:
-    base = dict(env="webshop", agents=("rememberer", "react", "static"), train_split="train[0:2]",
-                test_split="test[0:2]", epochs=2, seeds=(0,), max_steps=4, max_tokens=16, progress=False,
-                bootstrap=200, out=str(tmp_path / name))
+    base = dict(
+        env="webshop",
+        agents=("rememberer", "react", "static"),
+        train_split="train[0:2]",
+        test_split="test[0:2]",
+        epochs=2,
+        seeds=(0,),
+        max_steps=4,
+        max_tokens=16,
+        progress=False,
+        bootstrap=200,
+        out=str(tmp_path / name),
+    )
     base.update(kw)
     return BenchConfig(**base)
 
@@ -91,14 +103,26 @@ def test_protocol_outputs(reference):
     assert [r["epoch"] for r in sorted(train, key=lambda r: r["item"])] == [0, 0, 1, 1]
     assert len(test) == 3 * 2
     # every agent played the same goals with the same seeds
-    by_agent = {a: sorted((r["task_index"], r["episode_seed"], r["instruction"]) for r in test if r["agent"] == a)
-                for a in cfg.agents}
+    by_agent = {
+        a: sorted((r["task_index"], r["episode_seed"], r["instruction"]) for r in test if r["agent"] == a)
+        for a in cfg.agents
+    }
     assert by_agent["rememberer"] == by_agent["react"] == by_agent["static"]
     # one log line per step, with the required fields
     lines = list(iter_jsonl(rd.step_log_path))
     assert len(lines) == sum(r["steps"] for r in records)
-    for key in ("agent", "seed", "goal", "step", "obs_hash", "prompt_hash", "raw_output", "action", "reward",
-                "retrieved_ids"):
+    for key in (
+        "agent",
+        "seed",
+        "goal",
+        "step",
+        "obs_hash",
+        "prompt_hash",
+        "raw_output",
+        "action",
+        "reward",
+        "retrieved_ids",
+    ):
         assert key in lines[0]
     assert all(r["steps"] <= cfg.max_steps for r in records)
     # the Rememberer learned during training and retrieved from the frozen memory at test time
@@ -152,8 +176,11 @@ def test_each_epochs_memory_is_kept_and_testable_as_an_initial_memory(reference,
     Runner(snap_cfg, llm_factory=scripted_factory, echo=lambda m: None).run()
 
     def episodes(root, agent):
-        return [(x["goal"], x["step"], x["action"], x["reward"], x["retrieved_ids"])
-                for x in iter_jsonl(RunDir(root).step_log_path) if x["phase"] == "test" and x["agent"] == agent]
+        return [
+            (x["goal"], x["step"], x["action"], x["reward"], x["retrieved_ids"])
+            for x in iter_jsonl(RunDir(root).step_log_path)
+            if x["phase"] == "test" and x["agent"] == agent
+        ]
 
     (snap_label,) = snap_cfg.agents
     assert episodes(snap_cfg.out, snap_label) == episodes(cfg.out, "rememberer")
@@ -177,8 +204,9 @@ def test_interrupted_run_resumes_to_identical_results(reference, tmp_path, fail_
     ref_cfg, ref_results = reference
     cfg = _cfg(tmp_path, "resumed")
     with pytest.raises(KeyboardInterrupt):
-        Runner(cfg, llm_factory=lambda: ScriptedLLM(exc=KeyboardInterrupt, fail_after=fail_after),
-               echo=lambda m: None).run()
+        Runner(
+            cfg, llm_factory=lambda: ScriptedLLM(exc=KeyboardInterrupt, fail_after=fail_after), echo=lambda m: None
+        ).run()
     done_before = RunDir(cfg.out).finished_ids()
     assert 0 < len(done_before) < 10
     messages = []
@@ -191,12 +219,18 @@ def test_interrupted_run_resumes_to_identical_results(reference, tmp_path, fail_
     # sessions.jsonl: each session's start (machine, speed) and how it stopped
     sessions = RunDir(cfg.out).sessions()
     assert [(x["event"], x.get("outcome")) for x in sessions] == [
-        ("start", None), ("stop", "interrupted"), ("start", None), ("stop", "finished")]
+        ("start", None),
+        ("stop", "interrupted"),
+        ("start", None),
+        ("stop", "finished"),
+    ]
     assert [x["finished_episodes"] for x in sessions] == [0, len(done_before), len(done_before), 10]
     assert sessions[0]["pending_episodes"] == 10 and sessions[2]["pending_episodes"] == 10 - len(done_before)
     assert all(x["matmul_gflops"] > 0 and x["machine"]["cpus"] >= 1 for x in sessions[::2])
     for snap in ("memory_epoch01", "memory_epoch02"):  # an epoch's snapshot survives the interruption
-        assert _manifest_sha(RunDir(cfg.out).train_dir(0) / snap) == _manifest_sha(RunDir(ref_cfg.out).train_dir(0) / snap)
+        assert _manifest_sha(RunDir(cfg.out).train_dir(0) / snap) == _manifest_sha(
+            RunDir(ref_cfg.out).train_dir(0) / snap
+        )
 
 
 def test_failed_episode_is_reported_and_the_run_goes_on(tmp_path):
@@ -313,9 +347,20 @@ def test_training_progress_shows_the_sr_of_the_current_epoch(tmp_path, monkeypat
 
     def fake_episode(env, agent, item, *, env_name, log=None):
         success = item.phase == "train" and item.epoch == 0  # epoch 1 wins everything, epoch 2 nothing
-        return {**item.record_fields(), "episode_seed": item.episode_seed, "instruction": "", "return": float(success),
-                "normalized_return": float(success), "success": success, "steps": 1, "prompt_tokens": 0,
-                "completion_tokens": 0, "llm_calls": 0, "fallbacks": 0, "wall_s": 0.0}
+        return {
+            **item.record_fields(),
+            "episode_seed": item.episode_seed,
+            "instruction": "",
+            "return": float(success),
+            "normalized_return": float(success),
+            "success": success,
+            "steps": 1,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "llm_calls": 0,
+            "fallbacks": 0,
+            "wall_s": 0.0,
+        }
 
     monkeypatch.setattr("tqdm.auto.tqdm", Bar)
     monkeypatch.setattr(runner_mod, "run_episode", fake_episode)

@@ -99,17 +99,32 @@ def test_plan_lists_every_item_with_one_seeding_rule():
 
 
 def _rec(agent, seed, t, r, steps=3, phase="test", epoch=0):
-    return {"phase": phase, "agent": agent, "seed": seed, "task_index": t, "epoch": epoch, "normalized_return": r,
-            "return": r, "success": r >= 1.0, "steps": steps, "prompt_tokens": 100, "completion_tokens": 10,
-            "wall_s": 1.0, "fallbacks": 1}
+    return {
+        "phase": phase,
+        "agent": agent,
+        "seed": seed,
+        "task_index": t,
+        "epoch": epoch,
+        "normalized_return": r,
+        "return": r,
+        "success": r >= 1.0,
+        "steps": steps,
+        "prompt_tokens": 100,
+        "completion_tokens": 10,
+        "wall_s": 1.0,
+        "fallbacks": 1,
+    }
 
 
 def test_aggregate_rows_and_learning_curve():
     recs = [_rec("react", 0, t, r) for t, r in enumerate([1.0, 0.5, 0.0, 1.0])]
     recs += [_rec("static", 0, t, 0.0) for t in range(4)]
-    recs += [_rec("rememberer", 0, t, r, phase="train", epoch=e) for e in range(2) for t, r in enumerate([0.0, e * 1.0])]
-    res = aggregate(recs, agents=["react", "static"], seeds=[0], test_tasks=range(4), train_tasks=range(2), epochs=2,
-                    n_boot=300)
+    recs += [
+        _rec("rememberer", 0, t, r, phase="train", epoch=e) for e in range(2) for t, r in enumerate([0.0, e * 1.0])
+    ]
+    res = aggregate(
+        recs, agents=["react", "static"], seeds=[0], test_tasks=range(4), train_tasks=range(2), epochs=2, n_boot=300
+    )
     react, static = res["rows"]
     assert react["score"]["mean"] == pytest.approx(62.5)
     assert react["success_rate"]["mean"] == pytest.approx(50.0)
@@ -137,11 +152,21 @@ def test_config_docs_roundtrip_and_validation():
 
 
 def test_failed_training_episodes_are_counted_not_averaged_into_the_curve():
-    recs = [_rec("rememberer", 0, 0, 1.0, phase="train", epoch=0),
-            {**_rec("rememberer", 0, 1, 0.0, phase="train", epoch=0), "status": "error"}]
+    recs = [
+        _rec("rememberer", 0, 0, 1.0, phase="train", epoch=0),
+        {**_rec("rememberer", 0, 1, 0.0, phase="train", epoch=0), "status": "error"},
+    ]
     errors = [{"phase": "test", "agent": "react", "item": "test-react-s0-t0000"}]
-    res = aggregate(recs, agents=["react"], seeds=[0], test_tasks=range(1), train_tasks=range(2), epochs=1,
-                    errors=errors, n_boot=200)
+    res = aggregate(
+        recs,
+        agents=["react"],
+        seeds=[0],
+        test_tasks=range(1),
+        train_tasks=range(2),
+        epochs=1,
+        errors=errors,
+        n_boot=200,
+    )
     point = res["learning_curve"][0]
     assert point["episodes"] == 1 and point["score"]["mean"] == 100.0 and point["success_rate"]["mean"] == 100.0
     assert res["progress"]["failed"] == 2 and res["progress"]["train_episodes_done"] == 1

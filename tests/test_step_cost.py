@@ -23,8 +23,10 @@ from rlem_gym.trajectory import Step
 
 WEBSHOP = get_adapter("webshop")
 WIKIHOW = get_adapter("wikihow")
-THOUGHT = ("The instruction asks for an article, so I look for its title among the clickable elements of this "
-           "screen and click it, or I scroll down to see more of the results.")
+THOUGHT = (
+    "The instruction asks for an article, so I look for its title among the clickable elements of this "
+    "screen and click it, or I scroll down to see more of the results."
+)
 
 
 class ScriptedLLM(LLM):
@@ -48,19 +50,30 @@ class ScriptedLLM(LLM):
 
 
 def webshop_info(clickables=(), search=False) -> dict:
-    return {"instruction": "i need a deodorant", "available_actions": {"has_search_bar": search, "clickables": list(clickables)}}
+    return {
+        "instruction": "i need a deodorant",
+        "available_actions": {"has_search_bar": search, "clickables": list(clickables)},
+    }
 
 
 # ------------------------------------------------------------------------------ ReAct history
 def _three_steps(history: str) -> tuple[ReActAgent, ScriptedLLM]:
     """Search page -> results -> item, one thought per step, then the current (third) step."""
-    replies = ["think[first thought]", " search[deodorant]", "think[second thought]", " click[b078gtkvxy]",
-               "think[third thought]", " click[buy now]"]
+    replies = [
+        "think[first thought]",
+        " search[deodorant]",
+        "think[second thought]",
+        " click[b078gtkvxy]",
+        "think[third thought]",
+        " click[buy now]",
+    ]
     llm = ScriptedLLM(lambda i: replies[min(i, len(replies) - 1)])
     agent = ReActAgent(llm, "webshop", history=history, max_thinks=1)
-    pages = [("SEARCH PAGE deodorant", webshop_info(search=True)),
-             ("RESULTS PAGE b078gtkvxy", webshop_info(["back to search", "b078gtkvxy"])),
-             ("ITEM PAGE buy now", webshop_info(["back to search", "buy now"]))]
+    pages = [
+        ("SEARCH PAGE deodorant", webshop_info(search=True)),
+        ("RESULTS PAGE b078gtkvxy", webshop_info(["back to search", "b078gtkvxy"])),
+        ("ITEM PAGE buy now", webshop_info(["back to search", "buy now"])),
+    ]
     agent.reset(*pages[0])
     for t, (obs, info) in enumerate(pages):
         action = agent.act(obs, info)
@@ -150,7 +163,7 @@ def _smollm2_counter():
     "counter",
     [
         # a fake count that is exact for the fake model: 3 characters a token (SmolLM2 and Qwen2.5 average 3-4 here)
-        pytest.param(lambda: (lambda text: max(1, len(text) // 3)), id="chars-per-3"),
+        pytest.param(lambda: lambda text: max(1, len(text) // 3), id="chars-per-3"),
         pytest.param(_smollm2_counter, id="smollm2-tokenizer", marks=pytest.mark.slow),
     ],
 )
@@ -178,8 +191,14 @@ def _memory_with_two_tasks():
 @pytest.mark.parametrize("order", ["official", "similarity", "stable"])
 def test_recall_order_and_rank_leave_each_exemplar_text_unchanged(order):
     memory = _memory_with_two_tasks()
-    agent = Rememberer(ScriptedLLM(lambda i: "INPUT(2, clean utensils) -> 1.0 x"), memory, "wikihow", k=2,
-                       exemplar_order=order, random_advice=False)
+    agent = Rememberer(
+        ScriptedLLM(lambda i: "INPUT(2, clean utensils) -> 1.0 x"),
+        memory,
+        "wikihow",
+        k=2,
+        exemplar_order=order,
+        random_advice=False,
+    )
     retrieved, exemplars = agent._recall("clean utensils", "<home/>", "")
     assert [r.record.key.task for r in retrieved] == ["clean utensils", "zz yy"]  # most similar first
     by_rank = sorted(exemplars, key=lambda e: e.rank)
@@ -207,7 +226,11 @@ def test_official_order_puts_the_most_similar_exemplar_next_to_the_new_input():
     agent.reset("<home/>", info)
     assert agent.act("<home/>", info) == "INPUT(2, clean utensils)"
     prompt = llm.prompts[-1]
-    ex2, ex1, new = prompt.index("Example 2:"), prompt.index("Example 1:"), prompt.index("INPUT(2, clean utensils) -> 1.0 near")
+    ex2, ex1, new = (
+        prompt.index("Example 2:"),
+        prompt.index("Example 1:"),
+        prompt.index("INPUT(2, clean utensils) -> 1.0 near"),
+    )
     assert ex2 < prompt.index("SCROLL(DOWN)") < ex1 < new < prompt.rindex("Task:\nclean utensils")
     assert "Example 3:" not in prompt
     similarity = Rememberer(ScriptedLLM(lambda i: ""), memory, "wikihow", k=2, exemplar_order="similarity")
@@ -228,13 +251,15 @@ def test_the_least_similar_exemplar_is_dropped_first_whatever_the_shown_order():
     near = Exemplar(PromptInput(task="near " * 300, observation="p"), record_id=9, rank=0)
     far = Exemplar(PromptInput(task="far " * 300, observation="p"), record_id=1, rank=1)
     llm = ScriptedLLM(lambda i: "", context_length=10_000)
-    full = build_advice_prompt(llm, preamble="P", render_input=WIKIHOW.render_input, exemplars=[far, near],
-                               query=query, budget=10_000)
+    full = build_advice_prompt(
+        llm, preamble="P", render_input=WIKIHOW.render_input, exemplars=[far, near], query=query, budget=10_000
+    )
     assert full.dropped_exemplars == 0 and full.text.index("far far") < full.text.index("near near")
     one = full.tokens - llm.count_tokens("far " * 300) // 2  # room for the query and one exemplar only
     for shown in ([far, near], [near, far]):
-        built = build_advice_prompt(llm, preamble="P", render_input=WIKIHOW.render_input, exemplars=shown,
-                                    query=query, budget=one)
+        built = build_advice_prompt(
+            llm, preamble="P", render_input=WIKIHOW.render_input, exemplars=shown, query=query, budget=one
+        )
         assert built.dropped_exemplars == 1 and [e.record_id for e in built.exemplars_used] == [9]
         assert "near near" in built.text and "far far" not in built.text
 
@@ -243,8 +268,12 @@ def test_static_prompts_share_everything_before_the_new_input():
     replies = ["INPUT(2, clean utensils) -> 1.0 x", "CLICK(3) -> 1.0 y"]
     llm = ScriptedLLM(lambda i: replies[i % 2])
     agent = StaticExemplarAgent(llm, adapter="wikihow")
-    info = {"task_lines": ["Search an article to learn how to clean utensils."], "instruction": "",
-            "clickable_ids": [2, 3], "input_ids": [2]}
+    info = {
+        "task_lines": ["Search an article to learn how to clean utensils."],
+        "instruction": "",
+        "clickable_ids": [2, 3],
+        "input_ids": [2],
+    }
     agent.reset("<home/>", info)
     for screen in ("<home/>", "<results/>"):
         agent.observe(agent.act(screen, info), 0.0, False, False, info)
@@ -262,8 +291,20 @@ def test_bench_step_runs_every_pair_and_projects_from_measured_costs(tmp_path):
 
     out = tmp_path / "step.json"
     result = bench_step.main(
-        ["--envs", "wikihow", "--episodes", "2", "--max-steps", "3", "--warm-epochs", "1",
-         "--react-history", "full", "--out", str(out)],
+        [
+            "--envs",
+            "wikihow",
+            "--episodes",
+            "2",
+            "--max-steps",
+            "3",
+            "--warm-epochs",
+            "1",
+            "--react-history",
+            "full",
+            "--out",
+            str(out),
+        ],
         llm_factory=lambda args: (bench_step.TokenizerLLM(None), 0.0),
     )
     pairs = {p["agent"]: p for p in result["pairs"]}
@@ -312,9 +353,21 @@ def test_llm_kwargs_and_react_history_reach_the_run_and_its_config_json(tmp_path
         return ScriptedLLM(lambda i: " click[buy now]", context_length=8192)
 
     monkeypatch.setattr("rlem_gym.llm.make_llm", fake_make_llm)
-    cfg = BenchConfig(env="webshop", agents=("react",), llm="hf:some/model", llm_kwargs={"dtype": "bfloat16"},
-                      react_history="full", train_split="train[0:1]", test_split="test[0:1]", epochs=0,
-                      max_steps=2, max_tokens=8, progress=False, bootstrap=200, out=str(tmp_path / "run")).validate()
+    cfg = BenchConfig(
+        env="webshop",
+        agents=("react",),
+        llm="hf:some/model",
+        llm_kwargs={"dtype": "bfloat16"},
+        react_history="full",
+        train_split="train[0:1]",
+        test_split="test[0:1]",
+        epochs=0,
+        max_steps=2,
+        max_tokens=8,
+        progress=False,
+        bootstrap=200,
+        out=str(tmp_path / "run"),
+    ).validate()
     factory = default_llm_factory(cfg)
     assert pickle.loads(pickle.dumps(factory)) == factory  # workers and Ray actors get it pickled
     Runner(cfg, echo=lambda m: None).run()
@@ -322,7 +375,10 @@ def test_llm_kwargs_and_react_history_reach_the_run_and_its_config_json(tmp_path
     stored = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
     assert stored["llm_kwargs"] == {"dtype": "bfloat16"} and stored["react_history"] == "full"
     assert Builder(cfg).agent(parse_variant("react"), ScriptedLLM(lambda i: "")).history == "full"
-    assert Builder(cfg.replace(react_history="last")).agent(parse_variant("react"), ScriptedLLM(lambda i: "")).history == "last"
+    assert (
+        Builder(cfg.replace(react_history="last")).agent(parse_variant("react"), ScriptedLLM(lambda i: "")).history
+        == "last"
+    )
     with pytest.raises(ConfigError, match="--react-history must be one of last, full"):
         cfg.replace(react_history="all").validate()
     with pytest.raises(ConfigError, match="--llm-kwargs must be a JSON object"):
@@ -334,14 +390,28 @@ def test_llm_kwargs_and_react_history_reach_the_run_and_its_config_json(tmp_path
     [
         ('{"dtype": bfloat16}', "argument --llm-kwargs: expected a JSON object"),
         ('["bfloat16"]', "argument --llm-kwargs: expected a JSON object"),
-        ('{"dtyp": "bfloat16"}', "--llm-kwargs {\"dtyp\": \"bfloat16\"} does not fit the backend of 'smollm2'"),
+        ('{"dtyp": "bfloat16"}', '--llm-kwargs {"dtyp": "bfloat16"} does not fit the backend of \'smollm2\''),
     ],
 )
 def test_bad_llm_kwargs_end_in_one_clear_line(capsys, tmp_path, flag, expected):
     from rlem_gym.cli import main
 
-    argv = ["bench", "--agents", "react", "--epochs", "0", "--test-split", "test[0:1]", "--llm", "smollm2", "--llm-kwargs", flag,
-            "--out", str(tmp_path / "run"), "--no-progress"]
+    argv = [
+        "bench",
+        "--agents",
+        "react",
+        "--epochs",
+        "0",
+        "--test-split",
+        "test[0:1]",
+        "--llm",
+        "smollm2",
+        "--llm-kwargs",
+        flag,
+        "--out",
+        str(tmp_path / "run"),
+        "--no-progress",
+    ]
     try:
         rc = main(argv)
     except SystemExit as exc:  # argparse rejects the value itself

@@ -36,15 +36,25 @@ class CopyFirstAdvice(LLM):
         body = prompt[: -len(response_prefix)] if response_prefix and prompt.endswith(response_prefix) else prompt
         marker = "Encouraged:\n"
         at = body.find(marker)
-        line = body[at + len(marker):].split("\n", 1)[0] if at >= 0 else "nothing"
+        line = body[at + len(marker) :].split("\n", 1)[0] if at >= 0 else "nothing"
         if not line.strip() or line.startswith("Discouraged"):
             line = "click[buy now] -> 1.0 buy"
         return Completion(line, len(prompt) // 4, len(line) // 4, 0.0, "stop")
 
 
 def _cfg(tmp_path: Path, **kw) -> BenchConfig:
-    base = dict(env="webshop", train_split="train[0:1]", test_split="test[0:2]", epochs=1, seeds=(0,), max_steps=3,
-                max_tokens=16, progress=False, bootstrap=200, out=str(tmp_path / "run"))
+    base = dict(
+        env="webshop",
+        train_split="train[0:1]",
+        test_split="test[0:2]",
+        epochs=1,
+        seeds=(0,),
+        max_steps=3,
+        max_tokens=16,
+        progress=False,
+        bootstrap=200,
+        out=str(tmp_path / "run"),
+    )
     base.update(kw)
     return BenchConfig(**base)
 
@@ -71,8 +81,9 @@ def test_bad_study_settings_are_config_errors(tmp_path, kw, message):
 
 
 def test_labels_are_canonical_in_the_config_and_the_plan(tmp_path):
-    cfg = _cfg(tmp_path, agents=("rememberer", "Rememberer[ n_step=1 ]", "rememberer@untrained", "static"),
-               epochs=2).validate()
+    cfg = _cfg(
+        tmp_path, agents=("rememberer", "Rememberer[ n_step=1 ]", "rememberer@untrained", "static"), epochs=2
+    ).validate()
     assert cfg.agents == ("rememberer", "rememberer[n_step=1]", "rememberer@untrained", "static")
     assert [v.label for v in cfg.trained_variants] == ["rememberer", "rememberer[n_step=1]"]
     tasks = (Task(0, {"task_index": 0}, "a"), Task(1, {"task_index": 1}, "b"))
@@ -80,8 +91,13 @@ def test_labels_are_canonical_in_the_config_and_the_plan(tmp_path):
 
     train, test = plan(cfg, Split("t", {}, tasks), Split("s", {}, tasks[:1]))
     assert [(i.agent, i.epoch, i.task.index, i.episode_seed) for i in train] == [
-        ("rememberer", 0, 0, 0), ("rememberer", 0, 1, 1), ("rememberer", 1, 0, 2), ("rememberer", 1, 1, 3),
-        ("rememberer[n_step=1]", 0, 0, 0), ("rememberer[n_step=1]", 0, 1, 1), ("rememberer[n_step=1]", 1, 0, 2),
+        ("rememberer", 0, 0, 0),
+        ("rememberer", 0, 1, 1),
+        ("rememberer", 1, 0, 2),
+        ("rememberer", 1, 1, 3),
+        ("rememberer[n_step=1]", 0, 0, 0),
+        ("rememberer[n_step=1]", 0, 1, 1),
+        ("rememberer[n_step=1]", 1, 0, 2),
         ("rememberer[n_step=1]", 1, 1, 3),
     ]
     assert [i.agent for i in test] == list(cfg.agents)
@@ -97,10 +113,14 @@ def test_static_exemplars_follow_the_initial_pool(tmp_path):
     e0 = tasks(pool_exemplars("webshop:E0", "webshop"))
     with_pool = _cfg(tmp_path, init_memory="webshop:E0")
     assert tasks(Builder(with_pool).agent(parse_variant("static"), llm).exemplars) == e0  # the study setting
-    assert Builder(with_pool).agent(parse_variant("static[exemplars=handwritten]"), llm).exemplars == list(STATIC_EXEMPLARS)
+    assert Builder(with_pool).agent(parse_variant("static[exemplars=handwritten]"), llm).exemplars == list(
+        STATIC_EXEMPLARS
+    )
     plain = _cfg(tmp_path)
     assert Builder(plain).agent(parse_variant("static"), llm).exemplars == list(STATIC_EXEMPLARS)
-    assert tasks(Builder(plain).agent(parse_variant("static[exemplars=pool]"), llm).exemplars) == e0  # the env's official pool
+    assert (
+        tasks(Builder(plain).agent(parse_variant("static[exemplars=pool]"), llm).exemplars) == e0
+    )  # the env's official pool
     e2 = tasks(pool_exemplars("webshop:E2", "webshop"))
     assert tasks(Builder(with_pool).agent(parse_variant("static[init=webshop:E2]"), llm).exemplars) == e2 != e0
 
@@ -112,7 +132,10 @@ def test_variant_settings_reach_the_agent(tmp_path):
     assert agent.discouraged is False and agent.k == 1
     assert Builder(cfg).agent(parse_variant("rememberer"), llm).discouraged is True
     assert Builder(cfg).agent(parse_variant("rememberer"), llm).exemplar_order == "official"  # the run's default
-    assert Builder(_cfg(tmp_path, exemplar_order="similarity")).agent(parse_variant("rememberer"), llm).exemplar_order == "similarity"
+    assert (
+        Builder(_cfg(tmp_path, exemplar_order="similarity")).agent(parse_variant("rememberer"), llm).exemplar_order
+        == "similarity"
+    )
     assert Builder(cfg).agent(parse_variant("rememberer[exemplar_order=stable]"), llm).exemplar_order == "stable"
     heuristic = Builder(cfg).agent(parse_variant("heuristic"), llm)
     assert heuristic.uses_llm is False and not hasattr(heuristic, "llm")
@@ -151,8 +174,22 @@ def test_encouraged_copies_are_counted(tmp_path, minilm):
 def test_cli_run_of_reference_rows_needs_no_llm(tmp_path, capsys):
     """heuristic + oracle on 3 WebShop goals: no model is loaded (the --llm server does not exist)."""
     out = tmp_path / "ref"
-    rc = main(["bench", "--env", "webshop", "--agents", "heuristic,oracle", "--test-split", "test[0:3]",
-               "--llm", "openai:http://127.0.0.1:9/v1#none", "--out", str(out), "--no-progress"])
+    rc = main(
+        [
+            "bench",
+            "--env",
+            "webshop",
+            "--agents",
+            "heuristic,oracle",
+            "--test-split",
+            "test[0:3]",
+            "--llm",
+            "openai:http://127.0.0.1:9/v1#none",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     results = json.loads((out / "results.json").read_text())
     rows = {r["agent"]: r for r in results["rows"]}
@@ -169,9 +206,24 @@ def test_cli_run_of_reference_rows_needs_no_llm(tmp_path, capsys):
     assert "## Paired differences from `heuristic`" in md and "| oracle | 3 | +" in md
     assert "none (no LLM agent)" in md
     # --reference picks the other row; the run is not redone (same results fields)
-    rc = main(["bench", "--env", "webshop", "--agents", "heuristic,oracle", "--test-split", "test[0:3]",
-               "--llm", "openai:http://127.0.0.1:9/v1#none", "--out", str(out), "--no-progress",
-               "--reference", "oracle"])
+    rc = main(
+        [
+            "bench",
+            "--env",
+            "webshop",
+            "--agents",
+            "heuristic,oracle",
+            "--test-split",
+            "test[0:3]",
+            "--llm",
+            "openai:http://127.0.0.1:9/v1#none",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--reference",
+            "oracle",
+        ]
+    )
     assert rc == 0
     flipped = json.loads((out / "results.json").read_text())["paired"]
     assert flipped["reference"] == "oracle" and flipped["rows"][0]["score"]["mean"] == pytest.approx(-diff["mean"])
@@ -179,8 +231,12 @@ def test_cli_run_of_reference_rows_needs_no_llm(tmp_path, capsys):
 
 def test_runner_plays_every_variant(tmp_path):
     # exemplar_order: the fake copies the first exemplar shown, which is rank 0 with the most similar first
-    cfg = _cfg(tmp_path, init_memory="webshop:E0", exemplar_order="similarity",
-               agents=("rememberer", "rememberer@untrained", "rememberer[n_step=1]", "static", "heuristic"))
+    cfg = _cfg(
+        tmp_path,
+        init_memory="webshop:E0",
+        exemplar_order="similarity",
+        agents=("rememberer", "rememberer@untrained", "rememberer[n_step=1]", "static", "heuristic"),
+    )
     results = Runner(cfg, llm_factory=CopyFirstAdvice, echo=lambda m: None).run()
     rd = RunDir(cfg.out)
     records = rd.records()
@@ -194,7 +250,8 @@ def test_runner_plays_every_variant(tmp_path):
     matcher = get_adapter("webshop").make_matcher()
     untrained = ExperienceMemory.load(str(rd.memory_dir(0, "rememberer@untrained") / "memory"), matcher)
     assert sorted(r.key.observation for r in untrained.records()) == sorted(
-        it["key"].observation for it in pool_items("webshop:E0"))
+        it["key"].observation for it in pool_items("webshop:E0")
+    )
     trained = ExperienceMemory.load(str(rd.memory_dir(0) / "memory"), matcher)
     assert len(trained) > len(untrained)  # training added the episode's new situations
     one_step = ExperienceMemory.load(str(rd.memory_dir(0, "rememberer[n_step=1]") / "memory"), matcher)
@@ -240,7 +297,8 @@ def test_records_keep_how_the_episode_ended(tmp_path):
     assert webshop_outcome(heuristic) in result["outcomes"]
     assert webshop_outcome({"return": 0.0, "actions": ["search[x]"]}) == "never bought"
     assert webshop_outcome({"return": 0.5, "purchased": {"asin": "a"}, "reward_details": {"r_type": 0.5}}) == (
-        "wrong product type")
+        "wrong product type"
+    )
     assert markdown(result).splitlines()[0].startswith("| Agent | N | success |")
 
 
@@ -251,8 +309,9 @@ def test_wikihow_failures_name_the_first_missed_subgoal(tmp_path, monkeypatch):
     from rlem_gym.envs.wikihow.tasks import task_set
 
     monkeypatch.setattr("rlem_gym.benchmarks.plots.make_plots", lambda *a, **k: [])  # plots are tested elsewhere
-    cfg = _cfg(tmp_path, env="wikihow", agents=("heuristic", "oracle"), epochs=0, max_steps=15,
-               test_split="microcanon70[0:4]")
+    cfg = _cfg(
+        tmp_path, env="wikihow", agents=("heuristic", "oracle"), epochs=0, max_steps=15, test_split="microcanon70[0:4]"
+    )
     Runner(cfg, llm_factory=CopyFirstAdvice, echo=lambda m: None).run()
     result = analyse(cfg.out)
     assert result["agents"]["oracle"]["outcomes"]["success"] == 4
@@ -275,6 +334,7 @@ def test_wikihow_failures_name_the_first_missed_subgoal(tmp_path, monkeypatch):
     assert wikihow_outcome({"task_label": task.task_id, "subgoals_done": 2, "return": 2.0}) == "author page not opened"
     if len(task.subgoals) > 3:
         assert wikihow_outcome({"task_label": task.task_id, "subgoals_done": 3, "return": 3.0}) == (
-            "next article not opened")
+            "next article not opened"
+        )
     assert wikihow_outcome({"task_label": "nope", "return": 1.0}) == "partial"
     assert wikihow_outcome({"task_label": task.task_id, "success": True}) == "success"

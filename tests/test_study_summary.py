@@ -29,17 +29,27 @@ def _publish(root: Path, name: str, rows, paired=None, **config):
 @pytest.fixture()
 def published(tmp_path):
     snap = "runs/study/webshop-main/train/seed0/memory_epoch"
-    _publish(tmp_path, "webshop-main",
-             [_row("rememberer", 60.0), _row("rememberer@untrained", 40.0), _row("static", 30.0), _row("react", 20.0)],
-             paired={"reference": "rememberer", "rows": [{"agent": "rememberer@untrained", "score": _est(-20.0)}]},
-             init_memory="webshop:E0")
-    _publish(tmp_path, "webshop-E1",
-             [_row("rememberer", 50.0), _row("rememberer@untrained", 45.0), _row("static", 35.0)],
-             paired={"reference": "rememberer", "rows": [{"agent": "rememberer@untrained", "score": _est(-5.0)}]},
-             init_memory="webshop:E1")
-    _publish(tmp_path, "webshop-snapshots",
-             [_row(f"rememberer[init={snap}02]@untrained", 55.0), _row(f"rememberer[init={snap}01]@untrained", 45.0)],
-             epochs=0, init_memory="webshop:E0")
+    _publish(
+        tmp_path,
+        "webshop-main",
+        [_row("rememberer", 60.0), _row("rememberer@untrained", 40.0), _row("static", 30.0), _row("react", 20.0)],
+        paired={"reference": "rememberer", "rows": [{"agent": "rememberer@untrained", "score": _est(-20.0)}]},
+        init_memory="webshop:E0",
+    )
+    _publish(
+        tmp_path,
+        "webshop-E1",
+        [_row("rememberer", 50.0), _row("rememberer@untrained", 45.0), _row("static", 35.0)],
+        paired={"reference": "rememberer", "rows": [{"agent": "rememberer@untrained", "score": _est(-5.0)}]},
+        init_memory="webshop:E1",
+    )
+    _publish(
+        tmp_path,
+        "webshop-snapshots",
+        [_row(f"rememberer[init={snap}02]@untrained", 55.0), _row(f"rememberer[init={snap}01]@untrained", 45.0)],
+        epochs=0,
+        init_memory="webshop:E0",
+    )
     (tmp_path / "wikihow-main").mkdir()  # started, not finished: no results.json
     return tmp_path
 

@@ -33,8 +33,19 @@ def test_model_slug_is_a_safe_folder_name() -> None:
 
 def _results(score: float) -> dict:
     est = {"mean": score, "lo": score - 1, "hi": score + 1, "n": 2}
-    return {"rows": [{"agent": "static", "episodes": 2, "score": est, "success_rate": est, "steps": est,
-                      "fallback_rate": est, "wall_s": est}]}
+    return {
+        "rows": [
+            {
+                "agent": "static",
+                "episodes": 2,
+                "score": est,
+                "success_rate": est,
+                "steps": est,
+                "fallback_rate": est,
+                "wall_s": est,
+            }
+        ]
+    }
 
 
 def test_run_sweep_runs_models_one_after_another(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,8 +79,25 @@ def test_release_models_drops_shared_hf_weights(monkeypatch: pytest.MonkeyPatch)
 def test_cli_sweep_writes_one_table_and_resumes(tmp_path: Path) -> None:
     """An LLM-free row keeps this fast: the sweep machinery, folders, table and resume are real."""
     out = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "rlem_gym.cli", "bench", "--llm", "smollm2,smollm2-gguf", "--agents", "heuristic",
-           "--epochs", "0", "--test-split", "test[0:2]", "--max-steps", "5", "--out", str(out), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "rlem_gym.cli",
+        "bench",
+        "--llm",
+        "smollm2,smollm2-gguf",
+        "--agents",
+        "heuristic",
+        "--epochs",
+        "0",
+        "--test-split",
+        "test[0:2]",
+        "--max-steps",
+        "5",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
     assert "model sweep over 2 models" in first.stdout

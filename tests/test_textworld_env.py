@@ -49,8 +49,9 @@ class FirstListedLLM(LLM):
     name = "first-listed"
     context_length = 8192
 
-    def generate(self, prompt, *, max_tokens=128, stop=None, temperature=0.0, seed=None, response_prefix="",
-                 constraint=None):
+    def generate(
+        self, prompt, *, max_tokens=128, stop=None, temperature=0.0, seed=None, response_prefix="", constraint=None
+    ):
         listed = prompt.rsplit("Available Actions:\n- ", 1)[1].split("\n", 1)[0]
         return Completion(f"{listed} -> 0.5 It is listed.", 10, 5, 0.0, "stop")
 

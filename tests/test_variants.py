@@ -23,11 +23,19 @@ from rlem_gym.agents.variants import (
         ("rememberer", "rememberer", {}, False),
         ("rememberer@untrained", "rememberer@untrained", {}, True),
         ("Rememberer[ discouraged = False ]", "rememberer[discouraged=false]", {"discouraged": False}, False),
-        ("rememberer[n_step=1, discouraged=false]@untrained", "rememberer[discouraged=false,n_step=1]@untrained",
-         {"discouraged": False, "n_step": 1}, True),
+        (
+            "rememberer[n_step=1, discouraged=false]@untrained",
+            "rememberer[discouraged=false,n_step=1]@untrained",
+            {"discouraged": False, "n_step": 1},
+            True,
+        ),
         ("rememberer[n_step=none]", "rememberer[n_step=none]", {"n_step": None}, False),
-        ("rememberer[gamma=1e-1,init=webshop:E1]", "rememberer[gamma=0.1,init=webshop:E1]",
-         {"gamma": 0.1, "init": "webshop:E1"}, False),
+        (
+            "rememberer[gamma=1e-1,init=webshop:E1]",
+            "rememberer[gamma=0.1,init=webshop:E1]",
+            {"gamma": 0.1, "init": "webshop:E1"},
+            False,
+        ),
         ("static[exemplars=handwritten]", "static[exemplars=handwritten]", {"exemplars": "handwritten"}, False),
         ("heuristic[policy=keywords]", "heuristic[policy=keywords]", {"policy": "keywords"}, False),
         ("oracle", "oracle", {}, False),
@@ -77,7 +85,10 @@ def test_split_and_parse_agent_list():
     labels = [v.label for v in parse_agent_list(text)]
     assert labels == ["rememberer", "rememberer[discouraged=false,n_step=1]", "static", "heuristic"]
     assert [v.label for v in parse_agent_list(["oracle", "rememberer@untrained,react"])] == [
-        "oracle", "rememberer@untrained", "react"]
+        "oracle",
+        "rememberer@untrained",
+        "react",
+    ]
     with pytest.raises(VariantError, match="same variant"):
         parse_agent_list("rememberer[n_step=1,k=2],rememberer[k=2, n_step=1]")
     with pytest.raises(VariantError, match="without"):
@@ -95,7 +106,9 @@ def test_reference_is_the_trained_rememberer():
 
 
 _values = st.one_of(
-    st.booleans(), st.none(), st.integers(-10**6, 10**6),
+    st.booleans(),
+    st.none(),
+    st.integers(-(10**6), 10**6),
     st.floats(allow_nan=False, allow_infinity=False, width=32).map(float),
     st.sampled_from(["webshop:E1", "handwritten", "keywords", "a.b", "first_valid", "x-y/z", "e5"]),
 )
@@ -107,7 +120,8 @@ _values = st.one_of(
         lambda name: st.tuples(
             st.just(name),
             st.dictionaries(st.sampled_from(VARIANT_KEYS[name] or ("_",)), _values, max_size=4)
-            if VARIANT_KEYS[name] else st.just({}),
+            if VARIANT_KEYS[name]
+            else st.just({}),
             st.booleans() if name == "rememberer" else st.just(False),
         )
     )

@@ -20,7 +20,9 @@ def catalog():
 
 def test_streaming_parser_across_chunk_boundaries(tmp_path, monkeypatch):
     monkeypatch.setattr(cat, "CHUNK_CHARS", 7)  # every value straddles chunks
-    items = [{"asin": f"B{i:09d}", "n": 12345.678 * i, "s": "x" * (i * 13), "l": [1, 2, {"k": None}]} for i in range(30)]
+    items = [
+        {"asin": f"B{i:09d}", "n": 12345.678 * i, "s": "x" * (i * 13), "l": [1, 2, {"k": None}]} for i in range(30)
+    ]
     path = tmp_path / "items.json"
     path.write_text(" \n" + json.dumps(items, indent=1) + "\n")
     assert list(cat.iter_json_array(path)) == items
@@ -61,7 +63,18 @@ def test_catalog_matches_webshop_loader_output(catalog):
     """documents.jsonl holds WebShop's own load_products output and search text for the same 1,000 products."""
     with gzip.open(SHARED_DOCS, "rt") as f:
         docs = [json.loads(line) for line in f]
-    keys = ["asin", "Title", "Description", "BulletPoints", "pricing", "Price", "options", "Attributes", "query", "product_category"]
+    keys = [
+        "asin",
+        "Title",
+        "Description",
+        "BulletPoints",
+        "pricing",
+        "Price",
+        "options",
+        "Attributes",
+        "query",
+        "product_category",
+    ]
     for doc, product in zip(docs, catalog.products, strict=True):
         assert {k: doc["product"][k] for k in keys} == {k: product[k] for k in keys}
         assert doc["contents"] == cat.search_text(product)
@@ -80,7 +93,9 @@ def test_goals_and_splits(catalog):
     assert test == list(range(100)) and len(train) == 200 and min(train) >= 100
     assert not {goals[i]["asin"] for i in test} & {goals[i]["asin"] for i in train}
     human = get_goals(catalog, "human")
-    assert len(human) == 13 and all(not h["instruction_text"].endswith(".") or "dollars" in h["instruction_text"] for h in human)
+    assert len(human) == 13 and all(
+        not h["instruction_text"].endswith(".") or "dollars" in h["instruction_text"] for h in human
+    )
 
 
 def test_price_clause_grid():

@@ -113,7 +113,12 @@ def test_shown_results_three_is_the_react_view():
 
 def test_page_type_on_every_page_and_cut_observations():
     assert page_type("WebShop [SEP] Instruction: [SEP] buy a hat [SEP] Search") == "search"
-    assert page_type("[SEP] Back to Search [SEP] Page 1 (Total results: 50) [SEP] Next > [SEP] B000VOHH8I [SEP] t [SEP] $1") == "results"
+    assert (
+        page_type(
+            "[SEP] Back to Search [SEP] Page 1 (Total results: 50) [SEP] Next > [SEP] B000VOHH8I [SEP] t [SEP] $1"
+        )
+        == "results"
+    )
     item = "[SEP] Back to Search [SEP] < Prev [SEP] size [SEP] 2.5 fl oz [SEP] t [SEP] Price: $64.98 [SEP] Rating: N.A. [SEP] Description [SEP] Features [SEP] Reviews [SEP] Buy Now"
     assert page_type(item) == "item"
     assert page_type("[SEP] Back to Search [SEP] < Prev [SEP] Great soap.\nLine two") == "item_sub"

@@ -42,7 +42,11 @@ def test_ten_thousand_random_and_adversarial_actions():
         elif kind == 1:
             action = FIXED[int(rng.integers(len(FIXED)))]
         elif kind == 2:
-            action = f"click[{sorted(seen_clickables)[int(rng.integers(len(seen_clickables)))]}]" if seen_clickables else "click[x]"
+            action = (
+                f"click[{sorted(seen_clickables)[int(rng.integers(len(seen_clickables)))]}]"
+                if seen_clickables
+                else "click[x]"
+            )
         elif kind == 3:
             action = _random_string(rng)
         elif kind == 4:
@@ -58,7 +62,9 @@ def test_ten_thousand_random_and_adversarial_actions():
             stripped = action.strip()
             low = stripped.lower()
             if low.startswith("click[") and stripped.endswith("]"):
-                expect_valid = " ".join(stripped[6:-1].split()).lower() in clickables  # whitespace runs count as one space
+                expect_valid = (
+                    " ".join(stripped[6:-1].split()).lower() in clickables
+                )  # whitespace runs count as one space
             elif low.startswith("search[") and stripped.endswith("]"):
                 expect_valid = acts["has_search_bar"] and stripped[7:-1].strip() != ""
 
@@ -67,7 +73,9 @@ def test_ten_thousand_random_and_adversarial_actions():
 
         assert isinstance(obs, str) and obs in env.observation_space
         assert info["page"] in ENV_PAGES and isinstance(info["instruction"], str) and info["instruction"]
-        assert page_type(obs) == {"description": "item_sub", "features": "item_sub", "reviews": "item_sub"}.get(info["page"], info["page"])
+        assert page_type(obs) == {"description": "item_sub", "features": "item_sub", "reviews": "item_sub"}.get(
+            info["page"], info["page"]
+        )
         assert all(c == c.lower() for c in info["available_actions"]["clickables"])
         error = info["last_action_error"]
         if expect_valid:

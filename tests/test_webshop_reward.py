@@ -34,7 +34,13 @@ def test_type_reward_query_and_category():
     bought = dict(goal)
     r = get_type_reward(bought, goal)
     assert r == {"r_type": 1.0, "query_match": True, "category_match": True, "title_score": 1.0}
-    for cat, match in [("b › c › a", True), ("d › e › f", False), ("a › d › b", True), ("a › a › b", True), ("a › a › d", False)]:
+    for cat, match in [
+        ("b › c › a", True),
+        ("d › e › f", False),
+        ("a › d › b", True),
+        ("a › a › b", True),
+        ("a › a › d", False),
+    ]:
         bought = {**goal, "query": "Query 2", "product_category": cat}
         assert get_type_reward(bought, goal)["category_match"] is match
         assert get_type_reward(bought, goal)["query_match"] is False
@@ -42,15 +48,21 @@ def test_type_reward_query_and_category():
 
 def test_type_reward_title_scores_on_the_original_test_titles():
     # the original (spaCy 3.3) expects 0.85 +- 0.01 here: spaCy 3.8 tags "adidas" as a verb, 5/6 nouns match
-    r = _type("adidas Unisex-Adult D.o.n. Issue 2 Basketball Shoe", "adidas Unisex-Adult D.o.n. Issue 2 Indoor Court Shoe")
+    r = _type(
+        "adidas Unisex-Adult D.o.n. Issue 2 Basketball Shoe", "adidas Unisex-Adult D.o.n. Issue 2 Indoor Court Shoe"
+    )
     assert isclose(r["title_score"], 5 / 6)
-    bought = "BRST AC Power Cord Outlet Socket Cable Plug Lead for Panasonic SC-HT830V DVD/VCR Combo Home Theater System"
+    bought = (
+        "BRST AC Power Cord Outlet Socket Cable Plug Lead for Panasonic SC-HT830V DVD/VCR Combo Home Theater System"
+    )
     long_goal = "Saireed UL Listed 2 Prong Power Cord for JBL Bar 3.1 Bar 2.1 Channel 4K Ultra HD Soundbar Home Theater System Subwoofer"
     assert isclose(_type(long_goal, bought)["title_score"], 5 / 16)  # original: 0.31
     short = _type("Saireed UL Listed 2 Prong Power Cord for JBL Bar 3.1 Bar 2.1 Channel 4K Ultra HD Soundbar", bought)
     assert isclose(short["title_score"], 2 / 12)  # original: 0.17
     assert short["r_type"] == 0.5  # a weak title match and neither query nor category: halved
-    far = _type("Rusticware 921ORB Kitchen and Bath Cabinet Knob", "Minkissy 2pcs Stainless Steel Eyebrow Tweezers (Silver)")
+    far = _type(
+        "Rusticware 921ORB Kitchen and Bath Cabinet Knob", "Minkissy 2pcs Stainless Steel Eyebrow Tweezers (Silver)"
+    )
     assert far["title_score"] == 0.0 and far["r_type"] == 0.0
 
 
@@ -66,7 +78,12 @@ def test_type_reward_thresholds_and_repeated_nouns():
 
 def test_attribute_reward():
     goal = {"attributes": ["tea tree", "essential oils", "natural ingredients"]}
-    bought = {"Attributes": ["tea tree", "essential oil", "natural ingredients"], "Title": "", "BulletPoints": [], "Description": ""}
+    bought = {
+        "Attributes": ["tea tree", "essential oil", "natural ingredients"],
+        "Title": "",
+        "BulletPoints": [],
+        "Description": "",
+    }
     assert get_attribute_reward(bought, goal) == (1.0, 3)
     bought["Attributes"] = ["essential oil", "natural ingredients"]
     assert get_attribute_reward(bought, goal) == (2 / 3, 2)
@@ -182,5 +199,7 @@ def test_human_goal_options_are_a_list(catalog_goals):
     goal = next(g for g in human if g["goal_options"])
     own = catalog.by_asin[goal["asin"]]
     pairs = get_reward(own, goal, catalog.prices[goal["asin"]], {"x": goal["goal_options"][0]})
-    values = get_reward(own, goal, catalog.prices[goal["asin"]], {"x": goal["goal_options"][0]}, option_matching="values")
+    values = get_reward(
+        own, goal, catalog.prices[goal["asin"]], {"x": goal["goal_options"][0]}, option_matching="values"
+    )
     assert pairs == values

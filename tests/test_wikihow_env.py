@@ -43,8 +43,16 @@ def test_task_sets_and_contract_info(env):
     assert WikiHowEnv(task_set="train_S1").num_tasks == 10
     obs, info = env.reset(seed=1, options={"task_index": 6})
     assert set(info) == {
-        "task_lines", "instruction", "subgoals_total", "subgoals_done", "page", "task_id",
-        "task_index", "clickable_ids", "input_ids", "last_action_error",
+        "task_lines",
+        "instruction",
+        "subgoals_total",
+        "subgoals_done",
+        "page",
+        "task_id",
+        "task_index",
+        "clickable_ids",
+        "input_ids",
+        "last_action_error",
     }
     assert info["task_lines"] == [
         "Search an article to learn how to be a good friend to a guy.",
@@ -134,7 +142,7 @@ def test_subgoals_fire_once_in_order_with_instructions(env):
     assert r == 1.0 and info["instruction"] == 'Access the article "How to Make a Lei"'
     obs, r, *_rest, info = env.step("INPUT(1, lei)")  # the search sub-goal fires only once
     assert r == 0.0 and info["subgoals_done"] == 1
-    assert '>How to Make a Lei</div>' in obs
+    assert ">How to Make a Lei</div>" in obs
     obs, r, term, _t, info = env.step(f"CLICK({_id_of(obs, 'How to Make a Lei')})")
     assert r == 1.0 and info["page"] == "article"
     assert info["instruction"] == "Check the author page of Claire Donovan-Blackwood."
@@ -197,9 +205,28 @@ def test_fuzz_ten_thousand_actions_never_raise():
     e = WikiHowEnv(task_set="canonical178")
     rng = np.random.default_rng(7)
     obs, info = e.reset(seed=7)
-    junk = ["", " ", "CLICK", "CLICK()", "CLICK(-1)", "CLICK(1e9)", "CLICK(99999999999999999999)",
-            "INPUT(,)", "INPUT(1)", "SCROLL(SIDEWAYS)", "GOBACK(1)", "click(x)", "\x00\x01", "ðŸ¤–",
-            "INPUT(1, " + "a" * 5000 + ")", "CLICK(3)CLICK(4)", "<div>", "NOTHING", None, 42]
+    junk = [
+        "",
+        " ",
+        "CLICK",
+        "CLICK()",
+        "CLICK(-1)",
+        "CLICK(1e9)",
+        "CLICK(99999999999999999999)",
+        "INPUT(,)",
+        "INPUT(1)",
+        "SCROLL(SIDEWAYS)",
+        "GOBACK(1)",
+        "click(x)",
+        "\x00\x01",
+        "ðŸ¤–",
+        "INPUT(1, " + "a" * 5000 + ")",
+        "CLICK(3)CLICK(4)",
+        "<div>",
+        "NOTHING",
+        None,
+        42,
+    ]
     n_invalid = 0
     for k in range(10_000):
         roll = rng.random()
@@ -211,7 +238,7 @@ def test_fuzz_ten_thousand_actions_never_raise():
             words = " ".join(rng.choice(FUZZ_WORDS, 3))
             a = f"INPUT({rng.integers(0, 8)}, {words})"
         elif roll < 0.85:
-            a = f"SCROLL({rng.choice(['UP','DOWN','LEFT','RIGHT','up'])})"
+            a = f"SCROLL({rng.choice(['UP', 'DOWN', 'LEFT', 'RIGHT', 'up'])})"
         else:
             a = "GOBACK"
         obs2, r, term, trunc, info2 = e.step(a)
@@ -238,7 +265,10 @@ def test_fuzz_ten_thousand_actions_never_raise():
         ("Then, access the page of category Computers and Electronics", "Access the page of category …"),
         ("Check the reference list", "Check the reference list"),
         ("Then, check the reference list", "Check the reference list"),
-        ("Access the about page to learn why people trust wikihow.", "Access the about page to learn why people trust wikihow"),
+        (
+            "Access the about page to learn why people trust wikihow.",
+            "Access the about page to learn why people trust wikihow",
+        ),
         ("Search an article to learn how to make a lei.", "Search an article to learn how to …"),
         ("", ""),
     ],

@@ -30,7 +30,10 @@ from rlem_gym.benchmarks.config import BenchConfig
 from rlem_gym.benchmarks.rundir import iter_jsonl
 
 #: env -> (dev split, initial pool)
-DEV: dict[str, tuple[str, str]] = {"webshop": ("train[20:23]", "webshop:E0"), "wikihow": ("train_S1[0:3]", "wikihow:init")}
+DEV: dict[str, tuple[str, str]] = {
+    "webshop": ("train[20:23]", "webshop:E0"),
+    "wikihow": ("train_S1[0:3]", "wikihow:init"),
+}
 MODES = ("free", "constrained")
 
 
@@ -59,9 +62,18 @@ def run_mode(args: argparse.Namespace, env: str, mode: str) -> dict[str, Any]:
     split, pool = DEV[env]
     out = Path(args.out) / f"{env}-{mode}"
     cfg = BenchConfig(
-        env=env, agents=tuple(args.agents.split(",")), llm=args.llm, llm_kwargs=json.loads(args.llm_kwargs),
-        action_decoding=mode, epochs=0, init_memory=pool, test_split=split, max_steps=args.max_steps,
-        max_tokens=args.max_tokens, out=str(out), progress=False,
+        env=env,
+        agents=tuple(args.agents.split(",")),
+        llm=args.llm,
+        llm_kwargs=json.loads(args.llm_kwargs),
+        action_decoding=mode,
+        epochs=0,
+        init_memory=pool,
+        test_split=split,
+        max_steps=args.max_steps,
+        max_tokens=args.max_tokens,
+        out=str(out),
+        progress=False,
     ).validate()
     results = Runner(cfg).run()
     steps = [s for s in iter_jsonl(out / "episodes.jsonl") if s.get("phase") == "test"]
@@ -74,21 +86,27 @@ def run_mode(args: argparse.Namespace, env: str, mode: str) -> dict[str, Any]:
 
 def markdown(table: dict[str, dict[str, dict[str, Any]]]) -> str:
     """One line per (env, agent, mode)."""
-    lines = ["| Env | Agent | Mode | Steps | Valid % | Fallback % | Step p50 s | Step mean s | Tokens out/step | Score |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| Env | Agent | Mode | Steps | Valid % | Fallback % | Step p50 s | Step mean s | Tokens out/step | Score |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for key, agents in table.items():
         env, mode = key.split("/")
         for agent, s in agents.items():
             if not s.get("steps"):
                 continue
-            lines.append(f"| {env} | {agent} | {mode} | {s['steps']} | {s['valid_pct']:.1f} | {s['fallback_pct']:.1f} | "
-                         f"{s['act_p50_s']:.2f} | {s['act_mean_s']:.2f} | {s['completion_tokens_mean']:.1f} | "
-                         f"{s['score']:.1f} |")
+            lines.append(
+                f"| {env} | {agent} | {mode} | {s['steps']} | {s['valid_pct']:.1f} | {s['fallback_pct']:.1f} | "
+                f"{s['act_p50_s']:.2f} | {s['act_mean_s']:.2f} | {s['completion_tokens_mean']:.1f} | "
+                f"{s['score']:.1f} |"
+            )
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m rlem_gym.benchmarks.perf.bench_decoding", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m rlem_gym.benchmarks.perf.bench_decoding", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--llm", default="qwen2.5-coder-0.5b:gguf", help="make_llm spec")
     p.add_argument("--llm-kwargs", default="{}", help="backend keywords as JSON")
     p.add_argument("--envs", default="webshop,wikihow")
@@ -103,10 +121,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for mode in args.modes.split(","):
             table[f"{env}/{mode}"] = run_mode(args, env, mode)
     text = markdown(table)
-    print(f"{machine_line()}\nmodel {args.llm} {args.llm_kwargs}; dev goals {', '.join(f'{e}: {DEV[e][0]}' for e in DEV)}; "
-          f"max {args.max_steps} steps, {args.max_tokens} tokens per call; frozen initial pools\n")
+    print(
+        f"{machine_line()}\nmodel {args.llm} {args.llm_kwargs}; dev goals {', '.join(f'{e}: {DEV[e][0]}' for e in DEV)}; "
+        f"max {args.max_steps} steps, {args.max_tokens} tokens per call; frozen initial pools\n"
+    )
     print(text)
-    atomic_write_json(Path(args.out) / "bench_decoding.json", {"llm": args.llm, "table": table, "machine": machine_line()})
+    atomic_write_json(
+        Path(args.out) / "bench_decoding.json", {"llm": args.llm, "table": table, "machine": machine_line()}
+    )
     atomic_write_text(Path(args.out) / "bench_decoding.md", text + "\n")
     return 0
 

@@ -148,8 +148,7 @@ def _zoo_prompt(llm: LLM, tokens: int, seed: int) -> str:
     return build_preamble(llm, tokens, seed=seed) + "Action:"
 
 
-def measure_zoo_model(spec: str, *, prefill_tokens: int, decode_tokens: int, reps: int,
-                      threads: int | None) -> dict:
+def measure_zoo_model(spec: str, *, prefill_tokens: int, decode_tokens: int, reps: int, threads: int | None) -> dict:
     """Load ``spec`` (``<zoo name>:<gguf|hf>``) and measure it; returns the result as a dict."""
     from rlem_gym.llm.factory import resolve_zoo_spec
 
@@ -192,14 +191,22 @@ def measure_zoo_model(spec: str, *, prefill_tokens: int, decode_tokens: int, rep
     rss_end = _rss_mb()  # before close(): the weights and KV cache still resident
     llm.close()
     return {
-        "model": model.name, "backend": backend, "name": llm.name, "load_s": round(load_s, 2),
+        "model": model.name,
+        "backend": backend,
+        "name": llm.name,
+        "load_s": round(load_s, 2),
         "prefill_tok_s": round(statistics.median(prefill), 1),
         "decode_tok_s": round(statistics.median(decode), 1) if decode else None,
         "prefill_tok_per_cpu_s": round(statistics.median(prefill_cpu), 1),
         "decode_tok_per_cpu_s": round(statistics.median(decode_cpu), 1) if decode_cpu else None,
-        "prompt_tokens": int(statistics.median(prompt_tok)), "generated_tokens": int(statistics.median(gen_tok)),
-        "reps": reps, "threads": threads or os.cpu_count(),
-        "rss_base_mb": round(rss_base), "rss_loaded_mb": round(rss_loaded), "rss_mb": round(rss_end), "peak_rss_mb": round(peak_rss_mb()),
+        "prompt_tokens": int(statistics.median(prompt_tok)),
+        "generated_tokens": int(statistics.median(gen_tok)),
+        "reps": reps,
+        "threads": threads or os.cpu_count(),
+        "rss_base_mb": round(rss_base),
+        "rss_loaded_mb": round(rss_loaded),
+        "rss_mb": round(rss_end),
+        "peak_rss_mb": round(peak_rss_mb()),
     }
 
 
@@ -245,9 +252,19 @@ def run_zoo(args: argparse.Namespace) -> dict:
                 skipped[spec] = "llama-cpp-python not installed"
                 print(f"skip {spec}: llama-cpp-python not installed (pip install rlem-gym[llamacpp])", flush=True)
                 continue
-            cmd = [sys.executable, "-m", "rlem_gym.benchmarks.perf.bench_llm", "--zoo-one", spec,
-                   "--prefill-tokens", str(args.prefill_tokens), "--decode-tokens", str(args.decode_tokens),
-                   "--reps", str(args.reps)] + (["--threads", str(args.threads)] if args.threads else [])
+            cmd = [
+                sys.executable,
+                "-m",
+                "rlem_gym.benchmarks.perf.bench_llm",
+                "--zoo-one",
+                spec,
+                "--prefill-tokens",
+                str(args.prefill_tokens),
+                "--decode-tokens",
+                str(args.decode_tokens),
+                "--reps",
+                str(args.reps),
+            ] + (["--threads", str(args.threads)] if args.threads else [])
             t0 = time.perf_counter()
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.child_timeout)
@@ -262,19 +279,30 @@ def run_zoo(args: argparse.Namespace) -> dict:
                 print(f"skip {spec}: {skipped[spec]}", flush=True)
                 continue
             result = json.loads(lines[-1])
-            result.update(wall_s=round(time.perf_counter() - t0, 1), machine=machine,
-                          date=time.strftime("%Y-%m-%d"), load_avg_1min=round(os.getloadavg()[0], 1))
+            result.update(
+                wall_s=round(time.perf_counter() - t0, 1),
+                machine=machine,
+                date=time.strftime("%Y-%m-%d"),
+                load_avg_1min=round(os.getloadavg()[0], 1),
+            )
             entries.setdefault(name, {})[backend] = result
-            print(f"{spec:26s} load {result['load_s']:6.1f} s  prefill {result['prefill_tok_s']:7.1f} tok/s  "
-                  f"decode {result['decode_tok_s'] or float('nan'):6.1f} tok/s  RSS {result['rss_mb']} MiB "
-                  f"(peak {result['peak_rss_mb']})  [{result['wall_s']} s]", flush=True)
+            print(
+                f"{spec:26s} load {result['load_s']:6.1f} s  prefill {result['prefill_tok_s']:7.1f} tok/s  "
+                f"decode {result['decode_tok_s'] or float('nan'):6.1f} tok/s  RSS {result['rss_mb']} MiB "
+                f"(peak {result['peak_rss_mb']})  [{result['wall_s']} s]",
+                flush=True,
+            )
     data = {
         "about": "prefill/decode tokens per second of the zoo models, measured by "
-                 "`python -m rlem_gym.benchmarks.perf.bench_llm --zoo` (read by `rlem-gym models`); "
-                 "each entry names the machine it was measured on",
+        "`python -m rlem_gym.benchmarks.perf.bench_llm --zoo` (read by `rlem-gym models`); "
+        "each entry names the machine it was measured on",
         "command": "python -m rlem_gym.benchmarks.perf.bench_llm " + " ".join(args.argv),
-        "settings": {"prefill_tokens": args.prefill_tokens, "decode_tokens": args.decode_tokens, "reps": args.reps,
-                     "threads": args.threads or os.cpu_count()},
+        "settings": {
+            "prefill_tokens": args.prefill_tokens,
+            "decode_tokens": args.decode_tokens,
+            "reps": args.reps,
+            "threads": args.threads or os.cpu_count(),
+        },
         "versions": _versions(),
         "machine": machine,
         "date": time.strftime("%Y-%m-%d"),
@@ -306,14 +334,21 @@ def main(argv: list[str] | None = None) -> dict:
     zoo.add_argument("--prefill-tokens", type=int, default=512)
     zoo.add_argument("--decode-tokens", type=int, default=64)
     zoo.add_argument("--reps", type=int, default=3)
-    zoo.add_argument("--zoo-out", default=None, help="JSON to update (default: the package's rlem_gym/data/zoo_speeds.json)")
+    zoo.add_argument(
+        "--zoo-out", default=None, help="JSON to update (default: the package's rlem_gym/data/zoo_speeds.json)"
+    )
     zoo.add_argument("--child-timeout", type=int, default=900, help="seconds per model and backend")
     zoo.add_argument("--zoo-one", default=None, help=argparse.SUPPRESS)  # internal: one measurement, JSON on stdout
     args = ap.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.zoo_one:
-        result = measure_zoo_model(args.zoo_one, prefill_tokens=args.prefill_tokens,
-                                   decode_tokens=args.decode_tokens, reps=args.reps, threads=args.threads)
+        result = measure_zoo_model(
+            args.zoo_one,
+            prefill_tokens=args.prefill_tokens,
+            decode_tokens=args.decode_tokens,
+            reps=args.reps,
+            threads=args.threads,
+        )
         print(json.dumps(result), flush=True)
         return result
     if args.zoo:
@@ -338,26 +373,36 @@ def main(argv: list[str] | None = None) -> dict:
         for reuse in (True, False):
             r = run_mode(llm, preamble, suffixes, reuse=reuse, gen_tokens=args.gen_tokens)
             results.append(r)
-            print(f"  {r.mode:9s} p50 {r.p50:6.2f} s (cpu {r.cpu_p50:.2f} s)  steps {['%.2f' % x for x in r.latencies_s]}",
-                  flush=True)
+            print(
+                f"  {r.mode:9s} p50 {r.p50:6.2f} s (cpu {r.cpu_p50:.2f} s)  steps {['%.2f' % x for x in r.latencies_s]}",
+                flush=True,
+            )
         llm.close()
 
     print()
-    print(f"load average at end: {os.getloadavg()[0]:.1f} (start {load0:.1f}); threads={args.threads or os.cpu_count()}")
-    print(f"machine: {machine_line()}, python {platform.python_version()}; steps={args.steps}, "
-          f"preamble~{args.preamble_tokens}, suffix~{args.suffix_tokens}, gen<={args.gen_tokens} tokens")
-    print("| backend | decode tok/s | prompt tok | reused tok | gen tok | p50 no reuse: wall / CPU (s) "
-          "| p50 reuse: wall / CPU (s) | saving (wall, CPU) |")
+    print(
+        f"load average at end: {os.getloadavg()[0]:.1f} (start {load0:.1f}); threads={args.threads or os.cpu_count()}"
+    )
+    print(
+        f"machine: {machine_line()}, python {platform.python_version()}; steps={args.steps}, "
+        f"preamble~{args.preamble_tokens}, suffix~{args.suffix_tokens}, gen<={args.gen_tokens} tokens"
+    )
+    print(
+        "| backend | decode tok/s | prompt tok | reused tok | gen tok | p50 no reuse: wall / CPU (s) "
+        "| p50 reuse: wall / CPU (s) | saving (wall, CPU) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     by_backend: dict[str, dict[str, ModeResult]] = {}
     for r in results:
         by_backend.setdefault(r.backend, {})[r.mode] = r
     for name, modes in by_backend.items():
         re, no = modes["reuse"], modes["no-reuse"]
-        print(f"| {name} | {speeds[name]:.1f} | {int(np.median(re.prompt_tokens))} | "
-              f"{int(np.median(re.cached_tokens))} | {int(np.median(re.completion_tokens))} | "
-              f"{no.p50:.2f} / {no.cpu_p50:.2f} | {re.p50:.2f} / {re.cpu_p50:.2f} | "
-              f"{no.p50 / re.p50:.1f}x, {no.cpu_p50 / re.cpu_p50:.1f}x |")
+        print(
+            f"| {name} | {speeds[name]:.1f} | {int(np.median(re.prompt_tokens))} | "
+            f"{int(np.median(re.cached_tokens))} | {int(np.median(re.completion_tokens))} | "
+            f"{no.p50:.2f} / {no.cpu_p50:.2f} | {re.p50:.2f} / {re.cpu_p50:.2f} | "
+            f"{no.p50 / re.p50:.1f}x, {no.cpu_p50 / re.cpu_p50:.1f}x |"
+        )
     raw = {"args": vars(args), "decode_tok_s": speeds, "results": [asdict(r) | {"p50": r.p50} for r in results]}
     if args.json:
         atomic_write_json(args.json, raw)

@@ -48,8 +48,13 @@ def child(spec: str) -> dict:
 def _spawn(spec: str, cache: str, timeout: float) -> dict:
     env = dict(os.environ, **{DEQUANT_CACHE_ENV: cache})
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "rlem_gym.benchmarks.perf.bench_load", "--child", spec],
-                          env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlem_gym.benchmarks.perf.bench_load", "--child", spec],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"child for {spec} failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
@@ -81,17 +86,25 @@ def main(argv: list[str] | None = None) -> dict:
     texts = {r["text"] for r in baseline + [first] + cached}
     if len(texts) != 1:
         raise SystemExit(f"the loads disagree on the greedy reply: {sorted(texts)}")
-    med = {name: statistics.median(r["load_s"] for r in rows)
-           for name, rows in (("baseline", baseline), ("first", [first]), ("cached", cached))}
+    med = {
+        name: statistics.median(r["load_s"] for r in rows)
+        for name, rows in (("baseline", baseline), ("first", [first]), ("cached", cached))
+    }
     print(f"| load of {spec} | make_llm s (median of {args.reps}) | process s | peak RSS MiB |")
     print("|---|---|---|---|")
-    for label, name, rows in (("transformers GGUF path (baseline, cache off)", "baseline", baseline),
-                              ("first load: dequantise + write the cache", "first", [first]),
-                              ("from the dequantised cache (ours)", "cached", cached)):
-        print(f"| {label} | {med[name]:.1f} | {statistics.median(r['process_s'] for r in rows):.1f} | "
-              f"{max(r['peak_rss_mb'] for r in rows)} |")
-    print(f"ratio baseline / cached: {med['baseline'] / med['cached']:.1f}x; same greedy reply in all "
-          f"{2 * args.reps + 1} processes: {next(iter(texts))!r}")
+    for label, name, rows in (
+        ("transformers GGUF path (baseline, cache off)", "baseline", baseline),
+        ("first load: dequantise + write the cache", "first", [first]),
+        ("from the dequantised cache (ours)", "cached", cached),
+    ):
+        print(
+            f"| {label} | {med[name]:.1f} | {statistics.median(r['process_s'] for r in rows):.1f} | "
+            f"{max(r['peak_rss_mb'] for r in rows)} |"
+        )
+    print(
+        f"ratio baseline / cached: {med['baseline'] / med['cached']:.1f}x; same greedy reply in all "
+        f"{2 * args.reps + 1} processes: {next(iter(texts))!r}"
+    )
     return {"baseline": baseline, "first": first, "cached": cached, "ratio": med["baseline"] / med["cached"]}
 
 

@@ -98,9 +98,10 @@ def synth_vectors(real: np.ndarray, n: int, seed: int) -> np.ndarray:
     out = np.empty((n, real.shape[1]), dtype=np.float32)
     for s in range(0, n, 100_000):
         m = min(100_000, n - s)
-        v = real[rng.integers(len(real), size=m)] + rng.uniform(0, 0.5, size=(m, 1)).astype(np.float32) * real[
-            rng.integers(len(real), size=m)
-        ]
+        v = (
+            real[rng.integers(len(real), size=m)]
+            + rng.uniform(0, 0.5, size=(m, 1)).astype(np.float32) * real[rng.integers(len(real), size=m)]
+        )
         v += (0.05 / np.sqrt(real.shape[1])) * rng.standard_normal(v.shape).astype(np.float32)
         v /= np.linalg.norm(v, axis=1, keepdims=True)
         out[s : s + m] = v
@@ -160,7 +161,9 @@ def build_memory(n, texts, vecs, index, embedder, index_options=None):
     from rlem_gym.memory import ExperienceMemory
     from rlem_gym.memory.similarity import WebShopMatcher
 
-    m = ExperienceMemory(WebShopMatcher(embedder, page_kind), capacity=max(n, 1), index=index, index_options=index_options or {})
+    m = ExperienceMemory(
+        WebShopMatcher(embedder, page_kind), capacity=max(n, 1), index=index, index_options=index_options or {}
+    )
     rng = np.random.default_rng(1)
     pages = rng.integers(4, size=n)
     if n <= REAL_POOL:
@@ -325,7 +328,7 @@ def report(official, cold, rows) -> str:
             e = r["eviction"]
             lines.append(
                 f"- {r['n']:,} records: FAISS remove_ids {e['remove']:.2f} ms/step, lazy rebuild {e['rebuild']:.2f} ms/step "
-                f"-> default `deletion=\"remove\"`; inserts via `update()` {r['update_insert_per_s']:,.0f} keys/s"
+                f'-> default `deletion="remove"`; inserts via `update()` {r["update_insert_per_s"]:,.0f} keys/s'
             )
     small = next((r for r in rows if r["n"] == official["n"]), None)
     big = next((r for r in rows if r["n"] == 1_000_000), None)
@@ -387,7 +390,9 @@ def main(argv=None) -> None:
     print(f"# (a) official at 500: {official}", file=sys.stderr)
     rows = []
     for n in args.sizes:
-        cmd = [sys.executable, "-m", "rlem_gym.benchmarks.perf.bench_memory", "--child", str(n)] + (["--no-hnsw"] if args.no_hnsw else [])
+        cmd = [sys.executable, "-m", "rlem_gym.benchmarks.perf.bench_memory", "--child", str(n)] + (
+            ["--no-hnsw"] if args.no_hnsw else []
+        )
         t0 = time.perf_counter()
         res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         if res.returncode != 0:

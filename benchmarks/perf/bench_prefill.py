@@ -59,13 +59,19 @@ def main(argv: list[str] | None = None) -> int:
     n_params = int(llama_cpp.llama_model_n_params(llm.model))
     prefill_tps = args.tokens / min(prefill)
     result = {
-        "label": args.label, "llm": args.llm, "machine": machine_line(),
+        "label": args.label,
+        "llm": args.llm,
+        "machine": machine_line(),
         "llama_cpp_python": llama_cpp.__version__,
         "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
-        "threads": llm.n_threads, "params": n_params, "prompt_tokens": args.tokens,
-        "prefill_tok_s": round(prefill_tps, 1), "prefill_s_all": [round(s, 3) for s in prefill],
+        "threads": llm.n_threads,
+        "params": n_params,
+        "prompt_tokens": args.tokens,
+        "prefill_tok_s": round(prefill_tps, 1),
+        "prefill_s_all": [round(s, 3) for s in prefill],
         "decode_tok_s": round(args.decode / decode_s, 1),
-        "prefill_gflops": round(2 * n_params * prefill_tps / 1e9, 1), "matmul_peak_gflops": round(peak, 1),
+        "prefill_gflops": round(2 * n_params * prefill_tps / 1e9, 1),
+        "matmul_peak_gflops": round(peak, 1),
     }
     result["prefill_share_of_peak"] = round(result["prefill_gflops"] / peak, 3)
     backend.close()

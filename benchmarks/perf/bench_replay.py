@@ -84,13 +84,20 @@ def replay_episode(ctx: Any, item: Any, committed: list[dict[str, Any]]) -> list
         act_s = time.perf_counter() - t0
         st = agent.last_step
         forced = rec["action"]
-        out.append({
-            "step": rec["step"], "action": action, "committed": forced, "same": action == forced,
-            "same_prompt": (short_hash(st.prompt) if st.prompt else "") == rec["prompt_hash"],
-            "act_s": round(act_s, 4), "prompt_tokens": int(st.prompt_tokens),
-            "cached_tokens": int(st.cached_tokens), "completion_tokens": int(st.completion_tokens),
-            **(script.step_counts() if isinstance(script, ReplayLLM) else {}),
-        })
+        out.append(
+            {
+                "step": rec["step"],
+                "action": action,
+                "committed": forced,
+                "same": action == forced,
+                "same_prompt": (short_hash(st.prompt) if st.prompt else "") == rec["prompt_hash"],
+                "act_s": round(act_s, 4),
+                "prompt_tokens": int(st.prompt_tokens),
+                "cached_tokens": int(st.cached_tokens),
+                "completion_tokens": int(st.completion_tokens),
+                **(script.step_counts() if isinstance(script, ReplayLLM) else {}),
+            }
+        )
         obs, reward, terminated, truncated, info = env.step(forced)
         agent.observe(forced, float(reward), terminated, truncated, info)
         if terminated or truncated:
@@ -127,8 +134,12 @@ class ReplayLLM(LLM):
 
     def step_counts(self) -> dict[str, int]:
         c = self.counts
-        return {"sim_prompt_tokens": c["prompt"], "sim_live_reused": c["live"],
-                "sim_snapshot_reused": c["snapshot"], "sim_completion_tokens": c["completion"]}
+        return {
+            "sim_prompt_tokens": c["prompt"],
+            "sim_live_reused": c["live"],
+            "sim_snapshot_reused": c["snapshot"],
+            "sim_completion_tokens": c["completion"],
+        }
 
     def count_tokens(self, text: str) -> int:
         return self.tok.count_tokens(text)
@@ -136,8 +147,17 @@ class ReplayLLM(LLM):
     def reset_cache(self) -> None:
         self.live = np.zeros(0, dtype=np.int64)
 
-    def generate(self, prompt: str, *, max_tokens: int = 128, stop: Any = None, temperature: float = 0.0,
-                 seed: int | None = None, response_prefix: str = "", constraint: Any = None) -> Completion:
+    def generate(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int = 128,
+        stop: Any = None,
+        temperature: float = 0.0,
+        seed: int | None = None,
+        response_prefix: str = "",
+        constraint: Any = None,
+    ) -> Completion:
         text = self.replies.pop(0) if self.replies else ""
         rendered, _ = self.tok.prompt_text(prompt, response_prefix)
         ids = np.asarray(self.tok._llm.tokenize(rendered.encode(), add_bos=True, special=True), dtype=np.int64)
@@ -166,9 +186,11 @@ def summarize(rows: list[dict[str, Any]], baseline: str) -> str:
     for r in rows:
         by[(r["agent"], r["variant"])].append(r)
     variants = list(dict.fromkeys(r["variant"] for r in rows))
-    lines = ["| row | variant | steps | p50 s/step | mean s/step | KV-reused share | prefill tok/step (mean) "
-             "| actions = committed | p50: baseline -> this (speed-up) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| row | variant | steps | p50 s/step | mean s/step | KV-reused share | prefill tok/step (mean) "
+        "| actions = committed | p50: baseline -> this (speed-up) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for agent in dict.fromkeys(r["agent"] for r in rows):
         for v in variants:
             rs = by[(agent, v)]
@@ -183,8 +205,10 @@ def summarize(rows: list[dict[str, Any]], baseline: str) -> str:
             if v != baseline and base:
                 b, a = statistics.median(base), statistics.median(s)
                 ratio = f"{b:.2f} -> {a:.2f} ({b / a:.2f}x)"
-            lines.append(f"| {agent} | {v} | {len(rs)} | {statistics.median(s):.2f} | {statistics.mean(s):.2f} "
-                         f"| {ct / pt:.1%} | {(pt - ct) / len(rs):.0f} | {same}/{len(rs)} | {ratio} |")
+            lines.append(
+                f"| {agent} | {v} | {len(rs)} | {statistics.median(s):.2f} | {statistics.mean(s):.2f} "
+                f"| {ct / pt:.1%} | {(pt - ct) / len(rs):.0f} | {same}/{len(rs)} | {ratio} |"
+            )
     return "\n".join(lines)
 
 
@@ -193,34 +217,56 @@ def simulated_table(rows: list[dict[str, Any]]) -> str:
     by: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by[r["agent"]].append(r)
-    lines = ["| row | steps | prompt tok/step | reused: live context -> with prefix cache "
-             "| prefill tok/step: live -> with cache (ratio) | reply tok/step |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| row | steps | prompt tok/step | reused: live context -> with prefix cache "
+        "| prefill tok/step: live -> with cache (ratio) | reply tok/step |",
+        "|---|---|---|---|---|---|",
+    ]
     for agent, rs in by.items():
         n = len(rs)
         prompt = sum(r["sim_prompt_tokens"] for r in rs)
         live = sum(r["sim_live_reused"] for r in rs)
         snap = sum(r["sim_snapshot_reused"] for r in rs)
         out = sum(r["sim_completion_tokens"] for r in rs)
-        lines.append(f"| {agent} | {n} | {prompt / n:.0f} | {live / prompt:.1%} -> {snap / prompt:.1%} "
-                     f"| {(prompt - live) / n:.0f} -> {(prompt - snap) / n:.0f} ({(prompt - live) / max(1, prompt - snap):.2f}x) "
-                     f"| {out / n:.1f} |")
+        lines.append(
+            f"| {agent} | {n} | {prompt / n:.0f} | {live / prompt:.1%} -> {snap / prompt:.1%} "
+            f"| {(prompt - live) / n:.0f} -> {(prompt - snap) / n:.0f} ({(prompt - live) / max(1, prompt - snap):.2f}x) "
+            f"| {out / n:.1f} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run", help="a run folder (restore a published one with `publish --restore`)")
-    p.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
-                   help="backend keyword arguments of one variant; the first is the baseline")
-    p.add_argument("--simulate", type=float, default=None, metavar="MB",
-                   help="no model run: replay the committed replies and count the tokens reused from the live "
-                        "context alone and with a prefix cache of MB megabytes (see ReplayLLM)")
-    p.add_argument("--agent-kwargs", default="", metavar="JSON",
-                   help="agent settings to change, as the runner's --agent-kwargs (e.g. '{\"rememberer\": "
-                        "{\"advice_draw\": \"episode\"}}'); prompts then differ from the committed ones")
-    p.add_argument("--bytes-per-token", type=int, default=12_300,
-                   help="KV bytes per token for --simulate (12,300 measured for Qwen2.5-Coder-0.5B)")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="backend keyword arguments of one variant; the first is the baseline",
+    )
+    p.add_argument(
+        "--simulate",
+        type=float,
+        default=None,
+        metavar="MB",
+        help="no model run: replay the committed replies and count the tokens reused from the live "
+        "context alone and with a prefix cache of MB megabytes (see ReplayLLM)",
+    )
+    p.add_argument(
+        "--agent-kwargs",
+        default="",
+        metavar="JSON",
+        help="agent settings to change, as the runner's --agent-kwargs (e.g. '{\"rememberer\": "
+        '{"advice_draw": "episode"}}\'); prompts then differ from the committed ones',
+    )
+    p.add_argument(
+        "--bytes-per-token",
+        type=int,
+        default=12_300,
+        help="KV bytes per token for --simulate (12,300 measured for Qwen2.5-Coder-0.5B)",
+    )
     p.add_argument("--agents", default="", help="comma-separated rows to replay (default: every LLM row)")
     p.add_argument("--goals", default="", help="goal positions a:b or a:b:step within the test split (default: all)")
     p.add_argument("--out", required=True, help="JSON output (rewritten after each episode)")
@@ -263,8 +309,13 @@ def main(argv: list[str] | None = None) -> int:
 
     ctxs = {name: EpisodeContext(cfg, runner.splits, factory(kw), runner._memory_paths()) for name, kw in variants}
     baseline = variants[0][0]
-    header = {"run": str(root), "machine": machine_line(), "matmul_gflops_start": round(matmul_gflops(), 1),
-              "variants": dict(variants), "goals": args.goals or "all"}
+    header = {
+        "run": str(root),
+        "machine": machine_line(),
+        "matmul_gflops_start": round(matmul_gflops(), 1),
+        "variants": dict(variants),
+        "goals": args.goals or "all",
+    }
     rows: list[dict[str, Any]] = []
     print(f"replaying {len(items)} episodes of {root} ({header['machine']})", file=sys.stderr)
     for n, item in enumerate(items):
@@ -276,8 +327,10 @@ def main(argv: list[str] | None = None) -> int:
     for ctx in ctxs.values():
         cache = getattr(ctx.llm, "prefix_cache", None)
         if cache is not None:
-            print(f"prefix cache: {len(cache)} snapshots, {cache.nbytes / 2**20:.0f} MiB, {cache.hits} restores",
-                  file=sys.stderr)
+            print(
+                f"prefix cache: {len(cache)} snapshots, {cache.nbytes / 2**20:.0f} MiB, {cache.hits} restores",
+                file=sys.stderr,
+            )
         ctx.close()
     header["matmul_gflops_end"] = round(matmul_gflops(), 1)
     table = simulated_table(rows) if args.simulate is not None else summarize(rows, baseline)

@@ -238,8 +238,9 @@ class PairResult:
             "completion_tokens_p50": p50(self.completion_tokens),
             "cached_share": round(sum(self.cached_tokens) / prompt, 4) if prompt else float("nan"),
             # tokenizer-only: the share a cache of every earlier prompt of the episode would serve
-            "multi_cached_share": (round(sum(self.multi_cached_tokens) / prompt, 4)
-                                   if prompt and self.multi_cached_tokens else None),
+            "multi_cached_share": (
+                round(sum(self.multi_cached_tokens) / prompt, 4) if prompt and self.multi_cached_tokens else None
+            ),
             "episode_mean_s": mean(self.episode_s),
             "steps_per_episode": mean(self.episode_steps),
         }
@@ -264,8 +265,13 @@ def play(env: Any, agent: Any, env_name: str, phase: str, position: int, seed: i
     from rlem_gym.benchmarks.episode import run_episode
     from rlem_gym.benchmarks.plan import Task, WorkItem
 
-    item = WorkItem(phase, agent.name, 0, Task(position, {"task_index": position}, f"{env_name}[{position}]"),
-                    episode_seed=seed + position)
+    item = WorkItem(
+        phase,
+        agent.name,
+        0,
+        Task(position, {"task_index": position}, f"{env_name}[{position}]"),
+        episode_seed=seed + position,
+    )
     return run_episode(env, agent, item, env_name=env_name)
 
 
@@ -336,8 +342,11 @@ def measure_pair(env_name: str, name: str, llm: LLM, args: argparse.Namespace, m
                 res.multi_cached_tokens += multi[multi_before:]
             res.llm_s += agent.llm_s[n_before:]
             if args.verbose:
-                print(f"  {env_name}/{name} task {pos}: {record['steps']} steps, {record['wall_s']:.1f} s, "
-                      f"success={record['success']}", file=sys.stderr)
+                print(
+                    f"  {env_name}/{name} task {pos}: {record['steps']} steps, {record['wall_s']:.1f} s, "
+                    f"success={record['success']}",
+                    file=sys.stderr,
+                )
     finally:
         env.close()
     return res
@@ -376,9 +385,23 @@ def project_hours(summaries: list[dict[str, Any]], epochs: int, test_agents: Seq
 
 def table(summaries: list[dict[str, Any]]) -> str:
     """A markdown table of the per-pair summaries."""
-    cols = ("env", "agent", "steps", "act_p50_s", "act_mean_s", "llm_p50_s", "llm_calls_per_step",
-            "prompt_tokens_p50", "prompt_tokens_max", "completion_tokens_p50", "cached_share", "multi_cached_share",
-            "episode_mean_s", "steps_per_episode", "successes")
+    cols = (
+        "env",
+        "agent",
+        "steps",
+        "act_p50_s",
+        "act_mean_s",
+        "llm_p50_s",
+        "llm_calls_per_step",
+        "prompt_tokens_p50",
+        "prompt_tokens_max",
+        "completion_tokens_p50",
+        "cached_share",
+        "multi_cached_share",
+        "episode_mean_s",
+        "steps_per_episode",
+        "successes",
+    )
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for s in summaries:
         lines.append("| " + " | ".join(str(s[c]) for c in cols) + " |")
@@ -397,31 +420,56 @@ def _csv(text: str, known: Sequence[str], what: str) -> list[str]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--llm", default=None, help="make_llm spec (default: the shipped SmolLM2 through HF)")
     p.add_argument("--llm-kwargs", default="{}", help='backend keywords as JSON, e.g. \'{"dtype": "bfloat16"}\'')
-    p.add_argument("--tokenizer-only", default=None, metavar="PATH",
-                   help="no model: count with this tokenizer (folder or .gguf) and model the prefix cache")
+    p.add_argument(
+        "--tokenizer-only",
+        default=None,
+        metavar="PATH",
+        help="no model: count with this tokenizer (folder or .gguf) and model the prefix cache",
+    )
     p.add_argument("--envs", default="webshop,wikihow", help="comma-separated: webshop,wikihow")
     p.add_argument("--agents", default="static,react,rememberer", help="comma-separated: static,react,rememberer")
     p.add_argument("--episodes", type=int, default=3, help="test tasks per env and agent (positions 0..N-1)")
     p.add_argument("--max-steps", type=int, default=15, help="step cap per episode (the study's 15)")
     p.add_argument("--max-tokens", type=int, default=128, help="tokens generated per call (the study's 128)")
-    p.add_argument("--react-history", default=None, choices=("last", "full"),
-                   help="ReAct history setting (default: the agent's default)")
-    p.add_argument("--exemplar-order", default=None, choices=("official", "similarity", "stable"),
-                   help="Rememberer exemplar order (default: the agent's default)")
-    p.add_argument("--fallback", default=None, choices=("first_valid", "random_valid", "noop"),
-                   help="fallback policy of the tested agents (default: the agents' own); with --tokenizer-only "
-                        "every action is a fallback, so random_valid gives more varied episodes")
-    p.add_argument("--action-decoding", default=None, choices=("free", "constrained"),
-                   help="action decoding of the tested agents (default: the agents' own, free)")
+    p.add_argument(
+        "--react-history",
+        default=None,
+        choices=("last", "full"),
+        help="ReAct history setting (default: the agent's default)",
+    )
+    p.add_argument(
+        "--exemplar-order",
+        default=None,
+        choices=("official", "similarity", "stable"),
+        help="Rememberer exemplar order (default: the agent's default)",
+    )
+    p.add_argument(
+        "--fallback",
+        default=None,
+        choices=("first_valid", "random_valid", "noop"),
+        help="fallback policy of the tested agents (default: the agents' own); with --tokenizer-only "
+        "every action is a fallback, so random_valid gives more varied episodes",
+    )
+    p.add_argument(
+        "--action-decoding",
+        default=None,
+        choices=("free", "constrained"),
+        help="action decoding of the tested agents (default: the agents' own, free)",
+    )
     p.add_argument("--warm-epochs", type=int, default=3, help="stand-in training epochs that build the test memory")
     p.add_argument("--memory", default=None, metavar="DIR", help="test the Rememberer with this saved memory instead")
     p.add_argument("--seed", type=int, default=0, help="base seed: episode i is reset with seed + i")
     p.add_argument("--study-epochs", type=int, default=3, help="training epochs in the projected study")
-    p.add_argument("--study-test-agents", default=",".join(STUDY_TEST_AGENTS),
-                   help="the study's test agents, comma-separated (repeats allowed)")
+    p.add_argument(
+        "--study-test-agents",
+        default=",".join(STUDY_TEST_AGENTS),
+        help="the study's test agents, comma-separated (repeats allowed)",
+    )
     p.add_argument("--out", default=None, help="write the results as JSON here")
     p.add_argument("--verbose", action="store_true", help="one line per episode on stderr")
     args = p.parse_args(argv)
@@ -432,9 +480,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     try:
         args.llm_kw = json.loads(args.llm_kwargs)
     except json.JSONDecodeError as exc:
-        raise SystemExit(f"--llm-kwargs is not valid JSON ({exc.msg}): pass e.g. '{{\"dtype\": \"bfloat16\"}}'")
+        raise SystemExit(f'--llm-kwargs is not valid JSON ({exc.msg}): pass e.g. \'{{"dtype": "bfloat16"}}\'')
     if not isinstance(args.llm_kw, dict):
-        raise SystemExit("--llm-kwargs must be a JSON object, e.g. '{\"dtype\": \"bfloat16\"}'")
+        raise SystemExit('--llm-kwargs must be a JSON object, e.g. \'{"dtype": "bfloat16"}\'')
     if args.episodes < 1 or args.max_steps < 1:
         raise SystemExit("--episodes and --max-steps must be >= 1")
     return args
@@ -452,7 +500,9 @@ def build_llm(args: argparse.Namespace) -> tuple[LLM, float]:
     return llm, time.perf_counter() - t0
 
 
-def main(argv: Sequence[str] | None = None, *, llm_factory: Callable[[argparse.Namespace], tuple[LLM, float]] = build_llm) -> dict[str, Any]:
+def main(
+    argv: Sequence[str] | None = None, *, llm_factory: Callable[[argparse.Namespace], tuple[LLM, float]] = build_llm
+) -> dict[str, Any]:
     """Run the benchmark; prints the table and projection, writes ``--out``; returns the result dict."""
     args = parse_args(argv)
     llm, load_s = llm_factory(args)
@@ -473,8 +523,21 @@ def main(argv: Sequence[str] | None = None, *, llm_factory: Callable[[argparse.N
         "llm": getattr(llm, "name", str(args.llm)),
         "llm_kwargs": args.llm_kw,
         "load_s": round(load_s, 2),
-        "settings": {k: getattr(args, k) for k in ("episodes", "max_steps", "max_tokens", "react_history",
-                                                   "exemplar_order", "fallback", "action_decoding", "warm_epochs", "memory", "seed")},
+        "settings": {
+            k: getattr(args, k)
+            for k in (
+                "episodes",
+                "max_steps",
+                "max_tokens",
+                "react_history",
+                "exemplar_order",
+                "fallback",
+                "action_decoding",
+                "warm_epochs",
+                "memory",
+                "seed",
+            )
+        },
         "pairs": summaries,
         "projection": project_hours(summaries, args.study_epochs, args.study_agents),
     }

@@ -69,7 +69,9 @@ def main() -> None:
     t0 = time.perf_counter()
     catalog = get_catalog()
     index = get_index(catalog)
-    print(f"catalog + index ready in {time.perf_counter() - t0:.2f} s ({len(catalog)} products); tagger: {tagger_name()}")
+    print(
+        f"catalog + index ready in {time.perf_counter() - t0:.2f} s ({len(catalog)} products); tagger: {tagger_name()}"
+    )
     _random_valid_loop(2_000, seed=99)  # warm-up: spaCy, caches
     sps, resets, buys = _random_valid_loop(args.steps)
     print(f"random valid-action loop: {args.steps} steps, {resets} resets, {buys} purchases: {sps:,.0f} steps/s")

@@ -20,8 +20,10 @@ def latency_summary(seconds: Sequence[float], *, unit: str = "ms", digits: int =
     """``"median X ms, p95 Y ms, max Z ms"`` of latencies given in seconds (``np.percentile``)."""
     scale = {"ms": 1e3, "s": 1.0}[unit]
     xs = np.asarray(seconds, dtype=float) * scale
-    return (f"median {np.percentile(xs, 50):.{digits}f} {unit}, p95 {np.percentile(xs, 95):.{digits}f} {unit}, "
-            f"max {xs.max():.{digits}f} {unit}")
+    return (
+        f"median {np.percentile(xs, 50):.{digits}f} {unit}, p95 {np.percentile(xs, 95):.{digits}f} {unit}, "
+        f"max {xs.max():.{digits}f} {unit}"
+    )
 
 
 def percentile_ms(seconds: Sequence[float], q: float) -> float:

@@ -39,12 +39,25 @@ from typing import Any, Iterable
 
 from rlem_gym.benchmarks.rundir import RunDir, read_json
 
-WEBSHOP_OUTCOMES = ("success", "wrong product type", "missing attributes", "wrong options", "over the price",
-                    "bought, other loss", "never bought")
+WEBSHOP_OUTCOMES = (
+    "success",
+    "wrong product type",
+    "missing attributes",
+    "wrong options",
+    "over the price",
+    "bought, other loss",
+    "never bought",
+)
 #: what a WikiHow episode missed first, by the sub-goal's kind ("article" after the first is "next article")
-WIKIHOW_MISSED = {"search": "no search", "article": "article not opened", "about": "about page not opened",
-                  "author": "author page not opened", "category": "category page not opened",
-                  "reference": "reference list not opened", "next article": "next article not opened"}
+WIKIHOW_MISSED = {
+    "search": "no search",
+    "article": "article not opened",
+    "about": "about page not opened",
+    "author": "author page not opened",
+    "category": "category page not opened",
+    "reference": "reference list not opened",
+    "next article": "next article not opened",
+}
 WIKIHOW_OUTCOMES = ("success", *WIKIHOW_MISSED.values(), "partial")
 FLAGS = ("loop", "invalid actions", "fallback steps")
 WEBSHOP_FLAGS = (*FLAGS, "query misses the goal")
@@ -132,8 +145,9 @@ def analyse(run_dir: str | Path, check_queries: bool = True) -> dict[str, Any]:
     for rec in rd.records():
         if rec.get("phase") != "test" or rec.get("status", "ok") != "ok":
             continue
-        row = table.setdefault(rec["agent"], {"episodes": 0, "outcomes": dict.fromkeys(outcomes, 0),
-                                              "flags": dict.fromkeys(flags, 0)})
+        row = table.setdefault(
+            rec["agent"], {"episodes": 0, "outcomes": dict.fromkeys(outcomes, 0), "flags": dict.fromkeys(flags, 0)}
+        )
         row["episodes"] += 1
         row["outcomes"][webshop_outcome(rec) if env == "webshop" else wikihow_outcome(rec)] += 1
         actions = [str(a) for a in rec.get("actions", [])]
@@ -142,11 +156,15 @@ def analyse(run_dir: str | Path, check_queries: bool = True) -> dict[str, Any]:
         row["flags"]["fallback steps"] += int(rec.get("fallbacks", 0)) > 0
         goal = _goal_index(rec)
         if checker is not None and goal is not None:
-            queries = [a[len("search["):-1] for a in actions if a.startswith("search[") and a.endswith("]")]
+            queries = [a[len("search[") : -1] for a in actions if a.startswith("search[") and a.endswith("]")]
             row["flags"]["query misses the goal"] += not checker.goal_shown(goal, queries)
     agents = config.get("agents") or sorted(table)
-    return {"env": env, "outcomes": list(outcomes), "flags": list(flags),
-            "agents": {a: table[a] for a in agents if a in table}}
+    return {
+        "env": env,
+        "outcomes": list(outcomes),
+        "flags": list(flags),
+        "agents": {a: table[a] for a in agents if a in table},
+    }
 
 
 def markdown(result: dict[str, Any]) -> str:

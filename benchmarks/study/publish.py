@@ -69,8 +69,9 @@ def publish(run_dir: str | Path, dest: str | Path, max_log_mb: float = 5.0) -> l
             atomic_write_bytes(dst / "episodes.jsonl.gz", data)
             written.append("episodes.jsonl.gz")
         else:
-            print(f"publish: {log} compresses to {len(data) / 1e6:.1f} MB > {max_log_mb} MB; not copied",
-                  file=sys.stderr)
+            print(
+                f"publish: {log} compresses to {len(data) / 1e6:.1f} MB > {max_log_mb} MB; not copied", file=sys.stderr
+            )
     return written
 
 
@@ -104,6 +105,7 @@ def _state_tar(src: Path) -> bytes | None:
     parts = sorted({p for pattern in STATE_GLOBS for p in src.glob(pattern) if p.is_dir()})
     if not parts:
         return None
+
     def reproducible(info: tarfile.TarInfo) -> tarfile.TarInfo:  # same bytes for the same files
         info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
         return info

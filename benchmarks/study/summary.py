@@ -112,8 +112,14 @@ def test_curve(runs: dict[str, dict[str, Any]], env: str) -> dict[str, Any]:
 
     def add(epoch: int, row: dict[str, Any] | None) -> None:
         if row is not None:
-            points.append({"epoch": epoch, "episodes": row["episodes"], "score": row["score"],
-                           "success_rate": row["success_rate"]})
+            points.append(
+                {
+                    "epoch": epoch,
+                    "episodes": row["episodes"],
+                    "score": row["score"],
+                    "success_rate": row["success_rate"],
+                }
+            )
 
     epochs = int(main["config"].get("epochs", 0)) if main else 0
     if main:
@@ -139,28 +145,41 @@ def _num(x: float | None) -> str:
 
 def summary_markdown(rob: list[dict[str, Any]], curves: list[dict[str, Any]]) -> str:
     """summary.md: one robustness table per env and one test-curve table per env."""
-    out = ["# Study summary across runs", "",
-           "Written by `python -m rlem_gym.benchmarks.study.summary docs/study` from the finished runs' results.json;",
-           "every cell: score, mean [95% bootstrap CI over goals]. A run not finished is listed as missing.", ""]
+    out = [
+        "# Study summary across runs",
+        "",
+        "Written by `python -m rlem_gym.benchmarks.study.summary docs/study` from the finished runs' results.json;",
+        "every cell: score, mean [95% bootstrap CI over goals]. A run not finished is listed as missing.",
+        "",
+    ]
     for r in rob:
         out += [f"## Robustness, {r['env']}", ""]
         if not r["runs"]:
             out += [f"No run finished yet (missing: {', '.join(r['missing'])}).", ""]
             continue
-        out += ["| agent | " + " | ".join(f"`{n}` ({r['settings'][n]})" for n in r["runs"]) + " | mean | min | max |",
-                "|---|" + "---|" * (len(r["runs"]) + 3)]
+        out += [
+            "| agent | " + " | ".join(f"`{n}` ({r['settings'][n]})" for n in r["runs"]) + " | mean | min | max |",
+            "|---|" + "---|" * (len(r["runs"]) + 3),
+        ]
         for agent, a in r["agents"].items():
             cells = [_fmt(a["per_run"].get(n)) for n in r["runs"]]
-            out.append(f"| {agent} | " + " | ".join(cells) + f" | {_num(a['mean'])} | {_num(a['min'])} | {_num(a['max'])} |")
+            out.append(
+                f"| {agent} | " + " | ".join(cells) + f" | {_num(a['mean'])} | {_num(a['min'])} | {_num(a['max'])} |"
+            )
         diffs = [_fmt(r["untrained_minus_trained"][n], signed=True) for n in r["runs"]]
         out += ["| untrained - trained (paired) | " + " | ".join(diffs) + " | | | |", ""]
         if r["missing"]:
             out += [f"Missing (not finished): {', '.join(r['missing'])}.", ""]
     for c in curves:
-        out += [f"## Learning curve on test goals, {c['env']}", "",
-                "| memory after epoch | N | score | SR % |", "|---|---|---|---|"]
-        out += [f"| {p['epoch']} | {p['episodes']} | {_fmt(p['score'])} | {_fmt(p['success_rate'])} |"
-                for p in c["points"]]
+        out += [
+            f"## Learning curve on test goals, {c['env']}",
+            "",
+            "| memory after epoch | N | score | SR % |",
+            "|---|---|---|---|",
+        ]
+        out += [
+            f"| {p['epoch']} | {p['episodes']} | {_fmt(p['score'])} | {_fmt(p['success_rate'])} |" for p in c["points"]
+        ]
         if c["missing"]:
             out += ["", f"Missing (not finished): {', '.join(c['missing'])}."]
         out.append("")
@@ -182,16 +201,28 @@ def write_summary(root: str | Path, out: str | Path | None = None) -> list[Path]
         if not r["runs"]:
             (out / f"robustness_{r['env']}.png").unlink(missing_ok=True)
         else:
-            rows = [{"model": n, "agent": agent, "score": est}
-                    for agent, a in r["agents"].items() for n, est in a["per_run"].items()]
-            paths.append(plot_sweep({"models": r["runs"], "rows": rows}, out / f"robustness_{r['env']}.png",
-                                    title=f"Robustness, {r['env']}: test score per agent and run (95% bootstrap CI)"))
+            rows = [
+                {"model": n, "agent": agent, "score": est}
+                for agent, a in r["agents"].items()
+                for n, est in a["per_run"].items()
+            ]
+            paths.append(
+                plot_sweep(
+                    {"models": r["runs"], "rows": rows},
+                    out / f"robustness_{r['env']}.png",
+                    title=f"Robustness, {r['env']}: test score per agent and run (95% bootstrap CI)",
+                )
+            )
     for c in curves:
         if not c["points"]:
             (out / f"test_curve_{c['env']}.png").unlink(missing_ok=True)
         else:
-            path = plot_learning_curve({"learning_curve": c["points"]}, out / f"test_curve_{c['env']}.png", phase="test",
-                                       title=f"{c['env']}: test score of the memory after each training epoch")
+            path = plot_learning_curve(
+                {"learning_curve": c["points"]},
+                out / f"test_curve_{c['env']}.png",
+                phase="test",
+                title=f"{c['env']}: test score of the memory after each training epoch",
+            )
             paths.append(path)
     return paths
 
@@ -238,34 +269,53 @@ def forest(root: str | Path) -> dict[str, Any]:
             skipped[folder.name] = f"no clusters ({results.get('clusters_error')})"
             continue
         for row in results["paired"]["rows"]:
-            entries.append({
-                "env": cfg.env, "run": folder.name, "split": test.spec, "agent": row["agent"],
-                "reference": results["paired"]["reference"], "unit": clusters["unit"],
-                "clusters": clusters["count"], "goals": clusters["tasks"],
-                "diff": row["score"], "diff_cluster": row["score_cluster"],
-            })
+            entries.append(
+                {
+                    "env": cfg.env,
+                    "run": folder.name,
+                    "split": test.spec,
+                    "agent": row["agent"],
+                    "reference": results["paired"]["reference"],
+                    "unit": clusters["unit"],
+                    "clusters": clusters["count"],
+                    "goals": clusters["tasks"],
+                    "diff": row["score"],
+                    "diff_cluster": row["score_cluster"],
+                }
+            )
     entries.sort(key=lambda e: (e["env"], _run_order(e["run"])))  # stable: the agents keep their order
     return {"entries": entries, "skipped": skipped}
 
 
 def forest_markdown(data: dict[str, Any]) -> str:
     """cluster_ci.md: the numbers of forest.png, one line per run and agent."""
-    out = ["# Paired differences with per-goal and cluster bootstrap CIs", "",
-           "Written by `python -m rlem_gym.benchmarks.study.summary docs/study --forest` from the published runs'",
-           "records, with the numbers drawn in [forest.png](forest.png). Δ score = mean over the test goals of",
-           "(agent - the trained Rememberer), points of 100 x mean reward. Per-goal CI: 95% paired bootstrap over",
-           "seeds and goals (the results tables' CI). Cluster CI: 95% paired bootstrap that resamples whole",
-           "clusters of goals, the same clusters for both rows: WebShop goals by target product, WikiHow tasks by",
-           "article (`rlem_gym.benchmarks.clusters`). Width ratio: cluster CI width / per-goal CI width.", "",
-           "| env | run | split | goals / clusters | agent | Δ score | per-goal 95% CI | cluster 95% CI "
-           "| width ratio |",
-           "|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "# Paired differences with per-goal and cluster bootstrap CIs",
+        "",
+        "Written by `python -m rlem_gym.benchmarks.study.summary docs/study --forest` from the published runs'",
+        "records, with the numbers drawn in [forest.png](forest.png). Δ score = mean over the test goals of",
+        "(agent - the trained Rememberer), points of 100 x mean reward. Per-goal CI: 95% paired bootstrap over",
+        "seeds and goals (the results tables' CI). Cluster CI: 95% paired bootstrap that resamples whole",
+        "clusters of goals, the same clusters for both rows: WebShop goals by target product, WikiHow tasks by",
+        "article (`rlem_gym.benchmarks.clusters`). Width ratio: cluster CI width / per-goal CI width.",
+        "",
+        "| env | run | split | goals / clusters | agent | Δ score | per-goal 95% CI | cluster 95% CI | width ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for e in data["entries"]:
         d, c = Estimate.from_dict(e["diff"]), Estimate.from_dict(e["diff_cluster"])
         ratio = f"{(c.hi - c.lo) / (d.hi - d.lo):.2f}" if d.hi > d.lo else "-"
-        cells = [e["env"], f"`{e['run']}`", f"`{e['split']}`", f"{e['goals']} / {e['clusters']} {e['unit']}s",
-                 e["agent"], f"{d.mean:+.1f}", d.fmt(1, signed=True, interval_only=True),
-                 c.fmt(1, signed=True, interval_only=True), ratio]
+        cells = [
+            e["env"],
+            f"`{e['run']}`",
+            f"`{e['split']}`",
+            f"{e['goals']} / {e['clusters']} {e['unit']}s",
+            e["agent"],
+            f"{d.mean:+.1f}",
+            d.fmt(1, signed=True, interval_only=True),
+            c.fmt(1, signed=True, interval_only=True),
+            ratio,
+        ]
         out.append("| " + " | ".join(cells) + " |")
     if data["skipped"]:
         out += ["", "Not plotted: " + "; ".join(f"`{n}` ({why})" for n, why in data["skipped"].items()) + "."]
@@ -287,12 +337,17 @@ def write_forest(root: str | Path, out: str | Path | None = None) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m rlem_gym.benchmarks.study.summary", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m rlem_gym.benchmarks.study.summary", description=__doc__.splitlines()[0]
+    )
     ap.add_argument("root", help="the folder of published runs (docs/study)")
     ap.add_argument("--out", help="where to write summary.md and the plots (default: root)")
-    ap.add_argument("--forest", action="store_true",
-                    help="write forest.png and cluster_ci.md (paired differences with per-goal and cluster "
-                         "bootstrap CIs) instead of the summary")
+    ap.add_argument(
+        "--forest",
+        action="store_true",
+        help="write forest.png and cluster_ci.md (paired differences with per-goal and cluster "
+        "bootstrap CIs) instead of the summary",
+    )
     args = ap.parse_args(argv)
     if not Path(args.root).is_dir():
         print(f"study: {args.root} is not a folder", file=sys.stderr)

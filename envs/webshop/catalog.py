@@ -127,7 +127,9 @@ class _JsonStream:
     def expect(self, char: str) -> None:
         got = self.peek()
         if got != char:
-            raise CatalogError(f"{self.name}: expected {char!r} but found {got or 'end of file'!r}; is it a WebShop JSON file?")
+            raise CatalogError(
+                f"{self.name}: expected {char!r} but found {got or 'end of file'!r}; is it a WebShop JSON file?"
+            )
         self.pos += 1
 
     def value(self) -> Any:
@@ -137,7 +139,9 @@ class _JsonStream:
                 obj, end = _DECODER.raw_decode(self.buf, self.pos)
             except json.JSONDecodeError as exc:
                 if not self._fill():
-                    raise CatalogError(f"{self.name}: malformed JSON ({exc.msg} near char {exc.pos}); re-download the file") from None
+                    raise CatalogError(
+                        f"{self.name}: malformed JSON ({exc.msg} near char {exc.pos}); re-download the file"
+                    ) from None
                 self.chunk = min(self.chunk * 2, 1 << 26)  # a value longer than a chunk: read more at once
                 continue
             if end == len(self.buf) and isinstance(obj, (int, float)) and self._fill():
@@ -164,7 +168,9 @@ def _iter_container(
             if sep == closer:
                 return
             if sep != ",":
-                raise CatalogError(f"{path.name}: expected ',' or '{closer}' between {between}, found {sep or 'end of file'!r}")
+                raise CatalogError(
+                    f"{path.name}: expected ',' or '{closer}' between {between}, found {sep or 'end of file'!r}"
+                )
 
 
 def _member(s: _JsonStream) -> tuple[str, Any]:
@@ -199,7 +205,9 @@ def _pick(folder: Path, stem: str, preferred: tuple[str, ...], required: bool) -
         names = ", ".join(p.name for p in found)
         raise CatalogError(f"{folder}: several {stem}* files ({names}); keep one per folder")
     if required:
-        raise CatalogError(f"{folder}: no {stem}*.json[.gz] file; point data_dir at a folder with WebShop's {stem}.json")
+        raise CatalogError(
+            f"{folder}: no {stem}*.json[.gz] file; point data_dir at a folder with WebShop's {stem}.json"
+        )
     return None
 
 
@@ -207,7 +215,9 @@ def find_catalog_files(data_dir: str | os.PathLike) -> CatalogFiles:
     """Locate the product, attribute and (optional) human-instruction files in ``data_dir``."""
     folder = Path(data_dir).expanduser()
     if not folder.is_dir():
-        raise CatalogError(f"data_dir {folder} is not a folder; pass the folder holding items_shuffle*.json and items_ins_v2*.json")
+        raise CatalogError(
+            f"data_dir {folder} is not a folder; pass the folder holding items_shuffle*.json and items_ins_v2*.json"
+        )
     products = _pick(folder, "items_shuffle", ("items_shuffle.json", "items_shuffle.json.gz"), True)
     attributes = _pick(folder, "items_ins_v2", ("items_ins_v2.json", "items_ins_v2.json.gz"), True)
     human = _pick(folder, "items_human_ins", ("items_human_ins.json", "items_human_ins.json.gz"), False)
@@ -314,7 +324,9 @@ def load_catalog(files: CatalogFiles, num_products: int | None = None) -> Catalo
     attributes = {}
     for asin, record in iter_json_object(files.attributes):
         if isinstance(record, dict):
-            attributes[asin] = {k: record[k] for k in ("attributes", "instruction", "instruction_attributes") if k in record}
+            attributes[asin] = {
+                k: record[k] for k in ("attributes", "instruction", "instruction_attributes") if k in record
+            }
     human = {}
     if files.human is not None:
         human = {asin: recs for asin, recs in iter_json_object(files.human) if isinstance(recs, list)}
@@ -334,7 +346,13 @@ def load_catalog(files: CatalogFiles, num_products: int | None = None) -> Catalo
         raise CatalogError(f"{files.products.name}: no products; is it WebShop's items_shuffle file?")
     rng = random.Random(PRICE_SEED)
     prices = _draw_prices(products, rng)
-    return Catalog(files=files, products=products, by_asin={p["asin"]: p for p in products}, prices=prices, rng_state=rng.getstate())
+    return Catalog(
+        files=files,
+        products=products,
+        by_asin={p["asin"]: p for p in products},
+        prices=prices,
+        rng_state=rng.getstate(),
+    )
 
 
 _CACHE: dict[tuple, Catalog] = {}
@@ -343,7 +361,9 @@ _CACHE: dict[tuple, Catalog] = {}
 def get_catalog(data_dir: str | os.PathLike | None = None, num_products: int | None = None) -> Catalog:
     """The catalog of ``data_dir`` (the shipped one when None), loaded once per process and shared."""
     files = find_catalog_files(data_dir if data_dir is not None else default_data_dir())
-    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in (files.products, files.attributes, files.human) if p)
+    stamp = tuple(
+        (str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in (files.products, files.attributes, files.human) if p
+    )
     key = (stamp, num_products)
     if key not in _CACHE:
         _CACHE[key] = load_catalog(files, num_products)

@@ -157,7 +157,9 @@ class WebShopEnv(gym.Env[str, str]):
             raise ValueError(f"option_matching must be one of {OPTION_MATCHING}, got {option_matching!r}")
         if not isinstance(max_steps, int) or max_steps < 1:
             raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
-        if shown_results is not None and (not isinstance(shown_results, int) or not 1 <= shown_results <= RESULTS_PER_PAGE):
+        if shown_results is not None and (
+            not isinstance(shown_results, int) or not 1 <= shown_results <= RESULTS_PER_PAGE
+        ):
             raise ValueError(f"shown_results must be None or an int in 1..{RESULTS_PER_PAGE}, got {shown_results!r}")
         self.observation_mode = observation_mode
         self.goal_kind = goals
@@ -171,7 +173,9 @@ class WebShopEnv(gym.Env[str, str]):
         self.catalog = get_catalog(data_dir, num_products)
         self.goals = get_goals(self.catalog, goals)
         if not self.goals:
-            raise ValueError(f"the catalog in {self.catalog.files.products.parent} has no {goals} goals; use goals='synthetic' or add items_human_ins.json")
+            raise ValueError(
+                f"the catalog in {self.catalog.files.products.parent} has no {goals} goals; use goals='synthetic' or add items_human_ins.json"
+            )
         self.split = resolve_split(self.goals, goals, split)
         self._task_of_goal = {g: t for t, g in reversed(list(enumerate(self.split)))}
         self.search_index = get_index(self.catalog)
@@ -313,7 +317,9 @@ class WebShopEnv(gym.Env[str, str]):
     def _buy(self) -> None:
         product = self.catalog.by_asin[self._asin]
         price = self.catalog.prices[self._asin]
-        total, details = get_reward(product, self._goal, price, self._options, verbose=True, option_matching=self.option_matching)
+        total, details = get_reward(
+            product, self._goal, price, self._options, verbose=True, option_matching=self.option_matching
+        )
         self._purchase = (total, details, {"asin": self._asin, "options": dict(self._options), "price": price})
         self._page = "done"
         self._render()
@@ -403,7 +409,10 @@ class WebShopEnv(gym.Env[str, str]):
             "page": self._page,
             "goal_index": self._goal_index,
             "task_index": self._task_index,
-            "available_actions": {"has_search_bar": self._page == "search" and goal is not None, "clickables": list(self._clickables)},
+            "available_actions": {
+                "has_search_bar": self._page == "search" and goal is not None,
+                "clickables": list(self._clickables),
+            },
             "last_action_error": error,
             "steps": self._steps,
             "asin": self._asin,

@@ -149,8 +149,12 @@ def resolve_split(goals: Sequence[dict[str, Any]], kind: str, split: str | Seque
             if split == "train":
                 return _synthetic_train(goals)
             if split in PAPER_SPLITS:
-                raise ValueError(f"split {split!r} is defined on human goals; pass goals='human' with WebShop's full data in data_dir")
-            raise ValueError(f"unknown split {split!r} for synthetic goals; use one of {SYNTHETIC_SPLITS} or a list of goal indices")
+                raise ValueError(
+                    f"split {split!r} is defined on human goals; pass goals='human' with WebShop's full data in data_dir"
+                )
+            raise ValueError(
+                f"unknown split {split!r} for synthetic goals; use one of {SYNTHETIC_SPLITS} or a list of goal indices"
+            )
         if split in PAPER_SPLITS:
             start, stop = PAPER_SPLITS[split]
             if n < stop:
@@ -159,7 +163,9 @@ def resolve_split(goals: Sequence[dict[str, Any]], kind: str, split: str | Seque
                     "items_shuffle.json + items_ins_v2.json + items_human_ins.json"
                 )
             return list(range(start, stop))
-        raise ValueError(f"unknown split {split!r} for human goals; use one of {HUMAN_SPLITS} or a list of goal indices")
+        raise ValueError(
+            f"unknown split {split!r} for human goals; use one of {HUMAN_SPLITS} or a list of goal indices"
+        )
     try:
         indices = [int(i) for i in split]
     except (TypeError, ValueError):

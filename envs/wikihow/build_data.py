@@ -40,11 +40,16 @@ from rlem_gym.envs.wikihow.site import (
 #: only the last two crumbs; the ancestors are our guess (marked "curated" in the bundle).
 CURATED_CHAINS: dict[str, list[str]] = {
     "deal with little sisters": [
-        "Education and Communications", "Communication Skills", "Conflict Resolution",
+        "Education and Communications",
+        "Communication Skills",
+        "Conflict Resolution",
         "Dealing With Sibling Conflicts",
     ],
     "bypass youtube's regional filter": [
-        "Computers and Electronics", "Video", "Video Hosting and Sharing Websites", "YouTube",
+        "Computers and Electronics",
+        "Video",
+        "Video Hosting and Sharing Websites",
+        "YouTube",
     ],
     "buy stocks (for beginners)": ["Finance and Business", "Investments and Trading", "Financial Stocks"],
     "get girls": ["Relationships", "Getting a Date", "Flirting"],
@@ -53,7 +58,10 @@ CURATED_CHAINS: dict[str, list[str]] = {
     "grow finger limes": ["Home and Garden", "Gardening", "Planting and Growing"],
     "use a hair diffuser": ["Personal Care and Style", "Hair Care", "Hair Styling", "Blow Drying Hair"],
     "reduce meltdowns and tantrums in autistic children": [
-        "Health", "Mental Health", "Autism Spectrum", "Supporting Autistic People",
+        "Health",
+        "Mental Health",
+        "Autism Spectrum",
+        "Supporting Autistic People",
     ],
 }
 
@@ -99,7 +107,7 @@ def extract_articles(screens: list[dict]) -> dict[str, dict]:
         )
         if ti is None:
             continue
-        title = rows[ti]["text"][len("How to "):]
+        title = rows[ti]["text"][len("How to ") :]
         crumbs_rows = rows[texts.index("trust wikiHow") + 1 : ti]
         crumbs = [r["text"].strip() for r in crumbs_rows if r["text"].strip() not in ("»", "")]
         crumbs = [c.replace(" »", "") for c in crumbs]
@@ -112,7 +120,7 @@ def extract_articles(screens: list[dict]) -> dict[str, dict]:
             elif r["tag"] == "p" and r["clickable"] and byline and updated is None and t not in ("Author Info",):
                 names.append(t)
             elif t.startswith("Last Updated: "):
-                updated = t[len("Last Updated: "):]
+                updated = t[len("Last Updated: ") :]
             elif t == "References" and intro is None:
                 refs_top = True
             elif r["tag"] == "button" and t in ("Approved", "Tested", "Expert"):
@@ -181,7 +189,7 @@ def extract_categories(screens: list[dict]) -> dict[str, list[str]]:
         for j, r in enumerate(rows):
             t = r["text"]
             if r["tag"] == "p" and t.startswith("How to ") and len(t) > 8:
-                t = t[len("How to "):]
+                t = t[len("How to ") :]
             elif r["tag"] == "div" and j > 0 and rows[j - 1]["text"] == "How to":
                 pass
             else:
@@ -200,7 +208,7 @@ def build(src: Path) -> dict:
         for line in (src / "titles" / name).read_text(encoding="utf-8").splitlines():
             t = re.sub(r"\d+$", "", line.strip()).strip()
             if t.startswith("How to "):
-                t = t[len("How to "):]
+                t = t[len("How to ") :]
             if t and t.lower() not in seen:
                 seen.add(t.lower())
                 titles.append(t)
@@ -224,9 +232,7 @@ def build(src: Path) -> dict:
     categories: dict[str, dict] = {}
 
     def art(title: str) -> dict:
-        return articles.setdefault(
-            title.lower(), {"title": title, "real_fields": ["title"], "curated_fields": []}
-        )
+        return articles.setdefault(title.lower(), {"title": title, "real_fields": ["title"], "curated_fields": []})
 
     def curate(title: str, key: str, value) -> None:
         rec = art(title)
@@ -303,7 +309,11 @@ def build(src: Path) -> dict:
         chain = rec.get("chain")
         if not chain or cat.lower() not in [x.lower() for x in chain]:
             owner = next(
-                (r["chain"] for r in articles.values() if r.get("chain") and cat.lower() in [x.lower() for x in r["chain"]]),
+                (
+                    r["chain"]
+                    for r in articles.values()
+                    if r.get("chain") and cat.lower() in [x.lower() for x in r["chain"]]
+                ),
                 None,
             )
             if owner:

@@ -181,7 +181,9 @@ class WikiHowEnv(gym.Env):
             key = options["task_id"]
             matches = [i for i, t in enumerate(self.tasks) if key in (t.task_id, t.file_stem)]
             if not matches:
-                raise ValueError(f"task_id {key!r} is not in this task set ({self.num_tasks} tasks); check env.unwrapped.tasks")
+                raise ValueError(
+                    f"task_id {key!r} is not in this task set ({self.num_tasks} tasks); check env.unwrapped.tasks"
+                )
             index = matches[0]
         elif "task_index" in options:
             index = int_option(options["task_index"], "task_index", self.num_tasks)

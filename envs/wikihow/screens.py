@@ -106,7 +106,13 @@ def _hexid(*parts: str) -> str:
 def _article_card(title: str, with_expert: bool) -> list[Element]:
     go = ("article", title)
     rows = [
-        Element("img", cls=_hexid("card", title), alt=f"-crop-375-300-375px-nowatermark-{slug(title)}-Step-{1 + stable_int('img', title) % 20}.jpg", clickable=True, target=go),
+        Element(
+            "img",
+            cls=_hexid("card", title),
+            alt=f"-crop-375-300-375px-nowatermark-{slug(title)}-Step-{1 + stable_int('img', title) % 20}.jpg",
+            clickable=True,
+            target=go,
+        ),
         Element("p", "How to", clickable=True, target=go),
         Element("div", title, clickable=True, target=go),
     ]
@@ -144,7 +150,10 @@ def search_body(site: Site, query: str, results: list[str]) -> tuple[list[Elemen
             Element("p", f" {age}", clickable=True, target=go),
         ]
         if expert:
-            body += [Element("div", "• ", clickable=True, target=go), Element("p", "Expert Co-Authored", clickable=True, target=go)]
+            body += [
+                Element("div", "• ", clickable=True, target=go),
+                Element("p", "Expert Co-Authored", clickable=True, target=go),
+            ]
     if query and not results:
         body.append(Element("p", f"No results for {query}"))
     return header, body
@@ -172,7 +181,11 @@ def article_body(art: Article, crumb_offset: int = 0) -> tuple[list[Element], li
     if art.byline == "Author Info":
         body.append(Element("p", "Author Info", clickable=True, target=("author", first)))
     else:
-        body += [Element("p", art.byline), Element("p", " "), Element("p", first, clickable=True, target=("author", first))]
+        body += [
+            Element("p", art.byline),
+            Element("p", " "),
+            Element("p", first, clickable=True, target=("author", first)),
+        ]
         for name in art.coauthors[1:2]:
             body += [Element("p", " and "), Element("p", name, clickable=True, target=("author", name))]
     body.append(Element("button", f"Last Updated: {art.last_updated}", clickable=True, target=("noop",)))
@@ -265,19 +278,34 @@ def category_body(site: Site, name: str) -> tuple[list[Element], list[Element]]:
         Element("p", "<", clickable=True, target=("parent", c.parent or "")),
         Element("div", "", clickable=True, target=("noop",)),
         Element("div", c.name, clickable=True, target=("noop",)),
-        Element("p", f"Learn everything you want about {c.name} with the wikiHow {c.name} Category. Learn about topics such as ", clickable=True, target=("noop",)),
+        Element(
+            "p",
+            f"Learn everything you want about {c.name} with the wikiHow {c.name} Category. Learn about topics such as ",
+            clickable=True,
+            target=("noop",),
+        ),
     ]
     topics = list(c.articles[:3])
     for i, t in enumerate(topics):
         body.append(Element("p", f"How to {t}", clickable=True, target=("article", t)))
         if i < len(topics) - 1:
             body.append(Element("p", ", ", clickable=True, target=("noop",)))
-    body.append(Element("p", ", and more with our helpful step-by-step instructions with photos and videos.", clickable=True, target=("noop",)))
+    body.append(
+        Element(
+            "p",
+            ", and more with our helpful step-by-step instructions with photos and videos.",
+            clickable=True,
+            target=("noop",),
+        )
+    )
     if c.subcategories:
         body.append(Element("div", "Featured Topics", clickable=True, target=("noop",)))
         for s in c.subcategories:
             go = ("category", s)
-            body += [Element("img", alt=f"-crop-250-100-150px-{slug(s)}", clickable=True, target=go), Element("div", s, clickable=True, target=go)]
+            body += [
+                Element("img", alt=f"-crop-250-100-150px-{slug(s)}", clickable=True, target=go),
+                Element("div", s, clickable=True, target=go),
+            ]
     label = pick(("Featured Articles", f"Articles about {c.name}"), "label", c.name.lower())
     body.append(Element("div", label, clickable=True, target=("noop",)))
     for t in c.articles:

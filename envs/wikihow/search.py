@@ -48,7 +48,7 @@ class TitleSearch:
             top = top_k_positive(self._bm25.get_scores(toks), k)  # by score, ties by corpus order
             result = [self.titles[int(d)] for d in top]
         q = key[0]
-        q = q[len("how to "):] if q.startswith("how to ") else q
+        q = q[len("how to ") :] if q.startswith("how to ") else q
         q = q.strip(" \"'.")
         exact = self._by_lower.get(q)
         if exact is not None:

@@ -24,111 +24,404 @@ from pathlib import Path
 #: package-data bundle built by ``rlem_gym.envs.wikihow.build_data``.
 BUNDLE_NAME = "wikihow_bundle.json.gz"
 
-SMALL_WORDS = frozenset(
-    "a an and as at but by for from in into nor of on or the to with vs via".split()
-)
+SMALL_WORDS = frozenset("a an and as at but by for from in into nor of on or the to with vs via".split())
 
 #: wikiHow's top-level categories (public names) -> (title keywords, subcategories).
 #: Used only to place articles that have no real breadcrumb; all placements are synthetic.
 TAXONOMY: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "Arts and Entertainment": (
-        ("draw", "paint", "painting", "sing", "song", "guitar", "piano", "music", "dance",
-         "movie", "film", "poem", "art", "drawing", "actor", "band", "comic", "anime"),
+        (
+            "draw",
+            "paint",
+            "painting",
+            "sing",
+            "song",
+            "guitar",
+            "piano",
+            "music",
+            "dance",
+            "movie",
+            "film",
+            "poem",
+            "art",
+            "drawing",
+            "actor",
+            "band",
+            "comic",
+            "anime",
+        ),
         ("Drawing", "Music", "Movies", "Performing Arts", "Visual Arts"),
     ),
     "Cars and Other Vehicles": (
-        ("car", "cars", "truck", "motorcycle", "vehicle", "vehicles", "scooter", "bike",
-         "bicycle", "tire", "engine", "boat", "drive"),
+        (
+            "car",
+            "cars",
+            "truck",
+            "motorcycle",
+            "vehicle",
+            "vehicles",
+            "scooter",
+            "bike",
+            "bicycle",
+            "tire",
+            "engine",
+            "boat",
+            "drive",
+        ),
         ("Car Maintenance and Repair", "Driving Basics", "Motorcycles", "Bicycles"),
     ),
     "Computers and Electronics": (
-        ("computer", "windows", "mac", "iphone", "android", "excel", "pdf", "skype", "email",
-         "google", "facebook", "youtube", "app", "software", "laptop", "phone", "internet",
-         "website", "online", "password", "wifi", "print", "file", "microsoft", "whatsapp"),
+        (
+            "computer",
+            "windows",
+            "mac",
+            "iphone",
+            "android",
+            "excel",
+            "pdf",
+            "skype",
+            "email",
+            "google",
+            "facebook",
+            "youtube",
+            "app",
+            "software",
+            "laptop",
+            "phone",
+            "internet",
+            "website",
+            "online",
+            "password",
+            "wifi",
+            "print",
+            "file",
+            "microsoft",
+            "whatsapp",
+        ),
         ("Internet", "Software", "Hardware", "Phones", "Video"),
     ),
     "Education and Communications": (
-        ("learn", "study", "school", "write", "letter", "language", "chinese", "english",
-         "essay", "teacher", "college", "knowledge", "speak", "read", "grammar", "conflict"),
+        (
+            "learn",
+            "study",
+            "school",
+            "write",
+            "letter",
+            "language",
+            "chinese",
+            "english",
+            "essay",
+            "teacher",
+            "college",
+            "knowledge",
+            "speak",
+            "read",
+            "grammar",
+            "conflict",
+        ),
         ("Communication Skills", "Studying", "Writing", "Languages", "Teaching"),
     ),
     "Family Life": (
-        ("baby", "child", "children", "kids", "parent", "parents", "sister", "brother",
-         "family", "mom", "dad", "teen", "toddler", "pregnant", "grandma"),
+        (
+            "baby",
+            "child",
+            "children",
+            "kids",
+            "parent",
+            "parents",
+            "sister",
+            "brother",
+            "family",
+            "mom",
+            "dad",
+            "teen",
+            "toddler",
+            "pregnant",
+            "grandma",
+        ),
         ("Parenting", "Siblings", "Pregnancy", "Family Activities"),
     ),
     "Finance and Business": (
-        ("money", "stock", "stocks", "loan", "mortgage", "bank", "business", "tax", "taxes",
-         "invest", "credit", "insurance", "retire", "budget", "apartment", "buy", "sell"),
+        (
+            "money",
+            "stock",
+            "stocks",
+            "loan",
+            "mortgage",
+            "bank",
+            "business",
+            "tax",
+            "taxes",
+            "invest",
+            "credit",
+            "insurance",
+            "retire",
+            "budget",
+            "apartment",
+            "buy",
+            "sell",
+        ),
         ("Personal Finance", "Investments and Trading", "Managing Your Money", "Business"),
     ),
     "Food and Entertaining": (
-        ("cook", "bake", "recipe", "food", "potatoes", "egg", "eggs", "yolks", "cake",
-         "drink", "mezcal", "coffee", "tea", "wine", "lobster", "scallops", "grill",
-         "kitchen", "utensils", "pan", "keurig", "bread", "cheese", "meat", "soup"),
+        (
+            "cook",
+            "bake",
+            "recipe",
+            "food",
+            "potatoes",
+            "egg",
+            "eggs",
+            "yolks",
+            "cake",
+            "drink",
+            "mezcal",
+            "coffee",
+            "tea",
+            "wine",
+            "lobster",
+            "scallops",
+            "grill",
+            "kitchen",
+            "utensils",
+            "pan",
+            "keurig",
+            "bread",
+            "cheese",
+            "meat",
+            "soup",
+        ),
         ("Cooking", "Recipes", "Drinks", "Kitchen Utensils", "Baking"),
     ),
     "Health": (
-        ("health", "pain", "doctor", "physician", "medicine", "disease", "sleep", "anxiety",
-         "depression", "autistic", "autism", "fear", "ringworm", "scars", "neosporin",
-         "vaping", "diet", "weight", "injury"),
+        (
+            "health",
+            "pain",
+            "doctor",
+            "physician",
+            "medicine",
+            "disease",
+            "sleep",
+            "anxiety",
+            "depression",
+            "autistic",
+            "autism",
+            "fear",
+            "ringworm",
+            "scars",
+            "neosporin",
+            "vaping",
+            "diet",
+            "weight",
+            "injury",
+        ),
         ("Conditions and Treatments", "Mental Health", "Medication and Equipment", "Wellness"),
     ),
     "Hobbies and Crafts": (
-        ("craft", "crafts", "knit", "sew", "lei", "decoupage", "origami", "paper", "fishing",
-         "fish", "collect", "model", "robot", "woodworking", "pottery", "candle"),
+        (
+            "craft",
+            "crafts",
+            "knit",
+            "sew",
+            "lei",
+            "decoupage",
+            "origami",
+            "paper",
+            "fishing",
+            "fish",
+            "collect",
+            "model",
+            "robot",
+            "woodworking",
+            "pottery",
+            "candle",
+        ),
         ("Crafts", "Fishing", "Collecting", "Woodworking"),
     ),
     "Holidays and Traditions": (
-        ("christmas", "halloween", "easter", "birthday", "holiday", "wedding", "valentine",
-         "thanksgiving", "party", "gift"),
+        (
+            "christmas",
+            "halloween",
+            "easter",
+            "birthday",
+            "holiday",
+            "wedding",
+            "valentine",
+            "thanksgiving",
+            "party",
+            "gift",
+        ),
         ("Christmas", "Halloween", "Birthdays", "Weddings"),
     ),
     "Home and Garden": (
-        ("house", "home", "garden", "grow", "plant", "plants", "lawn", "clean", "carpet",
-         "washer", "lightbulb", "light", "pilot", "room", "furniture", "wall", "roof",
-         "hickory", "nuts", "limes", "flower", "pots", "tree"),
+        (
+            "house",
+            "home",
+            "garden",
+            "grow",
+            "plant",
+            "plants",
+            "lawn",
+            "clean",
+            "carpet",
+            "washer",
+            "lightbulb",
+            "light",
+            "pilot",
+            "room",
+            "furniture",
+            "wall",
+            "roof",
+            "hickory",
+            "nuts",
+            "limes",
+            "flower",
+            "pots",
+            "tree",
+        ),
         ("Gardening", "Housekeeping", "Home Maintenance", "Home Decorating"),
     ),
     "Personal Care and Style": (
-        ("hair", "makeup", "cream", "skin", "dress", "shoes", "suede", "wear", "nail",
-         "nails", "beard", "shave", "fashion", "clothes", "jeggings", "jeans", "perfume",
-         "wax", "gauges"),
+        (
+            "hair",
+            "makeup",
+            "cream",
+            "skin",
+            "dress",
+            "shoes",
+            "suede",
+            "wear",
+            "nail",
+            "nails",
+            "beard",
+            "shave",
+            "fashion",
+            "clothes",
+            "jeggings",
+            "jeans",
+            "perfume",
+            "wax",
+            "gauges",
+        ),
         ("Hair Care", "Makeup", "Fashion", "Personal Hygiene", "Clothing"),
     ),
     "Pets and Animals": (
-        ("dog", "dogs", "cat", "cats", "pet", "pets", "rabbit", "rabbits", "goldfish",
-         "horse", "bird", "hamster", "animal", "animals", "puppy", "kitten", "alligator"),
+        (
+            "dog",
+            "dogs",
+            "cat",
+            "cats",
+            "pet",
+            "pets",
+            "rabbit",
+            "rabbits",
+            "goldfish",
+            "horse",
+            "bird",
+            "hamster",
+            "animal",
+            "animals",
+            "puppy",
+            "kitten",
+            "alligator",
+        ),
         ("Dogs", "Cats", "Rabbits", "Aquarium Fish", "Birds"),
     ),
     "Philosophy and Religion": (
-        ("god", "church", "christian", "pray", "prayer", "bible", "religion", "faith",
-         "meditate", "spiritual", "buddhism", "islam"),
+        (
+            "god",
+            "church",
+            "christian",
+            "pray",
+            "prayer",
+            "bible",
+            "religion",
+            "faith",
+            "meditate",
+            "spiritual",
+            "buddhism",
+            "islam",
+        ),
         ("Christianity", "Spirituality", "Religion", "Philosophy"),
     ),
     "Relationships": (
-        ("friend", "friends", "girl", "girls", "guy", "boyfriend", "girlfriend", "date",
-         "dating", "love", "relationship", "crush", "marriage", "flirt", "misgendering"),
+        (
+            "friend",
+            "friends",
+            "girl",
+            "girls",
+            "guy",
+            "boyfriend",
+            "girlfriend",
+            "date",
+            "dating",
+            "love",
+            "relationship",
+            "crush",
+            "marriage",
+            "flirt",
+            "misgendering",
+        ),
         ("Friends", "Dating", "Relationship Issues"),
     ),
     "Sports and Fitness": (
-        ("football", "soccer", "basketball", "baseball", "tennis", "golf", "run", "running",
-         "fitness", "exercise", "workout", "yoga", "swim", "roller", "gym", "skate"),
+        (
+            "football",
+            "soccer",
+            "basketball",
+            "baseball",
+            "tennis",
+            "golf",
+            "run",
+            "running",
+            "fitness",
+            "exercise",
+            "workout",
+            "yoga",
+            "swim",
+            "roller",
+            "gym",
+            "skate",
+        ),
         ("Personal Fitness", "Team Sports", "Individual Sports", "Outdoor Recreation"),
     ),
     "Travel": (
-        ("travel", "trip", "flight", "airport", "hotel", "passport", "visa", "england",
-         "berghain", "vacation", "czech", "country", "city"),
+        (
+            "travel",
+            "trip",
+            "flight",
+            "airport",
+            "hotel",
+            "passport",
+            "visa",
+            "england",
+            "berghain",
+            "vacation",
+            "czech",
+            "country",
+            "city",
+        ),
         ("Travel Tips", "Destinations", "Air Travel"),
     ),
     "Work World": (
-        ("job", "career", "interview", "resume", "boss", "office", "work", "manager",
-         "employee", "grandmaster", "hooters", "specialist"),
+        (
+            "job",
+            "career",
+            "interview",
+            "resume",
+            "boss",
+            "office",
+            "work",
+            "manager",
+            "employee",
+            "grandmaster",
+            "hooters",
+            "specialist",
+        ),
         ("Careers", "Job Search", "Workplace"),
     ),
     "Youth": (
-        ("high", "teenager", "teens", "pokemon", "pokémon", "zorua", "game", "games",
-         "cool", "popular", "middle"),
+        ("high", "teenager", "teens", "pokemon", "pokémon", "zorua", "game", "games", "cool", "popular", "middle"),
         ("Gaming", "School Life", "Social Life"),
     ),
 }
@@ -143,9 +436,16 @@ _LAST_NAMES = (
     "Sorensen Delgado Fairbanks Kowalski Prescott Abernathy Valdez Holloway Ramsey Lachance"
 ).split()
 _ROLES = (
-    "Professional Counselor", "Technology Writer", "Certified Personal Trainer",
-    "Home Improvement Specialist", "Financial Advisor", "Licensed Cosmetologist",
-    "Professional Chef", "Veterinarian", "Education Consultant", "Travel Writer",
+    "Professional Counselor",
+    "Technology Writer",
+    "Certified Personal Trainer",
+    "Home Improvement Specialist",
+    "Financial Advisor",
+    "Licensed Cosmetologist",
+    "Professional Chef",
+    "Veterinarian",
+    "Education Consultant",
+    "Travel Writer",
     "wikiHow Staff Writer",
 )
 
@@ -157,9 +457,14 @@ _INTRO_TEMPLATES = (
     "With a little preparation and patience, you can learn how to {t}.",
 )
 _METHOD_HEADINGS = (
-    "Getting Started", "Preparing Everything You Need", "Doing It Step by Step",
-    "Avoiding Common Mistakes", "Finishing Up", "Trying an Alternative Approach",
-    "Staying Safe", "Keeping It Up Over Time",
+    "Getting Started",
+    "Preparing Everything You Need",
+    "Doing It Step by Step",
+    "Avoiding Common Mistakes",
+    "Finishing Up",
+    "Trying an Alternative Approach",
+    "Staying Safe",
+    "Keeping It Up Over Time",
 )
 _STEP_TEMPLATES = (
     ("Gather what you need.", " Make sure you have everything ready before you {t}."),
@@ -171,9 +476,7 @@ _STEP_TEMPLATES = (
     ("Stay patient.", " Results may take a little while to show."),
     ("Keep things clean and organized.", " A tidy workspace helps you focus."),
 )
-_MONTHS = (
-    "January February March April May June July August September October November December"
-).split()
+_MONTHS = ("January February March April May June July August September October November December").split()
 _TRUST_FALLBACK = (
     ("div", "", "Information You Can Trust"),
     ("div", "", "A Guide to our Editorial Process"),
@@ -342,14 +645,22 @@ def synth_article(title: str) -> Article:
         intro=pick(_INTRO_TEMPLATES, "intro", low).format(t=t),
         methods=tuple(methods),
         references=tuple(
-            f"https://www.example.org/synthetic-reference/{slug(title).lower()}/{i + 1}"
-            for i in range(n_refs)
+            f"https://www.example.org/synthetic-reference/{slug(title).lower()}/{i + 1}" for i in range(n_refs)
         ),
         references_on_top=n_refs > 0 and (seed >> 33) % 2 == 0,
         expert=(seed >> 35) % 3 != 0,
         synthetic_fields=(
-            "chain", "coauthors", "byline", "last_updated", "views", "badge", "intro",
-            "methods", "references", "references_on_top", "expert",
+            "chain",
+            "coauthors",
+            "byline",
+            "last_updated",
+            "views",
+            "badge",
+            "intro",
+            "methods",
+            "references",
+            "references_on_top",
+            "expert",
         ),
     )
 
@@ -370,9 +681,7 @@ class Site:
         self.bundle = bundle if bundle is not None else load_bundle()
         self._curated: dict[str, dict] = self.bundle["articles"]
         self._authors: dict[str, dict] = {a["name"].lower(): a for a in self.bundle["authors"]}
-        self._category_fixed: dict[str, dict] = {
-            c["name"].lower(): c for c in self.bundle["categories"]
-        }
+        self._category_fixed: dict[str, dict] = {c["name"].lower(): c for c in self.bundle["categories"]}
         titles = list(self.bundle["titles"])
         seen = {t.lower() for t in titles}
         for rec in self._curated.values():
@@ -404,9 +713,7 @@ class Site:
                 if key in overrides:
                     overrides[key] = tuple(overrides[key])
             if "methods" in overrides:
-                overrides["methods"] = tuple(
-                    (h, tuple(tuple(s) for s in steps)) for h, steps in overrides["methods"]
-                )
+                overrides["methods"] = tuple((h, tuple(tuple(s) for s in steps)) for h, steps in overrides["methods"])
             first = rec.get("first_method")
             m = re.match(r"^(Method|Part) 1 (?:\1 1 of \d+: )?(.*)$", first or "")
             if m:
@@ -417,14 +724,11 @@ class Site:
                 overrides.setdefault(
                     "references",
                     tuple(
-                        f"https://www.example.org/synthetic-reference/{slug(exact).lower()}/{i + 1}"
-                        for i in range(4)
+                        f"https://www.example.org/synthetic-reference/{slug(exact).lower()}/{i + 1}" for i in range(4)
                     ),
                 )
             synthetic = tuple(f for f in base.synthetic_fields if f not in rec.get("real_fields", []))
-            art = Article(
-                **{**base.__dict__, "title": rec["title"], **overrides, "synthetic_fields": synthetic}
-            )
+            art = Article(**{**base.__dict__, "title": rec["title"], **overrides, "synthetic_fields": synthetic})
         else:
             art = base
         self._articles[low] = art

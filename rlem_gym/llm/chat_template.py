@@ -102,8 +102,9 @@ def _jinja_env() -> Any:
     def raise_exception(message: str) -> None:
         raise jinja2.exceptions.TemplateError(message)
 
-    def tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None,
-               sort_keys: bool = False) -> str:
+    def tojson(
+        x: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None, sort_keys: bool = False
+    ) -> str:
         return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
@@ -138,10 +139,14 @@ class ChatTemplate:
         """The text a model completes for ``messages`` (a leading BOS dropped when the server adds its own)."""
         if self._compiled is None:
             self._compiled = _jinja_env().from_string(self.template)
-        text = self._compiled.render(messages=messages, add_generation_prompt=add_generation_prompt,
-                                     bos_token=self.bos_token, eos_token=self.eos_token)
+        text = self._compiled.render(
+            messages=messages,
+            add_generation_prompt=add_generation_prompt,
+            bos_token=self.bos_token,
+            eos_token=self.eos_token,
+        )
         if self.bos_token and self.adds_bos is True and text.startswith(self.bos_token):
-            text = text[len(self.bos_token):]
+            text = text[len(self.bos_token) :]
         return text
 
     @property
@@ -152,8 +157,13 @@ class ChatTemplate:
     @classmethod
     def from_gguf(cls, path: str | Path) -> "ChatTemplate":
         """The template stored in a GGUF file's ``tokenizer.chat_template`` metadata."""
-        keys = ("tokenizer.chat_template", _TOKENS_KEY, "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
-                "tokenizer.ggml.add_bos_token")
+        keys = (
+            "tokenizer.chat_template",
+            _TOKENS_KEY,
+            "tokenizer.ggml.bos_token_id",
+            "tokenizer.ggml.eos_token_id",
+            "tokenizer.ggml.add_bos_token",
+        )
         meta = read_gguf_metadata(path, keys)
         template = meta.get("tokenizer.chat_template")
         if not template:
@@ -164,9 +174,13 @@ class ChatTemplate:
             i = meta.get(key)
             return tokens[i] if isinstance(i, int) and 0 <= i < len(tokens) else ""
 
-        return cls(template=template, bos_token=spell("tokenizer.ggml.bos_token_id"),
-                   eos_token=spell("tokenizer.ggml.eos_token_id"), adds_bos=meta.get("tokenizer.ggml.add_bos_token"),
-                   source=str(path))
+        return cls(
+            template=template,
+            bos_token=spell("tokenizer.ggml.bos_token_id"),
+            eos_token=spell("tokenizer.ggml.eos_token_id"),
+            adds_bos=meta.get("tokenizer.ggml.add_bos_token"),
+            source=str(path),
+        )
 
     @classmethod
     def from_hf(cls, name_or_dir: str) -> "ChatTemplate":
@@ -179,8 +193,13 @@ class ChatTemplate:
             template = template.get("default") or next(iter(template.values()))
         if not template:
             raise ValueError(f"the tokenizer of {name_or_dir} has no chat template")
-        return cls(template=template, bos_token=tok.bos_token or "", eos_token=tok.eos_token or "",
-                   adds_bos=bool(getattr(tok, "add_bos_token", False)), source=str(name_or_dir))
+        return cls(
+            template=template,
+            bos_token=tok.bos_token or "",
+            eos_token=tok.eos_token or "",
+            adds_bos=bool(getattr(tok, "add_bos_token", False)),
+            source=str(name_or_dir),
+        )
 
     @classmethod
     def from_props(cls, props: dict[str, Any], source: str) -> "ChatTemplate | None":
@@ -188,8 +207,13 @@ class ChatTemplate:
         template = props.get("chat_template") if isinstance(props, dict) else None
         if not isinstance(template, str) or not template:
             return None
-        return cls(template=template, bos_token=str(props.get("bos_token") or ""),
-                   eos_token=str(props.get("eos_token") or ""), adds_bos=None, source=source)
+        return cls(
+            template=template,
+            bos_token=str(props.get("bos_token") or ""),
+            eos_token=str(props.get("eos_token") or ""),
+            adds_bos=None,
+            source=source,
+        )
 
 
 def load_chat_template(source: str) -> ChatTemplate:

@@ -65,7 +65,9 @@ class ActionConstraint:
         object.__setattr__(self, "templates", temps)
 
     @classmethod
-    def of(cls, literals: Iterable[str] = (), templates: Iterable[tuple[str, str]] = (), **kw: Any) -> "ActionConstraint":
+    def of(
+        cls, literals: Iterable[str] = (), templates: Iterable[tuple[str, str]] = (), **kw: Any
+    ) -> "ActionConstraint":
         """Build from any iterables."""
         return cls(tuple(literals), tuple(templates), **kw)
 
@@ -148,8 +150,12 @@ class ActionConstraint:
 
     def prefixed(self, lead: str) -> "ActionConstraint":
         """The same actions, each written after ``lead`` (e.g. the space after ReAct's ``Action:``)."""
-        return ActionConstraint(tuple(lead + s for s in self.literals), tuple((lead + p, s) for p, s in self.templates),
-                                self.max_free_chars, self.forbid)
+        return ActionConstraint(
+            tuple(lead + s for s in self.literals),
+            tuple((lead + p, s) for p, s in self.templates),
+            self.max_free_chars,
+            self.forbid,
+        )
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-able description (for logs)."""
@@ -176,8 +182,12 @@ def merge(constraints: Sequence[ActionConstraint]) -> ActionConstraint:
     for c in constraints:
         lits.extend(c.literals)
         temps.extend(c.templates)
-    return ActionConstraint(tuple(lits), tuple(temps), max((c.max_free_chars for c in constraints), default=120),
-                            "".join(dict.fromkeys("".join(c.forbid for c in constraints))))
+    return ActionConstraint(
+        tuple(lits),
+        tuple(temps),
+        max((c.max_free_chars for c in constraints), default=120),
+        "".join(dict.fromkeys("".join(c.forbid for c in constraints))),
+    )
 
 
 def check_constraint(constraint: object) -> None:
@@ -185,6 +195,8 @@ def check_constraint(constraint: object) -> None:
     if constraint is None:
         return
     if not isinstance(constraint, ActionConstraint):
-        raise TypeError(f"constraint must be an rlem_gym.llm.constraint.ActionConstraint, got {type(constraint).__name__}")
+        raise TypeError(
+            f"constraint must be an rlem_gym.llm.constraint.ActionConstraint, got {type(constraint).__name__}"
+        )
     if constraint.empty:
         raise ValueError("constraint allows no action: pass constraint=None for free decoding")

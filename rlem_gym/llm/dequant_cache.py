@@ -72,8 +72,13 @@ def _source(model: str, gguf_file: str) -> dict[str, Any] | None:
         return None  # a hub id: transformers downloads and keeps it; nothing local to key on
     import transformers
 
-    return {"format": FORMAT_VERSION, "gguf": str(path.resolve()), "size": st.st_size,
-            "mtime_ns": st.st_mtime_ns, "transformers": transformers.__version__}
+    return {
+        "format": FORMAT_VERSION,
+        "gguf": str(path.resolve()),
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "transformers": transformers.__version__,
+    }
 
 
 def _entry(root: Path, source: dict[str, Any]) -> Path:
@@ -243,7 +248,10 @@ def store(model: str, gguf_file: str, lm: Any, tokenizer: Any) -> Path | None:
         shutil.rmtree(tmp, ignore_errors=True)
         if lookup(model, gguf_file) is not None:  # another process stored it first
             return entry
-        warnings.warn(f"could not cache the dequantised weights of {source['gguf']} under {root}: {exc} "
-                      f"(the model is loaded; set {DEQUANT_CACHE_ENV}=0 to skip the cache)", RuntimeWarning,
-                      stacklevel=2)
+        warnings.warn(
+            f"could not cache the dequantised weights of {source['gguf']} under {root}: {exc} "
+            f"(the model is loaded; set {DEQUANT_CACHE_ENV}=0 to skip the cache)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return None

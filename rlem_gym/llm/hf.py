@@ -19,7 +19,14 @@ from typing import Any, Sequence
 
 from rlem_gym.llm import dequant_cache
 from rlem_gym.llm.base import (
-    LLM, Completion, LLMError, chat_messages, check_generate_args, common_prefix_len, find_stop, timed,
+    LLM,
+    Completion,
+    LLMError,
+    chat_messages,
+    check_generate_args,
+    common_prefix_len,
+    find_stop,
+    timed,
 )
 from rlem_gym.llm.constraint import ActionConstraint, check_constraint
 
@@ -84,8 +91,14 @@ def _resolve_dtype(dtype: str, device: str) -> Any:
 
     if dtype == "auto":
         return torch.float32 if device == "cpu" else torch.bfloat16
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     if dtype not in table:
         raise ValueError(f"dtype must be one of 'auto', {', '.join(repr(k) for k in table)}; got {dtype!r}")
     return table[dtype]
@@ -133,10 +146,15 @@ def _load_dequantised(model: str, gguf_file: str) -> tuple[Any, Any] | None:
 
     try:
         return AutoModelForCausalLM.from_pretrained(str(entry), dtype=torch.float32), AutoTokenizer.from_pretrained(
-            str(entry))
+            str(entry)
+        )
     except Exception as exc:  # noqa: BLE001 - any unreadable entry (safetensors raises its own type): rebuild it
-        warnings.warn(f"ignoring the unreadable dequantised-weights cache {entry} ({type(exc).__name__}: {exc}); "
-                      "loading the GGUF instead", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"ignoring the unreadable dequantised-weights cache {entry} ({type(exc).__name__}: {exc}); "
+            "loading the GGUF instead",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         dequant_cache.discard(entry)
         return None
 
@@ -159,13 +177,18 @@ def load_weights(model: str, gguf_file: str | None, device: str, dtype: str) -> 
             try:
                 tokenizer = AutoTokenizer.from_pretrained(str(model), **kw)
                 # GGUF weights are dequantised to fp32 on load; cast afterwards for any other dtype.
-                lm = AutoModelForCausalLM.from_pretrained(str(model), dtype=torch.float32 if gguf_file else torch_dtype,
-                                                          **kw)
+                lm = AutoModelForCausalLM.from_pretrained(
+                    str(model), dtype=torch.float32 if gguf_file else torch_dtype, **kw
+                )
             except (OSError, ValueError) as exc:
-                offline = " (HF_HUB_OFFLINE is set: pass a local directory or pre-download the model)" if os.environ.get(
-                    "HF_HUB_OFFLINE") == "1" else ""
-                raise LLMError(f"could not load HF model {model!r}{' gguf_file=' + gguf_file if gguf_file else ''}: "
-                               f"{exc}{offline}") from exc
+                offline = (
+                    " (HF_HUB_OFFLINE is set: pass a local directory or pre-download the model)"
+                    if os.environ.get("HF_HUB_OFFLINE") == "1"
+                    else ""
+                )
+                raise LLMError(
+                    f"could not load HF model {model!r}{' gguf_file=' + gguf_file if gguf_file else ''}: {exc}{offline}"
+                ) from exc
             if gguf_file:
                 dequant_cache.store(str(model), gguf_file, lm, tokenizer)
         lm = lm.to(device=device, dtype=torch_dtype)
@@ -329,7 +352,12 @@ class HFBackend(LLM):
         return cache, keep
 
     def _run(
-        self, ids: list[int], max_new: int, stops: list[str], temperature: float, seed: int | None,
+        self,
+        ids: list[int],
+        max_new: int,
+        stops: list[str],
+        temperature: float,
+        seed: int | None,
         constraint: ActionConstraint | None = None,
     ) -> tuple[str, int, str, int]:
         import torch

@@ -17,7 +17,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from rlem_gym.llm.base import (
-    LLM, Completion, LLMError, chat_messages, check_generate_args, common_prefix_len, finish_reason, timed,
+    LLM,
+    Completion,
+    LLMError,
+    chat_messages,
+    check_generate_args,
+    common_prefix_len,
+    finish_reason,
+    timed,
 )
 from rlem_gym.llm.constraint import ActionConstraint, check_constraint
 from rlem_gym.llm.prefix_cache import PrefixCache, common_prefix
@@ -118,8 +125,12 @@ class LlamaCppBackend(LLM):
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
             eos_text = self._spell(eos)
-            self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos_text, bos_token=self._bos_text,
-                                                  stop_token_ids=[eos] if eos >= 0 else None)
+            self._formatter = Jinja2ChatFormatter(
+                template=template,
+                eos_token=eos_text,
+                bos_token=self._bos_text,
+                stop_token_ids=[eos] if eos >= 0 else None,
+            )
             self._template_stops = [eos_text] if eos_text else []
         self.system_prompt = system_prompt
         self.context_length = int(self._llm.n_ctx())
@@ -288,8 +299,14 @@ class LlamaCppBackend(LLM):
         # plain sampling (no top-k/top-p/min-p truncation, no repeat penalty) so that settings mean
         # the same as in the HF backend
         sampling: dict[str, Any] = dict(
-            max_tokens=max_tokens, stop=stops + template_stops, temperature=float(temperature), top_p=1.0, top_k=0,
-            min_p=0.0, repeat_penalty=1.0, seed=seed if seed is not None else (0 if temperature == 0 else None),
+            max_tokens=max_tokens,
+            stop=stops + template_stops,
+            temperature=float(temperature),
+            top_p=1.0,
+            top_k=0,
+            min_p=0.0,
+            repeat_penalty=1.0,
+            seed=seed if seed is not None else (0 if temperature == 0 else None),
         )
         raised: list[BaseException] = []
         if constraint is not None:

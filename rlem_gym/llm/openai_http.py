@@ -74,7 +74,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from rlem_gym.llm.base import (
-    LLM, Completion, LLMError, chat_messages, check_generate_args, find_stop, finish_reason, timed,
+    LLM,
+    Completion,
+    LLMError,
+    chat_messages,
+    check_generate_args,
+    find_stop,
+    finish_reason,
+    timed,
 )
 from rlem_gym.llm.chat_template import ChatTemplate, load_chat_template
 
@@ -270,8 +277,11 @@ class OpenAICompatBackend(LLM):
         caps = self._ensure_caps()
         prefill, guided = caps["prefill"], caps["guided"]
         if constraint is not None and guided == "none":
-            self._warn_once("guided", f"{self.name}: the server has no guided decoding (guided='none'); "
-                            "constrained actions are decoded freely")
+            self._warn_once(
+                "guided",
+                f"{self.name}: the server has no guided decoding (guided='none'); "
+                "constrained actions are decoded freely",
+            )
             constraint = None
         body: dict[str, Any] = {"model": self.model, "max_tokens": int(max_tokens), "temperature": float(temperature)}
         forced = ""  # a cue that guided decoding forces, cut from the reply
@@ -294,9 +304,12 @@ class OpenAICompatBackend(LLM):
                 cue_tokens = len(cue_ids) if cue_ids else -(-len(response_prefix) // 4)
                 body["max_tokens"] += cue_tokens
             elif response_prefix:  # "none": the cue is only a cue
-                self._warn_once("prefill", f"{self.name}: the server continues no assistant prefill, so the answer "
-                                "cue goes into the user message and small models may lose the reply format; pass "
-                                "?prefill=completions&template=<.gguf or HF dir> if the server has /completions")
+                self._warn_once(
+                    "prefill",
+                    f"{self.name}: the server continues no assistant prefill, so the answer "
+                    "cue goes into the user message and small models may lose the reply format; pass "
+                    "?prefill=completions&template=<.gguf or HF dir> if the server has /completions",
+                )
                 messages[-1] = {"role": "user", "content": prompt + response_prefix}
             body["messages"] = messages
         if constraint is not None or forced:
@@ -316,7 +329,7 @@ class OpenAICompatBackend(LLM):
         data = self._post_with_retries(path, body)
         text, finish, usage = self._parse(data, chat=path == "/chat/completions")
         if forced and text.startswith(forced):
-            text = text[len(forced):]
+            text = text[len(forced) :]
         # servers that ignore >4 stops or strip none: enforce the stop strings client-side too
         cut = find_stop(text, cut_at)
         if cut is not None:
@@ -372,11 +385,15 @@ class OpenAICompatBackend(LLM):
         else:
             prefill = self.prefill
             if prefill == "completions" and self.template is None and not self._use_server_template():
-                raise LLMError(f"{self.name}: prefill='completions' needs the model's chat template and the server "
-                               "reports none on /props: add ?template=<.gguf file | HF tokenizer dir>")
+                raise LLMError(
+                    f"{self.name}: prefill='completions' needs the model's chat template and the server "
+                    "reports none on /props: add ?template=<.gguf file | HF tokenizer dir>"
+                )
             if prefill == "guided" and guided == "none":
-                raise LLMError(f"{self.name}: prefill='guided' needs guided decoding, and the server honours no "
-                               "grammar or regex: pass another prefill")
+                raise LLMError(
+                    f"{self.name}: prefill='guided' needs guided decoding, and the server honours no "
+                    "grammar or regex: pass another prefill"
+                )
         caps.update(prefill=prefill, guided=guided, template=self.template.source if self.template else None)
         if guided == "grammar":  # a llama.cpp server: decode as the local backends do (its defaults differ)
             caps["sampling"] = {k: v for k, v in LLAMA_CPP_PLAIN_SAMPLING.items() if k not in self.extra_body}
@@ -395,8 +412,9 @@ class OpenAICompatBackend(LLM):
         """A plain 1-token request (with retries; errors propagate); its prompt tokens (0 when not reported)."""
         body: dict[str, Any] = {"model": self.model, "temperature": 0.0, "max_tokens": 1}
         if self.endpoint == "chat":
-            data = self._post_with_retries("/chat/completions",
-                                           {**body, "messages": chat_messages(_PROBE_PROMPT, self.system_prompt)})
+            data = self._post_with_retries(
+                "/chat/completions", {**body, "messages": chat_messages(_PROBE_PROMPT, self.system_prompt)}
+            )
         else:
             data = self._post_with_retries("/completions", {**body, "prompt": _PROBE_PROMPT})
         usage = data.get("usage") if isinstance(data, dict) else None
@@ -450,16 +468,18 @@ class OpenAICompatBackend(LLM):
             if self._tokenize_path not in (None, path):
                 continue
             try:
-                got = self._request("POST", root + path, json.dumps({key: cue, **extra}).encode(),
-                                    timeout=min(self.timeout, 10.0))
-                lead = self._request("POST", root + path, json.dumps({key: "", **extra}).encode(),
-                                     timeout=min(self.timeout, 10.0))
+                got = self._request(
+                    "POST", root + path, json.dumps({key: cue, **extra}).encode(), timeout=min(self.timeout, 10.0)
+                )
+                lead = self._request(
+                    "POST", root + path, json.dumps({key: "", **extra}).encode(), timeout=min(self.timeout, 10.0)
+                )
                 toks, lead_toks = got.get("tokens"), lead.get("tokens")
             except (_Retryable, LLMError, AttributeError):
                 continue
             if isinstance(toks, list) and toks and all(isinstance(t, int) for t in toks):
                 lead_toks = lead_toks if isinstance(lead_toks, list) else []
-                ids = toks[len(lead_toks):] if lead_toks and toks[: len(lead_toks)] == lead_toks else toks
+                ids = toks[len(lead_toks) :] if lead_toks and toks[: len(lead_toks)] == lead_toks else toks
                 self._tokenize_path = path
                 break
         if ids is None:
@@ -504,8 +524,14 @@ class OpenAICompatBackend(LLM):
         return "none"
 
     @staticmethod
-    def _guided_fields(mode: str, prefix: str, constraint: "ActionConstraint | None", *, tail: bool = True,
-                       prefix_ids: Sequence[int] | None = None) -> dict:
+    def _guided_fields(
+        mode: str,
+        prefix: str,
+        constraint: "ActionConstraint | None",
+        *,
+        tail: bool = True,
+        prefix_ids: Sequence[int] | None = None,
+    ) -> dict:
         """The request fields that make the server write ``prefix`` then one action (or, ``tail``, any text)."""
         if mode == "grammar":
             if constraint is None and not tail:

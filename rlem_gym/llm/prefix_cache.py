@@ -78,16 +78,20 @@ class PrefixCache:
     def covers(self, tokens: Sequence[int] | np.ndarray) -> bool:
         """Whether some snapshot already holds all of ``tokens`` (storing them again would add nothing)."""
         query = np.asarray(tokens, dtype=np.int64)
-        return any(len(s.tokens) >= len(query) and common_prefix(s.tokens, query) == len(query)
-                   for s in self._items.values())
+        return any(
+            len(s.tokens) >= len(query) and common_prefix(s.tokens, query) == len(query) for s in self._items.values()
+        )
 
     def put(self, tokens: Sequence[int] | np.ndarray, data: bytes) -> bool:
         """Keep a snapshot of ``tokens``; returns False when it does not fit or adds nothing."""
         snap = Snapshot(np.asarray(tokens, dtype=np.int64).copy(), bytes(data))
         if snap.nbytes > self.capacity_bytes or len(snap.tokens) == 0 or self.covers(snap.tokens):
             return False
-        for key in [k for k, s in self._items.items()
-                    if len(s.tokens) <= len(snap.tokens) and common_prefix(s.tokens, snap.tokens) == len(s.tokens)]:
+        for key in [
+            k
+            for k, s in self._items.items()
+            if len(s.tokens) <= len(snap.tokens) and common_prefix(s.tokens, snap.tokens) == len(s.tokens)
+        ]:
             self._drop(key)  # a prefix of the new one: the new one serves all it served
         while self._items and self.nbytes + snap.nbytes > self.capacity_bytes:
             self._drop(next(iter(self._items)))  # least recently used

@@ -26,7 +26,6 @@ import numpy as np
 from rlem_gym.llm.constraint import ActionConstraint
 
 
-
 def eos_only(scores: np.ndarray, eos: int) -> np.ndarray:
     """Scores (a new array shaped like ``scores``) that leave end-of-sequence as the only choice."""
     out = np.full_like(scores, -np.inf)

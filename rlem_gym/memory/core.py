@@ -80,15 +80,21 @@ _MATCHER_HINT = (
 def _check_matcher(matcher: Any) -> None:
     """A clear error for the two easy mistakes: no matcher, or an env name instead of one."""
     if matcher is None:
-        raise TypeError("ExperienceMemory() needs a matcher (how similar two keys are): " + _MATCHER_HINT.format(env="webshop"))
+        raise TypeError(
+            "ExperienceMemory() needs a matcher (how similar two keys are): " + _MATCHER_HINT.format(env="webshop")
+        )
     if isinstance(matcher, str):
         env = matcher if matcher in ("webshop", "wikihow") else "webshop"
-        raise TypeError(f"ExperienceMemory({matcher!r}): the first argument is a matcher, not an env name; "
-                        + _MATCHER_HINT.format(env=env))
+        raise TypeError(
+            f"ExperienceMemory({matcher!r}): the first argument is a matcher, not an env name; "
+            + _MATCHER_HINT.format(env=env)
+        )
     missing = [a for a in ("obs_feature", "task_similarities", "combine", "embedder") if not hasattr(matcher, a)]
     if missing:
-        raise TypeError(f"ExperienceMemory's matcher must be a rlem_gym.memory.Matcher, got {type(matcher).__name__} "
-                        f"(no {', '.join(missing)}): " + _MATCHER_HINT.format(env="webshop"))
+        raise TypeError(
+            f"ExperienceMemory's matcher must be a rlem_gym.memory.Matcher, got {type(matcher).__name__} "
+            f"(no {', '.join(missing)}): " + _MATCHER_HINT.format(env="webshop")
+        )
 
 
 class ExperienceMemory:
@@ -232,7 +238,10 @@ class ExperienceMemory:
         choice = [qlearning.choose_table(self.rng) if self.double_q else 0 for _ in range(T)]
         bootstrap = None
         if self.n_step is not None:
-            bootstrap = [self._bootstrap_value(keys[t + self.n_step], choice[t]) if t + self.n_step < T else 0.0 for t in range(T)]
+            bootstrap = [
+                self._bootstrap_value(keys[t + self.n_step], choice[t]) if t + self.n_step < T else 0.0
+                for t in range(T)
+            ]
         targets = qlearning.compute_targets(rewards, self.n_step, self.gamma, bootstrap)
         for t, step in enumerate(trajectory):
             rec = self.get(keys[t]) or self._insert(keys[t])
@@ -265,7 +274,9 @@ class ExperienceMemory:
             for a in heapq.nsmallest(excess, table, key=lambda a: self._action_evict_key(a, table[a])):
                 del table[a]
 
-    def _update_action(self, table: dict[str, ActionStats], action: str, target: float, reward: float, reason: str) -> None:
+    def _update_action(
+        self, table: dict[str, ActionStats], action: str, target: float, reward: float, reason: str
+    ) -> None:
         st = table.get(action)
         if st is None:
             self._trim_actions(table, room=1)
@@ -301,7 +312,9 @@ class ExperienceMemory:
             return []
         recs = [self._records[int(i)] for i in ids]
         if self.matcher.exact_task_from_vectors:
-            tsim = self.matcher.task_similarities(query.task, [r.key.task for r in recs], qvec, self._index.vectors(ids))
+            tsim = self.matcher.task_similarities(
+                query.task, [r.key.task for r in recs], qvec, self._index.vectors(ids)
+            )
         else:
             tsim = self._task_sims_by_text(query.task, [r.key.task for r in recs])
         osim = np.array([1.0 if r.feature == qfeat else 0.0 for r in recs])
@@ -538,7 +551,10 @@ class ExperienceMemory:
                 new_items.append(
                     {
                         "key": orec.key,
-                        "tables": [{a: ActionStats(s.q, s.visits, s.last_reward, s.reason) for a, s in t.items()} for t in src_tables],
+                        "tables": [
+                            {a: ActionStats(s.q, s.visits, s.last_reward, s.reason) for a, s in t.items()}
+                            for t in src_tables
+                        ],
                         "visits": orec.visits,
                         "last_actions": orec.last_actions,
                         "last_reward": orec.last_reward,
@@ -596,7 +612,9 @@ class ExperienceMemory:
         return persistence.load_memory(path, matcher, factory=cls, **overrides)
 
 
-def import_official_pool(path, matcher: Matcher, memory: ExperienceMemory | None = None, **memory_kwargs) -> ExperienceMemory:
+def import_official_pool(
+    path, matcher: Matcher, memory: ExperienceMemory | None = None, **memory_kwargs
+) -> ExperienceMemory:
     """Load one of the official Rememberer YAML pools (format: :mod:`rlem_gym.memory.pool_import`).
 
     With ``memory`` the pool is merged into it (visit-weighted Q for shared keys) and ``memory`` is

@@ -147,9 +147,12 @@ def format_html(header: dict[str, Any], records: list[RecordView]) -> str:
     """A self-contained HTML page of every record, with a live text filter."""
     e = htmlmod.escape
     cfg = header.get("config") or {}
-    out = [_HTML_HEAD, f"<h1>Experience memory</h1><p>{e(header['path'])}: {len(records)} records; "
-           f"settings: {e(', '.join(f'{k}={v}' for k, v in cfg.items()))}</p>",
-           f'<p><input id="q" placeholder="filter by text (task, page, action, reason)"> <span id="n">{len(records)}</span> shown</p>']
+    out = [
+        _HTML_HEAD,
+        f"<h1>Experience memory</h1><p>{e(header['path'])}: {len(records)} records; "
+        f"settings: {e(', '.join(f'{k}={v}' for k, v in cfg.items()))}</p>",
+        f'<p><input id="q" placeholder="filter by text (task, page, action, reason)"> <span id="n">{len(records)}</span> shown</p>',
+    ]
     for r in records:
         rows = "".join(
             f"<tr><td>{e(a.action)}</td><td class='{'pos' if a.q > 0 else 'neg'}'>{a.q:.2f}</td><td>{a.visits}</td>"
@@ -174,10 +177,14 @@ def _refuse_run_folder(path: Path) -> None:
         return
     found = sorted(str(m.parent) for m in path.glob("memory_*/memory/MANIFEST.json"))
     if found:
-        raise MemoryFormatError(f"{path} is a run folder, not a memory: inspect one of its memories, "
-                                f"e.g. {found[0]} ({len(found)} in all: {', '.join(found)})")
-    raise MemoryFormatError(f"{path} is a run folder that holds no saved memory yet: a Rememberer's memory "
-                            f"appears as {path / 'memory_seed0' / 'memory'} once its training is done")
+        raise MemoryFormatError(
+            f"{path} is a run folder, not a memory: inspect one of its memories, "
+            f"e.g. {found[0]} ({len(found)} in all: {', '.join(found)})"
+        )
+    raise MemoryFormatError(
+        f"{path} is a run folder that holds no saved memory yet: a Rememberer's memory "
+        f"appears as {path / 'memory_seed0' / 'memory'} once its training is done"
+    )
 
 
 def inspect_memory(
@@ -201,7 +208,8 @@ def inspect_memory(
         try:
             atomic_write_text(html, format_html(header, chosen))
         except OSError as exc:
-            raise MemoryFormatError(f"--html {html}: cannot write the report ({exc.strerror or exc}): "
-                                    "pass a path in a writable folder") from None
+            raise MemoryFormatError(
+                f"--html {html}: cannot write the report ({exc.strerror or exc}): pass a path in a writable folder"
+            ) from None
         text += f"\n\nwrote {html} ({len(chosen)} records)"
     return text

@@ -141,7 +141,9 @@ def _read_checked(root: Path, entry: Any, what: str) -> bytes:
     except OSError as exc:
         raise MemoryFormatError(f"{p}: cannot read the {what} file ({exc.strerror}); the save is incomplete") from None
     if len(data) != entry.get("bytes") or hashlib.sha256(data).hexdigest() != entry.get("sha256"):
-        raise MemoryFormatError(f"{p}: the {what} file is truncated or corrupted (size/sha256 differ from the manifest)")
+        raise MemoryFormatError(
+            f"{p}: the {what} file is truncated or corrupted (size/sha256 differ from the manifest)"
+        )
     return data
 
 
@@ -154,7 +156,9 @@ def read_manifest(path: str | os.PathLike[str]) -> tuple[Path, dict]:
     try:
         manifest = json.loads(mpath.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MemoryFormatError(f"{mpath} is not a memory manifest (not valid JSON: {exc.__class__.__name__})") from None
+        raise MemoryFormatError(
+            f"{mpath} is not a memory manifest (not valid JSON: {exc.__class__.__name__})"
+        ) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise MemoryFormatError(f"{mpath} is not an rlem-gym memory manifest")
     version = manifest.get("format_version")
@@ -216,9 +220,7 @@ def parse_table(raw: Any) -> dict[str, ActionStats]:
     return out
 
 
-def load_memory(
-    path: str | os.PathLike[str], matcher: Matcher, *, factory: Callable[..., M], **overrides: Any
-) -> M:
+def load_memory(path: str | os.PathLike[str], matcher: Matcher, *, factory: Callable[..., M], **overrides: Any) -> M:
     """Load a memory saved by :func:`save_memory` (see the module docstring for the checks).
 
     ``factory(matcher, **settings)`` builds the empty memory (:class:`~rlem_gym.memory.ExperienceMemory`

@@ -65,7 +65,9 @@ class PoolLayout:
             raise ValueError(f"action_detail must be one of {ACTION_DETAILS}, got {self.action_detail!r}")
         unknown = set(self.key_fields) - {"observation", "task", "instruction", "available_actions"}
         if unknown:
-            raise ValueError(f"unknown key fields {sorted(unknown)}: use observation, task, instruction, available_actions")
+            raise ValueError(
+                f"unknown key fields {sorted(unknown)}: use observation, task, instruction, available_actions"
+            )
 
 
 #: the official WikiHow pools' layout
@@ -233,7 +235,9 @@ def import_official_pool(
             double_q=memory.double_q,
         )
     if target.double_q:  # both tables start from the pool, as the official launch loads it twice
-        items = [{**it, "tables": [it["tables"][0], {a: replace(st) for a, st in it["tables"][0].items()}]} for it in items]
+        items = [
+            {**it, "tables": [it["tables"][0], {a: replace(st) for a, st in it["tables"][0].items()}]} for it in items
+        ]
     try:
         target._bulk_insert(items)
     except ValueError as exc:

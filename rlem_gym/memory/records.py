@@ -11,7 +11,15 @@ from typing import Sequence
 
 from rlem_gym.memory.similarity import MemoryKey
 
-__all__ = ["ActionStats", "EmbedderMismatchError", "MemoryFormatError", "MemoryKey", "Record", "Retrieved", "merge_tables"]
+__all__ = [
+    "ActionStats",
+    "EmbedderMismatchError",
+    "MemoryFormatError",
+    "MemoryKey",
+    "Record",
+    "Retrieved",
+    "merge_tables",
+]
 
 
 class MemoryFormatError(ValueError):

@@ -12,6 +12,7 @@ steps per goal, and ``random`` for the official invented advice (``random_advice
 memory here is the one the first study run had after 12 training episodes with deterministic
 advice (``docs/study/webshop-main-deterministic-advice``).
 """
+
 import json
 import sys
 
@@ -44,12 +45,16 @@ def main(argv: list[str]) -> None:
             row = {"goal": ti, "step": step, "constrained": action, "retrieved": st.retrieved_ids}
             if not action.startswith("search["):
                 free = llm.generate(st.prompt, max_tokens=40, stop=["\n\n", "\n---"], response_prefix="Encouraged:\n")
-                encouraged = [line.action for line in parse_advice("Encouraged:\n" + free.text,
-                                                                   agent.adapter.extract_actions).encouraged]
+                encouraged = [
+                    line.action
+                    for line in parse_advice("Encouraged:\n" + free.text, agent.adapter.extract_actions).encouraged
+                ]
                 valid = set(agent.adapter.available_actions(info))
-                row.update(free_first_line=free.text.strip().splitlines()[0] if free.text.strip() else "",
-                           free_encouraged=encouraged[:1],
-                           free_valid=bool(encouraged) and encouraged[0].split("[", 1)[-1].rstrip("]") in valid)
+                row.update(
+                    free_first_line=free.text.strip().splitlines()[0] if free.text.strip() else "",
+                    free_encouraged=encouraged[:1],
+                    free_valid=bool(encouraged) and encouraged[0].split("[", 1)[-1].rstrip("]") in valid,
+                )
             print(json.dumps(row), flush=True)
             obs, reward, terminated, truncated, info = env.step(action)
             if terminated or truncated:

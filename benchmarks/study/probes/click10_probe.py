@@ -7,6 +7,7 @@ whether the tap opened the target article (the task's second sub-goal).
 
     python -m rlem_gym.benchmarks.study.probes.click10_probe > docs/study/probes/click10_probe.txt
 """
+
 import re
 
 import gymnasium as gym
@@ -30,8 +31,10 @@ def main() -> None:
         _, _, _, _, after = env.step("CLICK(10)")
         ok = after["subgoals_done"] >= 2
         opened += ok
-        print(f"{index:2d} {title[:45]:45s} element 10: {element[:40]!r:42s} "
-              f"-> {after['page']}{' (target opened)' if ok else ''}")
+        print(
+            f"{index:2d} {title[:45]:45s} element 10: {element[:40]!r:42s} "
+            f"-> {after['page']}{' (target opened)' if ok else ''}"
+        )
     print(f"CLICK(10) after searching the title opened the target on {opened} of {env.num_tasks} tasks")
 
 

@@ -11,6 +11,7 @@ results screen), and per task type (its sub-goal sequence, e.g.
 ``search-article-about``), the tasks and, for each agent, on how many it opened the target article
 (sub-goal 2) and finished the task, and the tasks where the trained Rememberer scored higher.
 """
+
 import sys
 from collections import Counter, defaultdict
 
@@ -39,8 +40,9 @@ def action_kind(action: str) -> str:
     return f"INPUT({arg[0]})" if verb == "INPUT" else verb
 
 
-def wikihow_stats(records: dict[int, dict[str, dict]], goals: list[int], agents: list[str],
-                  kept: dict[tuple[str, int], list[str]]) -> None:
+def wikihow_stats(
+    records: dict[int, dict[str, dict]], goals: list[int], agents: list[str], kept: dict[tuple[str, int], list[str]]
+) -> None:
     print("actions after the first step, by kind:")
     for agent in agents:
         kinds = Counter(action_kind(a) for (who, _), acts in kept.items() if who == agent for a in acts[1:])
@@ -56,9 +58,12 @@ def wikihow_stats(records: dict[int, dict[str, dict]], goals: list[int], agents:
         print(f"  {kind}: {n}; " + ", ".join(cells))
     for other in agents:
         if other != REF:
-            better = [f"{g} ({records[g][REF]['task_label'].split('-')[0][7:]}: "
-                      f"{records[g][REF]['subgoals_done']} vs {records[g][other]['subgoals_done']} sub-goals)"
-                      for g in goals if records[g][REF]["normalized_return"] > records[g][other]["normalized_return"]]
+            better = [
+                f"{g} ({records[g][REF]['task_label'].split('-')[0][7:]}: "
+                f"{records[g][REF]['subgoals_done']} vs {records[g][other]['subgoals_done']} sub-goals)"
+                for g in goals
+                if records[g][REF]["normalized_return"] > records[g][other]["normalized_return"]
+            ]
             print(f"tasks where {REF} beat {other}: " + ("; ".join(better) or "none"))
 
 
@@ -85,21 +90,29 @@ def main(run_dir: str) -> None:
         hi = sum(ref > it for ref, it in score.values())
         lo = sum(ref < it for ref, it in score.values())
         print(f"{REF} vs {other}: higher {hi}, lower {lo}, same {len(goals) - hi - lo}")
-    print("episodes with one action 3+ times in a row:",
-          dict(Counter(a for (a, _), acts in kept.items() if max_repeat(acts) >= 3)))
+    print(
+        "episodes with one action 3+ times in a row:",
+        dict(Counter(a for (a, _), acts in kept.items() if max_repeat(acts) >= 3)),
+    )
     if env == "wikihow":
         wikihow_stats(records, goals, agents, kept)
         return
     print("goals with a purchase:", dict(Counter(a for (a, _), acts in kept.items() if "click[buy now]" in acts)))
-    print("episodes with 3+ click[back to search]:",
-          dict(Counter(a for (a, _), acts in kept.items() if acts.count("click[back to search]") >= 3)))
+    print(
+        "episodes with 3+ click[back to search]:",
+        dict(Counter(a for (a, _), acts in kept.items() if acts.count("click[back to search]") >= 3)),
+    )
     if "heuristic" in agents:
         # the heuristic's query is the instruction without its price clause; the LLM rows write their own,
         # so compare the path: a search, then the same result click and the same clicks after it
         def path(acts: list[str]) -> list[str]:
             return ["search" if a.startswith("search[") else a for a in acts]
-        same = Counter(a for (a, g), acts in kept.items()
-                       if a != "heuristic" and path(acts) == path(kept.get(("heuristic", g), [])))
+
+        same = Counter(
+            a
+            for (a, g), acts in kept.items()
+            if a != "heuristic" and path(acts) == path(kept.get(("heuristic", g), []))
+        )
         print("episodes on the heuristic's path (search, the same result, buy now):", dict(same))
 
 

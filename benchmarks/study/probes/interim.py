@@ -14,6 +14,7 @@ With FIRST, only the first FIRST of those goals are kept (to re-render an earlie
 
 Training records are kept as they are (the learning curve); nothing in the run folder is changed.
 """
+
 import contextlib
 import io
 import json

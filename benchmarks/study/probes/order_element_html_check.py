@@ -6,6 +6,7 @@ the last action. Prints the first 120 characters of each reply (output: element_
 
     python -m rlem_gym.benchmarks.study.probes.order_element_html_check
 """
+
 import json
 import re
 
@@ -38,10 +39,15 @@ SEARCH_BUTTON = '<img class="search button" alt="Search" id="2" clickable="true"
 
 
 def with_elements(prompt: str) -> str:
-    prompt = prompt.replace("CLICK(3) -> 2.0\n", 'CLICK(3) -> 2.0 <div id="3" clickable="true">How to Do Ruby Rose Hair</div>\n')
+    prompt = prompt.replace(
+        "CLICK(3) -> 2.0\n", 'CLICK(3) -> 2.0 <div id="3" clickable="true">How to Do Ruby Rose Hair</div>\n'
+    )
     prompt = prompt.replace("INPUT(2, hide gauges) -> 2.0\n", f"INPUT(2, hide gauges) -> 2.0 {SEARCH_BUTTON}\n")
-    return re.sub(r"Last 5 Actions:\nINPUT\(2, ([^)]*)\)\n",
-                  lambda m: f"Last 5 Actions:\nINPUT(2, {m.group(1)}) {SEARCH_BUTTON}\n", prompt)
+    return re.sub(
+        r"Last 5 Actions:\nINPUT\(2, ([^)]*)\)\n",
+        lambda m: f"Last 5 Actions:\nINPUT(2, {m.group(1)}) {SEARCH_BUTTON}\n",
+        prompt,
+    )
 
 
 def main() -> None:
@@ -50,7 +56,7 @@ def main() -> None:
     build = Builder(cfg)
     cfg.action_decoding, cfg.random_advice, cfg.exemplar_order = "free", False, "official"
     for ti in range(3):
-        tasks = dev_tasks()[ti:ti + 1]
+        tasks = dev_tasks()[ti : ti + 1]
         env = build.env({"task_set": tasks})
         rec = Recorder()
         agent = build.agent(parse_variant("rememberer"), rec, build.initial_memory(0))

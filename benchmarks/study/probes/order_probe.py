@@ -10,6 +10,7 @@ set) nor ``train_S0`` / ``train_S1`` (the training sets). One JSON line per step
 ORDER: ``official`` (most similar exemplar last, next to the new input, numbered by rank) or
 ``similarity`` (most similar first); FIRST, LAST: a slice of the dev task list; STEPS: steps per task.
 """
+
 import json
 import sys
 
@@ -48,14 +49,36 @@ def main(argv: list[str]) -> None:
             page = info.get("page")
             obs, reward, terminated, truncated, info = env.step(action)
             total += reward
-            print(json.dumps({"order": order, "task": task_id, "step": step, "page": page, "action": action,
-                              "reward": reward, "retrieved": st.retrieved_ids,
-                              "raw": st.raw_output[:120]}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "order": order,
+                        "task": task_id,
+                        "step": step,
+                        "page": page,
+                        "action": action,
+                        "reward": reward,
+                        "retrieved": st.retrieved_ids,
+                        "raw": st.raw_output[:120],
+                    }
+                ),
+                flush=True,
+            )
             agent.observe(action, reward, terminated, truncated, info)
             if terminated or truncated:
                 break
-        print(json.dumps({"order": order, "task": task_id, "end": True, "return": total,
-                          "subgoals_done": info.get("subgoals_done")}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "order": order,
+                    "task": task_id,
+                    "end": True,
+                    "return": total,
+                    "subgoals_done": info.get("subgoals_done"),
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

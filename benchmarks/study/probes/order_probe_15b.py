@@ -4,6 +4,7 @@ its action on the home page, then on the page that follows. One JSON line per ta
 
     python -m rlem_gym.benchmarks.study.probes.order_probe_15b qwen2.5-coder-1.5b:gguf official 5 > qwen15b_official.jsonl
 """
+
 import json
 import sys
 import time
@@ -20,7 +21,7 @@ def main(model: str, order: str, n: int) -> None:
     cfg = BenchConfig(**json.loads(CONFIG.read_text())["config"])
     build = Builder(cfg)
     for ti in range(n):
-        tasks = dev_tasks()[ti:ti + 1]
+        tasks = dev_tasks()[ti : ti + 1]
         env = build.env({"task_set": tasks})
         agent = build.agent(parse_variant(f"rememberer[exemplar_order={order}]"), llm, build.initial_memory(0))
         agent.eval()
@@ -33,9 +34,22 @@ def main(model: str, order: str, n: int) -> None:
         t1 = time.time()
         then = agent.act(obs, info)
         obs, r1, terminated, truncated, info = env.step(then)
-        print(json.dumps({"model": model, "order": order, "task": tasks[0], "home": home, "r0": r0,
-                          "results": then, "r1": r1, "raw1": agent.last_step.raw_output[:100],
-                          "s": [round(t1 - t0, 1), round(time.time() - t1, 1)]}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "model": model,
+                    "order": order,
+                    "task": tasks[0],
+                    "home": home,
+                    "r0": r0,
+                    "results": then,
+                    "r1": r1,
+                    "raw1": agent.last_step.raw_output[:100],
+                    "s": [round(t1 - t0, 1), round(time.time() - t1, 1)],
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ row played with (frozen at test time) and counts:
 
 Reads only the run's step log and the memory the row was tested with (``RunDir.memory_dir``).
 """
+
 import collections
 import sys
 
@@ -54,17 +55,25 @@ def main(run_dir: str, agent: str, seed: int = 0) -> None:
         raise SystemExit(f"no test steps of {agent!r} (seed {seed}) in {run.step_log_path}")
     print(f"{agent}: {steps} test steps over {len(goals)} goals")
     print(f"- steps with a retrieved record of positive Q: {positive} ({100 * positive / steps:.0f}%)")
-    print(f"- steps whose retrieved records all have max Q <= 0: {steps - positive} ({100 * (steps - positive) / steps:.0f}%)")
-    print(f"- executed action = a retrieved record's Encouraged action (Q > 0): {took_encouraged} ({100 * took_encouraged / steps:.0f}%)")
-    print(f"- executed action = a retrieved record's Discouraged action (Q <= 0): {took_discouraged} ({100 * took_discouraged / steps:.0f}%)")
+    print(
+        f"- steps whose retrieved records all have max Q <= 0: {steps - positive} ({100 * (steps - positive) / steps:.0f}%)"
+    )
+    print(
+        f"- executed action = a retrieved record's Encouraged action (Q > 0): {took_encouraged} ({100 * took_encouraged / steps:.0f}%)"
+    )
+    print(
+        f"- executed action = a retrieved record's Discouraged action (Q <= 0): {took_discouraged} ({100 * took_discouraged / steps:.0f}%)"
+    )
     for action, n in discouraged_taken.most_common(5):
         print(f"  - {n:4d}  {action}")
     print("- records with an Encouraged action (Q > 0): retrieved on steps (goals), its Encouraged action executed:")
     for rid, seen in sorted(shown.items(), key=lambda kv: -len(kv[1])):
         v = records[rid]
         where = " ".join((v.instruction or v.task).split())[:50]
-        print(f"  - record {rid} ({where}; {v.actions[0].action[:40]}, Q {v.actions[0].q:.2f}): "
-              f"{len(seen)} ({len({g for g, _ in seen})}), executed {sum(c for _, c in seen)}")
+        print(
+            f"  - record {rid} ({where}; {v.actions[0].action[:40]}, Q {v.actions[0].q:.2f}): "
+            f"{len(seen)} ({len({g for g, _ in seen})}), executed {sum(c for _, c in seen)}"
+        )
     print("- retrieved records by source task (count of record retrievals):")
     for task, n in by_task.most_common():
         print(f"  - {n:4d}  {task}")
