@@ -1,6 +1,6 @@
 """WebShop env speed: steps/s of a random valid-action loop, BM25 search latency at 1k and 100k products, peak RSS.
 
-Targets (issue 4): >= 1,000 env steps/s on the 1k catalog; search <= 10 ms median at 100k products.
+Targets: >= 1,000 env steps/s on the 1k catalog; search <= 10 ms median at 100k products.
 
 The 100k catalog is synthesised from the shipped 1k one: 100 copies of every product's search text
 (title + description + first bullet + options); in each copy every word is kept with probability 0.9

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The learning-effect study (issue 13): every run of docs/study/README.md, in the order they are run.
+# The learning-effect study: every run of docs/study/README.md, in the order they are run.
 #
 #   bash docs/study/run.sh [RUN ...]      # default: every run, in order
 #

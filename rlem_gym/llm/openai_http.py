@@ -10,7 +10,7 @@ into a made-up completion.
 the reply must continue (``response_prefix``). The local backends put it at the start of the
 assistant turn. The standard chat API has no field for that, and a cue sent as part of the user
 message is lost: small models then continue the prompt's own pattern instead of answering
-(issue 16: 21/21 fallbacks per agent). So the backend finds a way to prefill on each server,
+(21/21 fallbacks per agent in the served-models check). So the backend finds a way to prefill on each server,
 chosen by ``prefill`` (spec option ``?prefill=``):
 
 ========================  ================================================  =============================
