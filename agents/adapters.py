@@ -158,6 +158,16 @@ _ADAPTERS: dict[str, str | Callable[[], EnvAdapter]] = {
     "webshop": "rlem_gym.agents.webshop_adapter:WebShopAdapter",
     "wikihow": "rlem_gym.agents.wikihow_adapter:WikiHowAdapter",
 }
+#: the adapter an env object gets (loaded on first use, like the named ones)
+_GENERIC_ADAPTER = "rlem_gym.agents.generic_adapter:GenericAdapter"
+
+
+def _load(factory: str | Callable[..., EnvAdapter]) -> Callable[..., EnvAdapter]:
+    """A registry entry as a callable: ``"module:Class"`` strings are imported."""
+    if isinstance(factory, str):
+        module, _, attr = factory.partition(":")
+        return getattr(importlib.import_module(module), attr)
+    return factory
 
 
 def register_adapter(name: str, factory: str | Callable[[], EnvAdapter]) -> None:
@@ -174,16 +184,11 @@ def get_adapter(name: Any) -> EnvAdapter:
     if isinstance(name, EnvAdapter):
         return name
     if not isinstance(name, str) and callable(getattr(name, "step", None)) and callable(getattr(name, "reset", None)):
-        from rlem_gym.agents.generic_adapter import GenericAdapter
-
-        return GenericAdapter(name)
+        return _load(_GENERIC_ADAPTER)(name)
     key = str(name).lower()
     if key.startswith("rlem_gym/"):
         key = key.split("/", 1)[1].split("-", 1)[0]
     factory = _ADAPTERS.get(key)
     if factory is None:
         raise ValueError(f"no adapter for env {name!r}: use one of {', '.join(sorted(_ADAPTERS))}")
-    if isinstance(factory, str):
-        module, _, attr = factory.partition(":")
-        factory = getattr(importlib.import_module(module), attr)
-    return factory()
+    return _load(factory)()
