@@ -32,26 +32,36 @@ COMMON=(--llm qwen2.5-coder-0.5b:gguf --action-decoding constrained --react-hist
         --temperature 0 --max-tokens 128 --random-advice --no-progress)
 MAIN_AGENTS="rememberer,rememberer@untrained,static,react,heuristic,oracle"
 
+restore() {  # restore NAME: a run started in an earlier session gets its folder back from its committed outputs
+  local name=$1 out="runs/study/$1"
+  if [ ! -e "$out/config.json" ] && [ -e "docs/study/$name/config.json" ]; then
+    python -m rlem_gym.benchmarks.study.publish --restore "docs/study/$name" "$out"
+  fi
+}
+
 run() {  # run NAME ARGS...: run (or resume) one study run, then publish its small outputs
   local name=$1; shift
   local out="runs/study/$name"
-  if [ ! -e "$out/config.json" ] && [ -e "docs/study/$name/config.json" ]; then
-    # a run started in an earlier session: rebuild its folder from the committed outputs, then resume
-    python -m rlem_gym.benchmarks.study.publish --restore "docs/study/$name" "$out"
-  fi
+  restore "$name"
+  [ -z "${NEEDS[$name]:-}" ] || restore "${NEEDS[$name]}"  # a run that tests another run's memory
   echo "== $(date -u +%FT%TZ) study run $name -> $out"
   rlem-gym bench "${COMMON[@]}" "$@" --out "$out"
   python -m rlem_gym.benchmarks.study.publish "$out" "docs/study/$name"
   python -m rlem_gym.benchmarks.study.summary docs/study  # summary.md: robustness spread, test-goal learning curve
 }
 
-declare -A RUNS
+declare -A RUNS NEEDS
+NEEDS[webshop-snapshots]=webshop-main
+NEEDS[webshop-heldout]=webshop-main
 RUNS[webshop-main]="--env webshop --agents $MAIN_AGENTS --train-split train[0:10] --test-split test[0:50] --init-memory webshop:E0"
 RUNS[wikihow-main]="--env wikihow --agents $MAIN_AGENTS --train-split train_S0 --test-split microcanon70 --init-memory wikihow:init"
 # the learning curve on test goals: the memory snapshots after training epochs 1 and 2 of webshop-main
 # (its epoch-3 memory is the trained row), each tested frozen on the same goals
 SNAP=runs/study/webshop-main/train/seed0/memory_epoch
 RUNS[webshop-snapshots]="--env webshop --agents rememberer[init=${SNAP}01]@untrained,rememberer[init=${SNAP}02]@untrained --epochs 0 --test-split test[0:50] --init-memory webshop:E0"
+# the held-out confirmation: the main comparison on test[50:100], goals no setting or decision has
+# seen; the trained row is webshop-main's trained memory (after epoch 3), frozen
+RUNS[webshop-heldout]="--env webshop --agents rememberer[init=${SNAP}03]@untrained,rememberer@untrained,static,react,heuristic,oracle --epochs 0 --test-split test[50:100] --init-memory webshop:E0"
 RUNS[webshop-E1]="--env webshop --agents rememberer,rememberer@untrained,static --train-split train[0:10] --test-split test[0:50] --init-memory webshop:E1"
 RUNS[webshop-E2]="--env webshop --agents rememberer,rememberer@untrained,static --train-split train[0:10] --test-split test[0:50] --init-memory webshop:E2"
 RUNS[webshop-S1]="--env webshop --agents rememberer,rememberer@untrained --train-split train[10:20] --test-split test[0:50] --init-memory webshop:E0"
@@ -60,7 +70,7 @@ RUNS[wikihow-S1]="--env wikihow --agents rememberer,rememberer@untrained --train
 RUNS[wikihow-annotated]="--env wikihow --agents rememberer@untrained --epochs 0 --test-split microcanon70 --init-memory wikihow:annotated"
 # webshop-main before the rest of wikihow-main: its re-run (~8.5 h) settles the provisional WebShop
 # verdict, while wikihow-main still has ~28 h to go (its epoch 3 and its test); both resume as they are
-ORDER=(webshop-main wikihow-main webshop-snapshots webshop-E1 webshop-E2 webshop-S1 webshop-ablations wikihow-S1 wikihow-annotated)
+ORDER=(webshop-main wikihow-main webshop-snapshots webshop-heldout webshop-E1 webshop-E2 webshop-S1 webshop-ablations wikihow-S1 wikihow-annotated)
 
 for name in "${@:-${ORDER[@]}}"; do
   [ -n "${RUNS[$name]:-}" ] || { echo "unknown run $name; runs: ${ORDER[*]}" >&2; exit 2; }
