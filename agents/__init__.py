@@ -58,6 +58,7 @@ _MEMORY_KWARGS = (
     "double_q",
     "index",
     "eviction",
+    "learning",
 )
 
 
@@ -83,7 +84,7 @@ def make_agent(
     is built with the env's matcher (``embedder`` defaults to the shipped MiniLM for WebShop)
     and any memory settings among the kwargs: ``capacity``, ``action_capacity``, ``n_step``
     (1 = one-step Q, None = the paper's full return), ``gamma``, ``update_mode``, ``lr``,
-    ``double_q``, ``index``, ``eviction``. The other kwargs go to the agent's constructor.
+    ``double_q``, ``index``, ``eviction``, ``learning``. The other kwargs go to the agent's constructor.
     """
     key = str(name).lower()
     if key not in AGENTS:

@@ -14,7 +14,7 @@ tables::
 
 Examples: ``rememberer`` (trained, the run's settings), ``rememberer@untrained``,
 ``rememberer[discouraged=false]`` (the paper's no-Discouraged ablation), ``rememberer[n_step=1]``
-(one-step Q), ``rememberer[init=webshop:E1]`` (another initial pool), ``static[exemplars=handwritten]``,
+(one-step Q), ``rememberer[discouraged=false,learning=success_replay]`` (success replay), ``rememberer[init=webshop:E1]`` (another initial pool), ``static[exemplars=handwritten]``,
 ``heuristic[policy=keywords]``.
 
 Labels are canonical: keys sorted, values in one spelling, no spaces. :func:`parse_variant`
@@ -34,7 +34,7 @@ from typing import Any
 UNTRAINED = "untrained"
 
 #: keys of the Rememberer's memory (``make_agent`` builds the memory with them)
-MEMORY_KEYS = ("n_step", "gamma", "capacity", "action_capacity", "update_mode", "lr", "double_q", "eviction")
+MEMORY_KEYS = ("n_step", "gamma", "capacity", "action_capacity", "update_mode", "lr", "double_q", "eviction", "learning")
 _LLM_KEYS = ("fallback", "max_tokens", "temperature")
 
 #: name -> the keys its variants may set

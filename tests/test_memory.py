@@ -38,6 +38,27 @@ def test_full_return_default_and_gamma():
     assert [q(m2, o, a) for o, a in zip("ABC", ("a0", "b0", "c0"))] == pytest.approx([0.25, 0.5, 1.0])
 
 
+def test_success_replay_keeps_only_successes_with_a_constant_value(tmp_path):
+    m = mem(learning="success_replay")
+    m.update(TASK, episode(rewards=(0.0, 0.0, 0.0), actions=("x0", "y0", "z0")))  # a failure: nothing stored
+    assert len(m) == 0
+    m.update(TASK, episode(rewards=(0.0, 0.0, 0.3)))  # a success: every step, Q = 1.0 whatever the return
+    m.update(TASK, episode(rewards=(0.0, 0.0, 0.0), actions=("a0", "b1", "c1")))  # a later failure changes nothing
+    assert len(m) == 3 and [q(m, o, a) for o, a in zip("ABC", ("a0", "b0", "c0"))] == [1.0, 1.0, 1.0]
+    assert set(m.get(MemoryKey(TASK, "B")).actions) == {"b0"} and m.get(MemoryKey(TASK, "A")).visits == 1
+    # the Q-learning memory stores the same three episodes with their returns, failures included
+    ql = mem()
+    for rewards, actions in (((0.0,) * 3, ("x0", "y0", "z0")), ((0.0, 0.0, 0.3), ("a0", "b0", "c0"))):
+        ql.update(TASK, episode(rewards=rewards, actions=actions))
+    assert q(ql, "A", "a0") == pytest.approx(0.3) and q(ql, "A", "x0") == 0.0
+    # the rule is part of the saved config
+    m.save(tmp_path / "m")
+    back = ExperienceMemory.load(tmp_path / "m", WikiHowMatcher(instruction_pattern))
+    assert back.learning == "success_replay" and "success_replay" in repr(back)
+    with pytest.raises(ValueError, match="q_learning, success_replay"):
+        mem(learning="successes")
+
+
 def test_one_step_bootstraps_and_propagates_over_episodes_mean_mode():
     m = mem(n_step=1)
     m.update(TASK, episode())

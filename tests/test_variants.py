@@ -54,6 +54,19 @@ def test_settings_split_memory_from_agent():
     assert v.agent_settings == {"discouraged": False, "k": 3}
     assert v.get("init") == "webshop:E2" and v.trains
     assert not parse_variant("rememberer@untrained").trains and not parse_variant("static").trains
+    replay = parse_variant("rememberer[learning=success_replay,discouraged=false]")
+    assert replay.memory_settings == {"learning": "success_replay"} and replay.agent_settings == {"discouraged": False}
+
+
+def test_a_success_replay_variant_builds_its_memory_with_that_rule():
+    from rlem_gym.benchmarks.build import memory_settings
+    from rlem_gym.benchmarks.config import BenchConfig
+    from rlem_gym.memory import ExperienceMemory
+    from rlem_gym.agents import get_adapter
+
+    settings = memory_settings(BenchConfig(env="wikihow"), parse_variant("rememberer[learning=success_replay]"))
+    memory = ExperienceMemory(get_adapter("wikihow").make_matcher(), **settings)
+    assert memory.learning == "success_replay" and memory.n_step is None
 
 
 @pytest.mark.parametrize(

@@ -64,13 +64,19 @@ RUNS[webshop-snapshots]="--env webshop --agents rememberer[init=${SNAP}01]@untra
 RUNS[webshop-heldout]="--env webshop --agents rememberer[init=${SNAP}03]@untrained,rememberer@untrained,static,react,heuristic,oracle --epochs 0 --test-split test[50:100] --init-memory webshop:E0"
 RUNS[webshop-E1]="--env webshop --agents rememberer,rememberer@untrained,static --train-split train[0:10] --test-split test[0:50] --init-memory webshop:E1"
 RUNS[webshop-E2]="--env webshop --agents rememberer,rememberer@untrained,static --train-split train[0:10] --test-split test[0:50] --init-memory webshop:E2"
-RUNS[webshop-S1]="--env webshop --agents rememberer,rememberer@untrained --train-split train[10:20] --test-split test[0:50] --init-memory webshop:E0"
-RUNS[webshop-ablations]="--env webshop --agents rememberer[discouraged=false],rememberer[n_step=1] --train-split train[0:10] --test-split test[0:50] --init-memory webshop:E0"
-RUNS[wikihow-S1]="--env wikihow --agents rememberer,rememberer@untrained --train-split train_S1 --test-split microcanon70 --init-memory wikihow:init"
+# the S1 runs train on another set; their untrained row (same pool, goals and settings, greedy) would
+# repeat the main run's episodes one for one, so the table references the main run's row instead
+RUNS[webshop-S1]="--env webshop --agents rememberer --train-split train[10:20] --test-split test[0:50] --init-memory webshop:E0"
+# the paper's ablations: no Discouraged advice, one-step Q, no invented (random) advice
+RUNS[webshop-ablations]="--env webshop --agents rememberer[discouraged=false],rememberer[n_step=1],rememberer[random_advice=false] --train-split train[0:10] --test-split test[0:50] --init-memory webshop:E0"
+# success replay (not in the paper): only the steps of episodes with return > 0, each with Q = 1.0,
+# and no Discouraged advice; does Q-learning add anything over keeping the successes?
+RUNS[webshop-success-replay]="--env webshop --agents rememberer[discouraged=false,learning=success_replay] --train-split train[0:10] --test-split test[0:50] --init-memory webshop:E0"
+RUNS[wikihow-S1]="--env wikihow --agents rememberer --train-split train_S1 --test-split microcanon70 --init-memory wikihow:init"
 RUNS[wikihow-annotated]="--env wikihow --agents rememberer@untrained --epochs 0 --test-split microcanon70 --init-memory wikihow:annotated"
 # webshop-main before the rest of wikihow-main: its re-run (~8.5 h) settles the provisional WebShop
 # verdict, while wikihow-main still has ~28 h to go (its epoch 3 and its test); both resume as they are
-ORDER=(webshop-main wikihow-main webshop-snapshots webshop-heldout webshop-E1 webshop-E2 webshop-S1 webshop-ablations wikihow-S1 wikihow-annotated)
+ORDER=(webshop-main wikihow-main webshop-snapshots webshop-heldout webshop-E1 webshop-E2 webshop-S1 webshop-ablations webshop-success-replay wikihow-S1 wikihow-annotated)
 
 for name in "${@:-${ORDER[@]}}"; do
   [ -n "${RUNS[$name]:-}" ] || { echo "unknown run $name; runs: ${ORDER[*]}" >&2; exit 2; }

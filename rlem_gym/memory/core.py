@@ -120,6 +120,9 @@ class ExperienceMemory:
         seed: seeds the double-Q table choice.
         index_options: extra :class:`~rlem_gym.memory.index.VectorIndex` options (nprobe, ...).
         candidates: how many FAISS candidates to re-score per requested hit (at least k + 16).
+        learning: ``"q_learning"`` (the paper's) or ``"success_replay"``: an ablation that stores
+            only the episodes whose return is > 0, every step's action with Q = 1.0 (no values
+            learned, no failures kept; see :data:`~.qlearning.LEARNING_RULES`).
     """
 
     def __init__(
@@ -139,8 +142,10 @@ class ExperienceMemory:
         seed: int = 0,
         index_options: dict | None = None,
         candidates: int = 4,
+        learning: str = "q_learning",
     ) -> None:
         _check_matcher(matcher)
+        qlearning.check_learning(learning)
         if capacity < 1 or action_capacity < 1:
             raise ValueError("capacity and action_capacity must be >= 1")
         qlearning.check_n_step(n_step)
@@ -152,6 +157,7 @@ class ExperienceMemory:
         self.n_step = n_step
         self.gamma = float(gamma)
         self.update_mode = update_mode
+        self.learning = learning
         self.lr = float(lr)
         self.double_q = bool(double_q)
         self.index_kind = index
@@ -193,7 +199,7 @@ class ExperienceMemory:
         return (
             f"ExperienceMemory({len(self)}/{self.capacity} records, matcher={self.matcher.name!r}, "
             f"n_step={self.n_step}, gamma={self.gamma}, mode={self.update_mode}, double_q={self.double_q}, "
-            f"index={self.index_kind!r})"
+            f"index={self.index_kind!r}" + ("" if self.learning == "q_learning" else f", learning={self.learning!r}") + ")"
         )
 
     def records(self) -> list[Record]:
@@ -221,6 +227,7 @@ class ExperienceMemory:
             "seed": self.seed,
             "index_options": self.index_options,
             "candidates": self.candidates,
+            "learning": self.learning,
         }
 
     # ------------------------------------------------------------------ learning
@@ -228,7 +235,9 @@ class ExperienceMemory:
         """Learn from a finished episode: apply the Q-learning target of every step.
 
         Bootstrap values are read from the memory as it was before this episode (a snapshot),
-        so revisiting a key within the episode does not feed on its own update.
+        so revisiting a key within the episode does not feed on its own update. With
+        ``learning="success_replay"`` an episode whose return is not > 0 is dropped, and a kept
+        one stores each step's action with Q = 1.0.
         """
         if not trajectory:
             return
@@ -236,13 +245,18 @@ class ExperienceMemory:
         rewards = [float(s.reward) for s in trajectory]
         T = len(trajectory)
         choice = [qlearning.choose_table(self.rng) if self.double_q else 0 for _ in range(T)]
-        bootstrap = None
-        if self.n_step is not None:
-            bootstrap = [
-                self._bootstrap_value(keys[t + self.n_step], choice[t]) if t + self.n_step < T else 0.0
-                for t in range(T)
-            ]
-        targets = qlearning.compute_targets(rewards, self.n_step, self.gamma, bootstrap)
+        if self.learning == "success_replay":
+            targets = qlearning.success_replay_targets(rewards)
+            if targets is None:
+                return
+        else:
+            bootstrap = None
+            if self.n_step is not None:
+                bootstrap = [
+                    self._bootstrap_value(keys[t + self.n_step], choice[t]) if t + self.n_step < T else 0.0
+                    for t in range(T)
+                ]
+            targets = qlearning.compute_targets(rewards, self.n_step, self.gamma, bootstrap)
         for t, step in enumerate(trajectory):
             rec = self.get(keys[t]) or self._insert(keys[t])
             self._tick += 1

@@ -107,7 +107,7 @@ def format_text(header: dict[str, Any], records: list[RecordView], *, total: int
     lines = [
         f"memory {header['path']}: {total} records (capacity {cfg.get('capacity', '?')}, "
         f"actions/record {cfg.get('action_capacity', '?')}), matcher {matcher.get('name', '?') if isinstance(matcher, dict) else matcher}, "
-        f"n_step {cfg.get('n_step')}, gamma {cfg.get('gamma')}, update {cfg.get('update_mode')}",
+        f"n_step {cfg.get('n_step')}, gamma {cfg.get('gamma')}, update {cfg.get('update_mode')}, learning {cfg.get('learning', 'q_learning')}",
     ]
     if query:
         lines.append(f"{len(records)} records match {query!r}")

@@ -22,6 +22,12 @@ from typing import Literal, Mapping, Sequence
 import numpy as np
 
 UpdateMode = Literal["mean", "const"]
+#: what the memory learns from an episode: ``"q_learning"`` (the paper's), or ``"success_replay"``
+#: (an ablation the paper lacks: only episodes whose return is > 0 are stored, every step's action
+#: with the constant value :data:`SUCCESS_VALUE`, so the memory keeps what worked and learns no values)
+LEARNING_RULES = ("q_learning", "success_replay")
+#: the value a success-replay memory gives every action it stores
+SUCCESS_VALUE = 1.0
 
 
 def discounted_returns(rewards: Sequence[float], gamma: float = 1.0) -> list[float]:
@@ -121,6 +127,19 @@ def check_n_step(n: int | None) -> None:
     """Raise ValueError unless ``n`` is None (full return) or >= 1."""
     if n is not None and n < 1:
         raise ValueError(f"n_step must be None (full return) or >= 1, got {n}")
+
+
+def success_replay_targets(rewards: Sequence[float]) -> list[float] | None:
+    """Success replay's targets: :data:`SUCCESS_VALUE` for every step of an episode whose return is > 0, else None."""
+    if sum(float(r) for r in rewards) <= 0:
+        return None
+    return [SUCCESS_VALUE] * len(rewards)
+
+
+def check_learning(rule: str) -> None:
+    """Raise ValueError unless ``rule`` is one of :data:`LEARNING_RULES`."""
+    if rule not in LEARNING_RULES:
+        raise ValueError(f"unknown learning {rule!r}: use one of {', '.join(LEARNING_RULES)}")
 
 
 def check_update_mode(mode: str) -> None:
