@@ -34,7 +34,17 @@ from typing import Any
 UNTRAINED = "untrained"
 
 #: keys of the Rememberer's memory (``make_agent`` builds the memory with them)
-MEMORY_KEYS = ("n_step", "gamma", "capacity", "action_capacity", "update_mode", "lr", "double_q", "eviction", "learning")
+MEMORY_KEYS = (
+    "n_step",
+    "gamma",
+    "capacity",
+    "action_capacity",
+    "update_mode",
+    "lr",
+    "double_q",
+    "eviction",
+    "learning",
+)
 _LLM_KEYS = ("fallback", "max_tokens", "temperature")
 
 #: name -> the keys its variants may set

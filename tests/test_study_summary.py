@@ -107,3 +107,37 @@ def test_summary_files(published, tmp_path):
     assert study.main([str(published), "--out", str(out)]) == 0
     for name in ("robustness_webshop.png", "test_curve_webshop.png"):
         assert not (out / name).exists()
+
+
+def _records(agent: str, scores: list[float]) -> list[dict]:
+    return [
+        {"phase": "test", "agent": agent, "seed": 0, "task_index": i, "normalized_return": x / 100, "status": "ok"}
+        for i, x in enumerate(scores)
+    ]
+
+
+def test_a_run_that_does_not_repeat_a_row_references_the_main_runs(published):
+    import gzip
+
+    main_scores, s1_scores = [40.0, 50.0, 30.0, 40.0], [60.0, 70.0, 40.0, 70.0]
+    recs = _records("rememberer@untrained", main_scores)
+    (published / "webshop-main" / "records.jsonl.gz").write_bytes(
+        gzip.compress("\n".join(json.dumps(r) for r in recs).encode())
+    )
+    _publish(published, "webshop-S1", [_row("rememberer", 60.0)], init_memory="webshop:E0", train_split="train[10:20]")
+    (published / "webshop-S1" / "records.jsonl.gz").write_bytes(
+        gzip.compress("\n".join(json.dumps(r) for r in _records("rememberer", s1_scores)).encode())
+    )
+    rob = study.robustness(study.load_runs(published), "webshop")
+    assert rob["referenced"] == {"webshop-S1": {"rememberer@untrained": "webshop-main"}}
+    assert rob["agents"]["rememberer@untrained"]["per_run"]["webshop-S1"]["mean"] == 40.0  # the main run's row
+    diff = rob["untrained_minus_trained"]["webshop-S1"]
+    assert diff["mean"] == pytest.approx(-20.0) and diff["n"] == 4 and diff["lo"] <= -20.0 <= diff["hi"]
+    text = study.summary_markdown([rob], [])
+    assert "40.0 [30.0, 50.0] (ref.)" in text and "`webshop-S1` does not re-run `rememberer@untrained`" in text
+    # a run whose test settings differ (another step cap) gets no stand-in row
+    cfg = json.loads((published / "webshop-S1" / "config.json").read_text())
+    cfg["config"]["max_steps"] = 10
+    (published / "webshop-S1" / "config.json").write_text(json.dumps(cfg))
+    rob = study.robustness(study.load_runs(published), "webshop")
+    assert rob["referenced"] == {} and "webshop-S1" not in rob["agents"]["rememberer@untrained"]["per_run"]

@@ -37,7 +37,7 @@ from typing import Any
 
 from rlem_gym.atomic import atomic_write_text
 from rlem_gym.benchmarks.rundir import RunDir, read_json
-from rlem_gym.benchmarks.stats import Estimate
+from rlem_gym.benchmarks.stats import Estimate, paired_bootstrap_ci
 
 #: env -> the runs of the robustness study: the main run first, then one other setting each
 ROBUSTNESS: dict[str, tuple[str, ...]] = {
@@ -49,6 +49,14 @@ ROBUST_AGENTS = ("rememberer", "rememberer@untrained", "static")
 #: env -> (main run, snapshot run) of the test-goal learning curve
 TEST_CURVES: dict[str, tuple[str, str]] = {"webshop": ("webshop-main", "webshop-snapshots")}
 TRAINED, UNTRAINED = "rememberer", "rememberer@untrained"
+#: rows a robustness run does not repeat: run -> {agent: the run whose row stands in for it}. The
+#: untrained Rememberer of a run that only changes the training set has the same pool, goals and
+#: settings as the main run's and, decoding greedily, would take the same actions; the summary shows
+#: the main run's row (marked) and pairs it goal by goal with the run's own trained row.
+REFERENCED_ROWS: dict[str, dict[str, str]] = {
+    "webshop-S1": {UNTRAINED: "webshop-main"},
+    "wikihow-S1": {UNTRAINED: "wikihow-main"},
+}
 
 
 def load_runs(root: str | Path) -> dict[str, dict[str, Any]]:
@@ -57,8 +65,49 @@ def load_runs(root: str | Path) -> dict[str, dict[str, Any]]:
     for path in sorted(Path(root).glob("*/results.json")):
         cfg_path = path.parent / "config.json"
         config = read_json(cfg_path).get("config", {}) if cfg_path.is_file() else {}
-        runs[path.parent.name] = {"results": read_json(path), "config": config}
+        runs[path.parent.name] = {"results": read_json(path), "config": config, "folder": path.parent}
     return runs
+
+
+def _test_scores(run: dict[str, Any], agent: str) -> dict[tuple[int, int], float]:
+    """(seed, task index) -> score (100 x normalised return) of ``agent``'s test episodes in a published run."""
+    rows = _published_rows(Path(run["folder"]), "records.jsonl.gz", [])
+    return {
+        (int(r["seed"]), int(r["task_index"])): 100.0 * float(r["normalized_return"])
+        for r in rows
+        if r.get("phase") == "test" and r.get("agent") == agent and r.get("status", "ok") == "ok"
+    }
+
+
+#: config keys that do not change the episodes of a row that skips training
+_NOT_EPISODE_SETTINGS = {
+    "agents",
+    "train_split",
+    "epochs",
+    "out",
+    "progress",
+    "workers",
+    "ray",
+    "ray_workers",
+    "bootstrap",
+    "reference",
+}
+
+
+def _same_test_episodes(run: dict[str, Any], source: dict[str, Any]) -> bool:
+    """Whether an untrained row of ``source`` stands for ``run``'s: every setting but the training ones agrees."""
+    a, b = run["config"], source["config"]
+    return all(a.get(k) == b.get(k) for k in set(a) | set(b) if k not in _NOT_EPISODE_SETTINGS)
+
+
+def _cross_run_paired(run: dict[str, Any], agent: str, source: dict[str, Any]) -> dict[str, Any] | None:
+    """``agent``'s row of ``source`` minus ``run``'s trained row, goal by goal (paired bootstrap), or None."""
+    mine, theirs = _test_scores(run, TRAINED), _test_scores(source, agent)
+    keys = sorted(set(mine) & set(theirs))
+    if not keys:
+        return None
+    est = paired_bootstrap_ci([theirs[k] for k in keys], [mine[k] for k in keys])
+    return est.as_dict()
 
 
 def _row(run: dict[str, Any], agent: str) -> dict[str, Any] | None:
@@ -83,8 +132,15 @@ def robustness(runs: dict[str, dict[str, Any]], env: str) -> dict[str, Any]:
     their means; per run, the paired difference untrained - trained. ``missing``: runs not finished."""
     names = [n for n in ROBUSTNESS[env] if n in runs]
     agents: dict[str, Any] = {}
+    referenced: dict[str, dict[str, str]] = {}
     for agent in ROBUST_AGENTS:
-        rows = {n: _row(runs[n], agent) for n in names}
+        rows = {}
+        for n in names:
+            rows[n] = _row(runs[n], agent)
+            source = REFERENCED_ROWS.get(n, {}).get(agent)
+            if rows[n] is None and source in runs and _same_test_episodes(runs[n], runs[source]):
+                rows[n] = _row(runs[source], agent)
+                referenced.setdefault(n, {})[agent] = source
         per = {n: row["score"] for n, row in rows.items() if row}
         means = [e["mean"] for e in per.values()]
         agents[agent] = {
@@ -99,7 +155,13 @@ def robustness(runs: dict[str, dict[str, Any]], env: str) -> dict[str, Any]:
         "settings": {n: setting(runs[n]) for n in names},
         "missing": [n for n in ROBUSTNESS[env] if n not in runs],
         "agents": agents,
-        "untrained_minus_trained": {n: _paired(runs[n], UNTRAINED) for n in names},
+        "referenced": referenced,
+        "untrained_minus_trained": {
+            n: _paired(runs[n], UNTRAINED)
+            if UNTRAINED not in referenced.get(n, {})
+            else _cross_run_paired(runs[n], UNTRAINED, runs[referenced[n][UNTRAINED]])
+            for n in names
+        },
     }
 
 
@@ -162,12 +224,23 @@ def summary_markdown(rob: list[dict[str, Any]], curves: list[dict[str, Any]]) ->
             "|---|" + "---|" * (len(r["runs"]) + 3),
         ]
         for agent, a in r["agents"].items():
-            cells = [_fmt(a["per_run"].get(n)) for n in r["runs"]]
+            cells = [
+                _fmt(a["per_run"].get(n)) + (" (ref.)" if agent in r["referenced"].get(n, {}) else "")
+                for n in r["runs"]
+            ]
             out.append(
                 f"| {agent} | " + " | ".join(cells) + f" | {_num(a['mean'])} | {_num(a['min'])} | {_num(a['max'])} |"
             )
         diffs = [_fmt(r["untrained_minus_trained"][n], signed=True) for n in r["runs"]]
         out += ["| untrained - trained (paired) | " + " | ".join(diffs) + " | | | |", ""]
+        for n, rows in r["referenced"].items():
+            for agent, source in rows.items():
+                out += [
+                    f"(ref.) `{n}` does not re-run `{agent}`: with the same pool, goals and settings (greedy decoding) "
+                    f"its episodes would repeat `{source}`'s, so that row is shown, and paired goal by goal with "
+                    f"`{n}`'s trained row.",
+                    "",
+                ]
         if r["missing"]:
             out += [f"Missing (not finished): {', '.join(r['missing'])}.", ""]
     for c in curves:

@@ -61,7 +61,7 @@ SNAP=runs/study/webshop-main/train/seed0/memory_epoch
 RUNS[webshop-snapshots]="--env webshop --agents rememberer[init=${SNAP}01]@untrained,rememberer[init=${SNAP}02]@untrained --epochs 0 --test-split test[0:50] --init-memory webshop:E0"
 # the held-out confirmation: the main comparison on test[50:100], goals no setting or decision has
 # seen; the trained row is webshop-main's trained memory (after epoch 3), frozen
-RUNS[webshop-heldout]="--env webshop --agents rememberer[init=${SNAP}03]@untrained,rememberer@untrained,static,react,heuristic,oracle --epochs 0 --test-split test[50:100] --init-memory webshop:E0"
+RUNS[webshop-heldout]="--env webshop --agents rememberer[init=${SNAP}03]@untrained,rememberer@untrained,static,react,heuristic,oracle --epochs 0 --test-split test[50:100] --init-memory webshop:E0 --reference rememberer[init=${SNAP}03]@untrained"
 RUNS[webshop-E1]="--env webshop --agents rememberer,rememberer@untrained,static --train-split train[0:10] --test-split test[0:50] --init-memory webshop:E1"
 RUNS[webshop-E2]="--env webshop --agents rememberer,rememberer@untrained,static --train-split train[0:10] --test-split test[0:50] --init-memory webshop:E2"
 # the S1 runs train on another set; their untrained row (same pool, goals and settings, greedy) would

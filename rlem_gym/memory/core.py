@@ -199,7 +199,9 @@ class ExperienceMemory:
         return (
             f"ExperienceMemory({len(self)}/{self.capacity} records, matcher={self.matcher.name!r}, "
             f"n_step={self.n_step}, gamma={self.gamma}, mode={self.update_mode}, double_q={self.double_q}, "
-            f"index={self.index_kind!r}" + ("" if self.learning == "q_learning" else f", learning={self.learning!r}") + ")"
+            f"index={self.index_kind!r}"
+            + ("" if self.learning == "q_learning" else f", learning={self.learning!r}")
+            + ")"
         )
 
     def records(self) -> list[Record]:
