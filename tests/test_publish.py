@@ -43,10 +43,10 @@ def test_publish_copies_results_records_and_the_step_log(tmp_path):
     assert [r["goal"] for r in records] == [1]
 
 
-def test_a_published_run_rerenders_from_its_records_alone(tmp_path):
-    """publish, then `rlem-gym plot` on the published folder: the same tables from records.jsonl.gz."""
+def _reference_run(out):
+    """A finished run of the LLM-free rows (heuristic, oracle) on 2 WebShop goals, in ``out``."""
     from rlem_gym.benchmarks.config import BenchConfig
-    from rlem_gym.benchmarks.runner import Runner, rerender
+    from rlem_gym.benchmarks.runner import Runner
 
     cfg = BenchConfig(
         env="webshop",
@@ -57,9 +57,17 @@ def test_a_published_run_rerenders_from_its_records_alone(tmp_path):
         max_steps=15,
         progress=False,
         bootstrap=100,
-        out=str(tmp_path / "run"),
+        out=str(out),
     )
     Runner(cfg, echo=lambda m: None).run()
+    return cfg
+
+
+def test_a_published_run_rerenders_from_its_records_alone(tmp_path):
+    """publish, then `rlem-gym plot` on the published folder: the same tables from records.jsonl.gz."""
+    from rlem_gym.benchmarks.runner import rerender
+
+    _reference_run(tmp_path / "run")
     publish(tmp_path / "run", tmp_path / "pub")
     assert not (tmp_path / "pub" / "records").exists()
     before = {n: (tmp_path / "pub" / n).read_bytes() for n in ("results.md", "results.csv", "results.json")}
@@ -86,23 +94,11 @@ def test_publish_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
 
 def test_restore_rebuilds_a_run_that_resumes_without_replaying(tmp_path):
     """publish -> restore -> rerun: the finished episodes are skipped, the memory comes back."""
-    from rlem_gym.benchmarks.config import BenchConfig
     from rlem_gym.benchmarks.rundir import RunDir, comparable_step_log, without_timing
     from rlem_gym.benchmarks.runner import Runner
     from rlem_gym.benchmarks.study.publish import restore
 
-    cfg = BenchConfig(
-        env="webshop",
-        agents=("heuristic", "oracle"),
-        epochs=0,
-        test_split="test[0:2]",
-        seeds=(0,),
-        max_steps=15,
-        progress=False,
-        bootstrap=100,
-        out=str(tmp_path / "run"),
-    )
-    Runner(cfg, echo=lambda m: None).run()
+    cfg = _reference_run(tmp_path / "run")
     (tmp_path / "run" / "memory_x_seed0").mkdir()
     (tmp_path / "run" / "memory_x_seed0" / "MANIFEST.json").write_text('{"format": 1}')
     publish(tmp_path / "run", tmp_path / "pub")

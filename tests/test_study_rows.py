@@ -174,22 +174,21 @@ def test_encouraged_copies_are_counted(tmp_path, minilm):
 def test_cli_run_of_reference_rows_needs_no_llm(tmp_path, capsys):
     """heuristic + oracle on 3 WebShop goals: no model is loaded (the --llm server does not exist)."""
     out = tmp_path / "ref"
-    rc = main(
-        [
-            "bench",
-            "--env",
-            "webshop",
-            "--agents",
-            "heuristic,oracle",
-            "--test-split",
-            "test[0:3]",
-            "--llm",
-            "openai:http://127.0.0.1:9/v1#none",
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
-    )
+    args = [
+        "bench",
+        "--env",
+        "webshop",
+        "--agents",
+        "heuristic,oracle",
+        "--test-split",
+        "test[0:3]",
+        "--llm",
+        "openai:http://127.0.0.1:9/v1#none",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    rc = main(args)
     assert rc == 0, capsys.readouterr().err
     results = json.loads((out / "results.json").read_text())
     rows = {r["agent"]: r for r in results["rows"]}
@@ -206,24 +205,7 @@ def test_cli_run_of_reference_rows_needs_no_llm(tmp_path, capsys):
     assert "## Paired differences from `heuristic`" in md and "| oracle | 3 | +" in md
     assert "none (no LLM agent)" in md
     # --reference picks the other row; the run is not redone (same results fields)
-    rc = main(
-        [
-            "bench",
-            "--env",
-            "webshop",
-            "--agents",
-            "heuristic,oracle",
-            "--test-split",
-            "test[0:3]",
-            "--llm",
-            "openai:http://127.0.0.1:9/v1#none",
-            "--out",
-            str(out),
-            "--no-progress",
-            "--reference",
-            "oracle",
-        ]
-    )
+    rc = main([*args, "--reference", "oracle"])
     assert rc == 0
     flipped = json.loads((out / "results.json").read_text())["paired"]
     assert flipped["reference"] == "oracle" and flipped["rows"][0]["score"]["mean"] == pytest.approx(-diff["mean"])
