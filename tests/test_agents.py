@@ -439,6 +439,26 @@ def test_one_step_q_passes_through_make_agent():
         make_agent("rememberer", ScriptedLLM(REPLIES), WIKIHOW, memory=wikihow_memory(), n_step=1)
 
 
+def test_success_replay_agent_stores_only_successful_episodes_and_shows_no_discouraged_advice():
+    agent = make_agent(
+        "rememberer", ScriptedLLM(REPLIES * 2), WIKIHOW, learning="success_replay", discouraged=False
+    ).train()
+    failed = [0.0, 0.0, 0.0]
+    agent.reset(SCREENS[0], wikihow_info())
+    for t, screen in enumerate(SCREENS):  # the same actions, return 0: nothing is stored
+        info = wikihow_info()
+        agent.observe(agent.act(screen, info), failed[t], t == len(SCREENS) - 1, False, info)
+    assert len(agent.memory) == 0 and agent.stats.episodes == 1
+    run_scripted_episode(agent)  # return 2.0: every step is kept at Q = 1.0
+    assert len(agent.memory) == 3
+    assert [q.q for r in agent.memory.records() for q in r.actions.values()] == [1.0, 1.0, 1.0]
+    agent.eval().reset(SCREENS[0], wikihow_info())
+    agent.act(SCREENS[0], wikihow_info())
+    prompt = agent.last_step.prompt
+    assert "INPUT(2, clean utensils) -> 1.0 type the key words" in prompt
+    assert "Discouraged:\n" not in prompt.split("Now the new input:")[0]
+
+
 def test_exemplar_advice_deterministic_and_random_modes():
     memory = wikihow_memory()
     from rlem_gym.trajectory import Step
