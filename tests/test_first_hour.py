@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -294,3 +295,22 @@ def test_the_demo_preset_is_still_the_committed_demo():
 
     doc = json.loads((ROOT / "docs" / "demo" / "config.json").read_text())
     assert BenchConfig.from_stored(doc).result_fields() == get_preset("demo").validate().result_fields()
+
+
+def test_the_readme_reads_in_two_minutes_and_its_numbers_match_their_files():
+    """Under 1,500 words; what rlem-gym is comes before the two commands; no issue numbers; the demo
+    table's rows are the committed demo's, and the study headline's numbers are the study report's."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.split()) < 1500
+    before_code = readme.split("```", 1)[0]
+    assert "rlem-gym is" in before_code and "Gymnasium" in before_code
+    assert not re.search(r"\b(issue|Issue) #?\d+|#\d{2}\b", readme.split("## Data and licences")[0])
+    demo = (ROOT / "docs" / "demo" / "results.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (\S+) \| (\d+\.\d \[[\d.]+, [\d.]+\]) \| [\d.]+ \| \d+ \| [\d.]+ \|$", readme, re.M)
+    assert len(rows) == 6  # trained, untrained, react, static, heuristic, oracle
+    for agent, score in rows:
+        assert f"| {agent} | 3 | {score} |" in demo, agent
+    study = (ROOT / "docs" / "study" / "README.md").read_text(encoding="utf-8")
+    headline = readme.split("## The study", 1)[1].split("##", 1)[0]
+    numbers = re.findall(r"-?\d+\.\d \[-?\d+\.\d, -?\d+\.\d\]", headline)
+    assert len(numbers) >= 6 and all(n in study for n in numbers)
