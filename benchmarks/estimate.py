@@ -195,10 +195,13 @@ def project(
     costs: dict[str, Any] | None = None,
     gflops_now: float | None = None,
     speeds: dict[str, Any] | None = None,
+    load_now: tuple[float, int] | None = None,
 ) -> Projection:
     """The plan of ``items`` (work items) per phase and agent, and its projected wall time.
 
-    ``gflops_now``: this machine's matmul reading (taken here when None).
+    ``gflops_now``: this machine's matmul reading (taken here when None). ``load_now``: (1-minute
+    load average, CPU count), read here when None; on a busy machine the reading measures the other
+    work as much as the hardware, so the basis also gives the projection at the recording machine's speed.
     """
     from rlem_gym.agents.variants import parse_variant
     from rlem_gym.benchmarks.build import uses_llm
@@ -247,6 +250,13 @@ def project(
             f"(rlem_gym/data/step_costs.json){model_note}; scaled to this machine by a matmul reading now "
             f"({gflops_now:.0f} GFLOP/s against {ref} GFLOP/s when recorded: x{machine:.2f})"
         )
+        load, cpus = load_now if load_now is not None else _load_now()
+        if machine > 1.0 and load >= 0.5 * cpus:
+            unscaled = sum(r.seconds / (1.0 if not uses_llm(r.agent) else machine) for r in rows)  # type: ignore[operator]
+            basis += (
+                f"; the machine is busy now (load {load:.1f} on {cpus} cores), so the reading is low: "
+                f"at the recording machine's speed the run takes {fmt_duration(unscaled)}"
+            )
     elif known:
         basis = "no LLM agent: episodes cost about nothing"
     else:
@@ -255,6 +265,16 @@ def project(
             "time a short run first, e.g. --test-split test[0:1] --epochs 0"
         )
     return Projection(rows, seconds, upper, basis)
+
+
+def _load_now() -> tuple[float, int]:
+    """(1-minute load average, CPU count); (0.0, 1) where the platform has no load average."""
+    import os
+
+    try:
+        return os.getloadavg()[0], os.cpu_count() or 1
+    except (AttributeError, OSError):
+        return 0.0, 1
 
 
 def fmt_duration(seconds: float | None) -> str:

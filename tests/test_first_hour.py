@@ -120,6 +120,24 @@ def test_a_run_projected_past_an_hour_says_so_at_start(tmp_path):
     assert not (tmp_path / "run").exists()  # the model failed before any episode: nothing left behind
 
 
+def test_a_busy_machine_gives_the_projection_at_the_recording_machines_speed_too():
+    from types import SimpleNamespace
+
+    from rlem_gym.benchmarks.estimate import fmt_duration, load_costs, project
+
+    cfg = BenchConfig(llm="qwen2.5-coder-0.5b:gguf", test_split="test[0:10]", epochs=0, progress=False)
+    ref = load_costs()["matmul_gflops"]
+    items = [SimpleNamespace(phase="test", agent=a) for a in ("rememberer", "static", "heuristic") for _ in range(10)]
+    idle = project(cfg, items, gflops_now=ref, load_now=(0.1, 2))
+    busy = project(cfg, items, gflops_now=ref / 10, load_now=(2.0, 2))
+    assert busy.seconds == pytest.approx(10 * idle.seconds)  # the reading scales the LLM rows
+    assert "busy" not in idle.basis
+    assert "the machine is busy now (load 2.0 on 2 cores)" in busy.basis
+    assert f"at the recording machine's speed the run takes {fmt_duration(idle.seconds)}" in busy.basis
+    # a slow machine that is idle is just slow: no note
+    assert "busy" not in project(cfg, items, gflops_now=ref / 10, load_now=(0.2, 2)).basis
+
+
 # ------------------------------------------------------------------------------------ bad inputs
 @pytest.mark.parametrize("where", ["under_a_file", "proc"])
 def test_unwritable_out_is_one_line_and_leaves_nothing(tmp_path, where):
