@@ -12,6 +12,7 @@ Both are drawn from the results dict of :func:`rlem_gym.benchmarks.report.aggreg
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,11 @@ ENV_NAMES = {"webshop": "WebShop", "wikihow": "WikiHow"}
 FOREST_COLORS = {"per_goal": "#333333", "cluster": "#d95f02"}
 
 
+def short_label(label: str) -> str:
+    """An agent label with each path setting cut to its last part (``init=.../memory_epoch03``), to fit a plot."""
+    return re.sub(r"=([^,\]]*/)([^/,\]]+)", r"=.../\2", label)
+
+
 def plot_forest(entries: list[dict[str, Any]], path: str | Path, *, title: str = "") -> Path:
     """Forest plot of paired differences: one panel per env, one line per (run, agent), each with
     two 95% intervals: the per-goal bootstrap and the cluster bootstrap.
@@ -201,7 +207,7 @@ def plot_forest(entries: list[dict[str, Any]], path: str | Path, *, title: str =
                 0.005,
                 y,
                 f"{run} ({first['split']}): {first['goals']} goals in {first['clusters']} "
-                f"{first['unit']}s; reference {first['reference']}",
+                f"{first['unit']}s; reference {short_label(first['reference'])}",
                 transform=ax.get_yaxis_transform(),
                 fontsize=8,
                 fontweight="bold",
@@ -226,7 +232,7 @@ def plot_forest(entries: list[dict[str, Any]], path: str | Path, *, title: str =
                         elinewidth=1.2,
                     )
                 ticks.append(y)
-                labels.append(e["agent"])
+                labels.append(short_label(e["agent"]))
                 y -= 1
         ax.set_yticks(ticks, labels, fontsize=8)
         ax.set_ylim(-0.1, height)

@@ -227,6 +227,9 @@ class Runner:
                     f"pass its settings ({' '.join(_as_flags({k: old_fields.get(k) for k in diff}))}); "
                     "else pass another --out, or --fresh to start it over"
                 )
+            if old.get("config", {}).get("reference") != self.cfg.reference:
+                # the tables' paired reference is a report setting: config.json names the one last rendered
+                atomic_write_json(path, {**old, "config": {**old["config"], "reference": self.cfg.reference}})
             return
         atomic_write_json(
             path,

@@ -209,6 +209,8 @@ def test_cli_run_of_reference_rows_needs_no_llm(tmp_path, capsys):
     assert rc == 0
     flipped = json.loads((out / "results.json").read_text())["paired"]
     assert flipped["reference"] == "oracle" and flipped["rows"][0]["score"]["mean"] == pytest.approx(-diff["mean"])
+    # config.json names the reference of the tables now on disk (a rerender from it draws the same)
+    assert json.loads((out / "config.json").read_text())["config"]["reference"] == "oracle"
 
 
 def test_runner_plays_every_variant(tmp_path):
