@@ -193,7 +193,7 @@ def plot_forest(entries: list[dict[str, Any]], path: str | Path, *, title: str =
     fig, axes = plt.subplots(
         len(panels),
         1,
-        figsize=(8.0, 1.2 + 0.32 * sum(heights) + 0.5 * len(panels)),
+        figsize=(9.5, 1.2 + 0.32 * sum(heights) + 0.5 * len(panels)),
         gridspec_kw={"height_ratios": heights},
         squeeze=False,
     )
@@ -206,8 +206,8 @@ def plot_forest(entries: list[dict[str, Any]], path: str | Path, *, title: str =
             ax.text(
                 0.005,
                 y,
-                f"{run} ({first['split']}): {first['goals']} goals in {first['clusters']} "
-                f"{first['unit']}s; reference {short_label(first['reference'])}",
+                f"{run} ({first['split']}): {first['goals']} goals, {first['clusters']} "
+                f"{first['unit']}s; vs {short_label(first['reference'])}",
                 transform=ax.get_yaxis_transform(),
                 fontsize=8,
                 fontweight="bold",
