@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import statistics
 import sys
 from collections import defaultdict
@@ -269,8 +270,6 @@ def project(
 
 def _load_now() -> tuple[float, int]:
     """(1-minute load average, CPU count); (0.0, 1) where the platform has no load average."""
-    import os
-
     try:
         return os.getloadavg()[0], os.cpu_count() or 1
     except (AttributeError, OSError):

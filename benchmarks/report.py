@@ -73,7 +73,8 @@ CLUSTER_METRICS = ("score", "success_rate")
 TIMING_METRICS = RECORD_TIMING_FIELDS
 
 
-def _episode_value(record: dict[str, Any], field: str) -> float:
+def episode_value(record: dict[str, Any], field: str) -> float:
+    """One episode's value of a row metric (``score`` = 100 x normalised return), as the tables average it."""
     if field == "score":
         return 100.0 * float(record["normalized_return"])
     if field == "success":
@@ -100,7 +101,7 @@ def _table(records: Sequence[dict[str, Any]], field: str, seeds: Sequence[int], 
     for rec in records:
         i, j = s_pos.get(rec["seed"]), t_pos.get(rec["task_index"])
         if i is not None and j is not None:
-            table[i, j] = _episode_value(rec, field)
+            table[i, j] = episode_value(rec, field)
     return table
 
 

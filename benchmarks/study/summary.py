@@ -37,6 +37,8 @@ from typing import Any
 
 from rlem_gym.atomic import atomic_write_text
 from rlem_gym.benchmarks.rundir import RunDir, read_json
+from rlem_gym.benchmarks.config import BenchConfig
+from rlem_gym.benchmarks.report import episode_value
 from rlem_gym.benchmarks.stats import Estimate, paired_bootstrap_ci
 
 #: env -> the runs of the robustness study: the main run first, then one other setting each
@@ -73,31 +75,23 @@ def _test_scores(run: dict[str, Any], agent: str) -> dict[tuple[int, int], float
     """(seed, task index) -> score (100 x normalised return) of ``agent``'s test episodes in a published run."""
     rows = _published_rows(Path(run["folder"]), "records.jsonl.gz", [])
     return {
-        (int(r["seed"]), int(r["task_index"])): 100.0 * float(r["normalized_return"])
+        (int(r["seed"]), int(r["task_index"])): episode_value(r, "score")
         for r in rows
         if r.get("phase") == "test" and r.get("agent") == agent and r.get("status", "ok") == "ok"
     }
 
 
-#: config keys that do not change the episodes of a row that skips training
-_NOT_EPISODE_SETTINGS = {
-    "agents",
-    "train_split",
-    "epochs",
-    "out",
-    "progress",
-    "workers",
-    "ray",
-    "ray_workers",
-    "bootstrap",
-    "reference",
-}
+#: the settings an untrained row's episodes do not depend on (the others are those that decide results)
+_TRAINING_SETTINGS = ("agents", "train_split", "epochs")
 
 
 def _same_test_episodes(run: dict[str, Any], source: dict[str, Any]) -> bool:
-    """Whether an untrained row of ``source`` stands for ``run``'s: every setting but the training ones agrees."""
-    a, b = run["config"], source["config"]
-    return all(a.get(k) == b.get(k) for k in set(a) | set(b) if k not in _NOT_EPISODE_SETTINGS)
+    """Whether an untrained row of ``source`` stands for ``run``'s: every setting that decides results,
+    but the training ones, agrees (each config read as stored, old versions with their defaults)."""
+    a, b = (
+        BenchConfig.from_stored(read_json(Path(r["folder"]) / "config.json")).result_fields() for r in (run, source)
+    )
+    return all(a[k] == b[k] for k in a if k not in _TRAINING_SETTINGS)
 
 
 def _cross_run_paired(run: dict[str, Any], agent: str, source: dict[str, Any]) -> dict[str, Any] | None:
