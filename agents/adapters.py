@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 import numpy as np
 
-from rlem_gym.prompts import Exemplar, PromptInput
+from rlem_gym.prompts import Exemplar
+from rlem_gym.trajectory import Situation
 
 if TYPE_CHECKING:
     from rlem_gym.llm.constraint import ActionConstraint
@@ -49,7 +50,7 @@ class EnvAdapter(ABC):
 
     # -- prompt parts -----------------------------------------------------------------------------
     @abstractmethod
-    def render_input(self, inp: PromptInput) -> str:
+    def render_input(self, inp: Situation) -> str:
         """The input block of one situation, in this env's prompt layout."""
 
     @abstractmethod

@@ -43,7 +43,8 @@ from rlem_gym.advice import AdviceLine
 from rlem_gym.agents.adapters import EnvAdapter
 from rlem_gym.llm.constraint import ActionConstraint
 from rlem_gym.memory.similarity import Matcher, MemoryKey, lcs_similarity
-from rlem_gym.prompts import Exemplar, PromptInput, generic_preamble, generic_react_preamble, render_generic_input
+from rlem_gym.prompts import Exemplar, generic_preamble, generic_react_preamble, render_generic_input
+from rlem_gym.trajectory import Situation
 
 if TYPE_CHECKING:
     from rlem_gym.memory.embeddings import Embedder
@@ -334,7 +335,7 @@ class GenericAdapter(EnvAdapter):
             self._first_observation = self.observation_text(obs, info)
         return self._first_observation
 
-    def render_input(self, inp: PromptInput) -> str:
+    def render_input(self, inp: Situation) -> str:
         return render_generic_input(inp)
 
     def memory_key(self, obs: Any, info: dict[str, Any]) -> tuple[str, str, str]:
@@ -398,7 +399,7 @@ _ROOM_ACTIONS = ("open red box", "open blue box", "go east", "look")
 
 STATIC_EXEMPLARS: tuple[Exemplar, ...] = (
     Exemplar(
-        PromptInput(task=_TASK, observation=_ROOM, available_actions=_ROOM_ACTIONS),
+        Situation(task=_TASK, observation=_ROOM, available_actions=_ROOM_ACTIONS),
         encouraged=(AdviceLine("open red box", 1.0, "The task asks to open the red box, and it is here."),),
         discouraged=(AdviceLine("open blue box", 0.0, "The blue box is not the one the task names."),),
     ),

@@ -212,12 +212,8 @@ def pool_exemplars(
     for i, it in enumerate(pool_items(path, env, observation_mode)):
         record = Record(
             id=i,
-            key=it["key"],
+            situation=it["situation"],
             actions=dict(it["tables"][0]),
-            last_actions=tuple(it["last_actions"]),
-            last_reward=it["last_reward"],
-            total_reward=it["total_reward"],
-            available_actions=tuple(it["available_actions"]),
             visits=it["visits"],
         )
         out.append(replace(exemplar_from_record(record, adapter_obj), record_id=None))  # fixed: no record id

@@ -37,12 +37,11 @@ from rlem_gym.agents.llm_agent import LLMAgent
 from rlem_gym.prompts import (
     DEFAULT_MARGIN_TOKENS,
     Exemplar,
-    PromptInput,
     build_advice_prompt,
     check_exemplar_order,
     order_exemplars,
 )
-from rlem_gym.trajectory import LAST_ACTIONS, Step
+from rlem_gym.trajectory import LAST_ACTIONS, Situation, Step
 
 if TYPE_CHECKING:
     from rlem_gym.llm.base import LLM
@@ -75,23 +74,14 @@ def exemplar_from_record(
         rng = rng if rng is not None else np.random.default_rng(0)
         known = {a for a, _ in ranked}
         if not encouraged:
-            invented = adapter.random_action(record.key.observation, record.available_actions, rng)
+            invented = adapter.random_action(record.situation.observation, record.situation.available_actions, rng)
             if invented and invented not in known:
                 encouraged.append(AdviceLine(invented, float(rng.uniform(0.0, 0.5)), ""))
         if ranked and not discouraged:
-            invented = adapter.random_action(record.key.observation, record.available_actions, rng)
+            invented = adapter.random_action(record.situation.observation, record.situation.available_actions, rng)
             if invented and invented not in known:
                 discouraged.append(AdviceLine(invented, 0.0, ""))
-    situation = PromptInput(
-        task=record.key.task,
-        observation=record.key.observation,
-        instruction=record.key.instruction,
-        last_actions=tuple(record.last_actions),
-        last_reward=float(record.last_reward),
-        total_reward=float(record.total_reward),
-        available_actions=tuple(record.available_actions),
-    )
-    return Exemplar(situation, tuple(encouraged), tuple(discouraged), record_id=record.id)
+    return Exemplar(record.situation, tuple(encouraged), tuple(discouraged), record_id=record.id)
 
 
 class Rememberer(LLMAgent):
@@ -227,7 +217,7 @@ class Rememberer(LLMAgent):
         retrieved, exemplars = self._recall(task, observation, instruction)
 
         # 2. prompt: preamble, exemplars, the new input (fit, with the "Encouraged:" cue, to the context window)
-        query = PromptInput(
+        query = Situation(
             task=task,
             observation=observation,
             instruction=instruction,
@@ -257,15 +247,10 @@ class Rememberer(LLMAgent):
         action, reason, fallback_reason = self._choose(parsed, obs, info)
 
         self._pending = Step(
-            observation=observation,
+            query,
             action=action,
             reward=0.0,  # known in observe
             reason="" if fallback_reason else reason,  # a fallback's label is not the model's reason
-            instruction=instruction,
-            last_actions=query.last_actions,
-            last_reward=query.last_reward,
-            total_reward=query.total_reward,
-            available_actions=available,
         )
         return self.record_step(
             StepInfo(

@@ -21,9 +21,9 @@ from rlem_gym.prompts import (
     WIKIHOW_PREAMBLE,
     WIKIHOW_REACT_PREAMBLE,
     Exemplar,
-    PromptInput,
     render_wikihow_input,
 )
+from rlem_gym.trajectory import Situation
 
 if TYPE_CHECKING:
     from rlem_gym.memory.embeddings import Embedder
@@ -69,7 +69,7 @@ class WikiHowAdapter(EnvAdapter):
     react_preamble = WIKIHOW_REACT_PREAMBLE
 
     # -- prompt parts -----------------------------------------------------------------------------
-    def render_input(self, inp: PromptInput) -> str:
+    def render_input(self, inp: Situation) -> str:
         return render_wikihow_input(inp)
 
     def memory_key(self, obs: str, info: dict[str, Any]) -> tuple[str, str, str]:
@@ -199,17 +199,17 @@ _ARTICLE_SCREEN = """<button alt="Open navigation drawer" id="0" clickable="true
 
 STATIC_EXEMPLARS: tuple[Exemplar, ...] = (
     Exemplar(
-        PromptInput(task=_TASK, observation=_HOME_SCREEN),
+        Situation(task=_TASK, observation=_HOME_SCREEN),
         encouraged=(AdviceLine("INPUT(2, clean utensils)", 2.0, "The search button takes the key words of the task."),),
         discouraged=(AdviceLine("SCROLL(RIGHT)", 0.0, "Scrolling the home screen does not find the article."),),
     ),
     Exemplar(
-        PromptInput(task=_TASK, observation=_RESULTS_SCREEN, last_actions=("INPUT(2, clean utensils)",)),
+        Situation(task=_TASK, observation=_RESULTS_SCREEN, last_actions=("INPUT(2, clean utensils)",)),
         encouraged=(AdviceLine("CLICK(3)", 2.0, "Element 3 is the article How to Clean Utensils."),),
         discouraged=(AdviceLine("CLICK(11)", 0.0, "How to Clean Copper Utensils is another article."),),
     ),
     Exemplar(
-        PromptInput(
+        Situation(
             task=_TASK,
             observation=_ARTICLE_SCREEN,
             instruction="Check the reference list",

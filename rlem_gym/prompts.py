@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from rlem_gym.advice import AdviceLine, render_advice
 from rlem_gym.llm.base import common_prefix_len, truncate_to_tokens
-from rlem_gym.trajectory import LAST_ACTIONS
+from rlem_gym.trajectory import LAST_ACTIONS, Situation
 
 if TYPE_CHECKING:
     from rlem_gym.llm.base import LLM
@@ -120,23 +120,10 @@ _JOIN_SLACK = 4
 
 # ---------------------------------------------------------------------------------- data types
 @dataclass(frozen=True)
-class PromptInput:
-    """One situation as the prompt shows it (an exemplar's input or the new input)."""
-
-    task: str
-    observation: str
-    instruction: str = ""
-    last_actions: tuple[str, ...] = ()
-    last_reward: float = 0.0
-    total_reward: float = 0.0
-    available_actions: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class Exemplar:
     """An in-context exemplar: a situation and the action advice for it."""
 
-    input: PromptInput
+    input: Situation
     encouraged: tuple[AdviceLine, ...] = ()
     discouraged: tuple[AdviceLine, ...] = ()
     record_id: int | None = None
@@ -230,7 +217,7 @@ def _fmt_reward(value: float) -> str:
     return f"{float(value):.1f}"
 
 
-def render_webshop_input(inp: PromptInput) -> str:
+def render_webshop_input(inp: Situation) -> str:
     """The WebShop input block (the official YAML-like layout).
 
     The env's pages start with the instruction; when an observation does not hold the task text,
@@ -245,7 +232,7 @@ def render_webshop_input(inp: PromptInput) -> str:
     )
 
 
-def render_wikihow_input(inp: PromptInput) -> str:
+def render_wikihow_input(inp: Situation) -> str:
     """The WikiHow input block (the official Rememberer layout)."""
     actions = "\n".join(inp.last_actions[-LAST_ACTIONS:])
     return (
@@ -265,7 +252,7 @@ def generic_react_preamble(description: str | None = None) -> str:
     return f"{(description or GENERIC_DESCRIPTION).strip()} {GENERIC_REACT_PRINCIPLES}"
 
 
-def render_generic_input(inp: PromptInput) -> str:
+def render_generic_input(inp: Situation) -> str:
     """The generic adapter's input block: the WebShop layout's fields plus the rewards, the task always shown."""
     actions = "\n".join(f"- {a}" for a in inp.last_actions[-LAST_ACTIONS:])
     available = "\n".join(f"- {a}" for a in inp.available_actions)
@@ -276,7 +263,7 @@ def render_generic_input(inp: PromptInput) -> str:
     )
 
 
-def render_exemplar(render_input: Callable[[PromptInput], str], exemplar: Exemplar, discouraged: bool = True) -> str:
+def render_exemplar(render_input: Callable[[Situation], str], exemplar: Exemplar, discouraged: bool = True) -> str:
     """One exemplar: its input block, a blank line, then its advice block."""
     advice = render_advice(exemplar.encouraged, exemplar.discouraged if discouraged else None)
     return f"{render_input(exemplar.input)}\n\n{advice}"
@@ -331,9 +318,9 @@ def build_advice_prompt(
     llm: "LLM",
     *,
     preamble: str,
-    render_input: Callable[[PromptInput], str],
+    render_input: Callable[[Situation], str],
     exemplars: Sequence[Exemplar],
-    query: PromptInput,
+    query: Situation,
     discouraged: bool = True,
     budget: int,
     response_prefix: str = ANSWER_CUE,
@@ -352,7 +339,7 @@ def build_advice_prompt(
     def built(text: str, tokens: int, truncated: int = 0, dropped: int = 0, hard: bool = False) -> BuiltPrompt:
         return BuiltPrompt(text, tokens + cue, budget, truncated, dropped, hard, list(exemplars), response_prefix)
 
-    def render(exs: Sequence[Exemplar], q: PromptInput) -> str:
+    def render(exs: Sequence[Exemplar], q: Situation) -> str:
         return assemble_advice_prompt(
             preamble,
             [render_exemplar(render_input, e, discouraged) for e in exs],

@@ -9,7 +9,8 @@ from rlem_gym.advice import AdviceLine
 from rlem_gym.agents import AGENTS, ReActAgent, Rememberer, StaticExemplarAgent, get_adapter, make_agent
 from rlem_gym.agents.rememberer import exemplar_from_record
 from rlem_gym.llm.base import LLM, Completion
-from rlem_gym.prompts import Exemplar, PromptInput, build_advice_prompt, prompt_budget
+from rlem_gym.prompts import Exemplar, build_advice_prompt, prompt_budget
+from rlem_gym.trajectory import Situation
 
 WEBSHOP = get_adapter("webshop")
 WIKIHOW = get_adapter("wikihow")
@@ -142,7 +143,7 @@ def test_wikihow_choice_and_fallback():
 # ---------------------------------------------------------------------------- prompt/rendering
 def test_prompt_layout_webshop_and_wikihow():
     ex = Exemplar(
-        PromptInput(
+        Situation(
             "buy a hat",
             "[SEP] Back to Search [SEP] hat",
             last_actions=("search[hat]",),
@@ -151,7 +152,7 @@ def test_prompt_layout_webshop_and_wikihow():
         encouraged=(AdviceLine("click[b0hat00000]", 1.0, "a hat"),),
         discouraged=(AdviceLine("click[back to search]", 0.0, "no"),),
     )
-    query = PromptInput(INSTRUCTION, "WebShop [SEP] Search", available_actions=("search",))
+    query = Situation(INSTRUCTION, "WebShop [SEP] Search", available_actions=("search",))
     llm = ScriptedLLM([""])
     full = build_advice_prompt(
         llm, preamble=WEBSHOP.preamble, render_input=WEBSHOP.render_input, exemplars=[ex], query=query, budget=10_000
@@ -181,7 +182,7 @@ def test_prompt_layout_webshop_and_wikihow():
     ).text
     assert "Discouraged" not in nodis and "click[b0hat00000] -> 1.0 a hat" in nodis
     wk = WIKIHOW.render_input(
-        PromptInput("Search an article.", "<div/>", 'Access the article "How to X"', ("CLICK(1)",), 1.0, 2.0)
+        Situation("Search an article.", "<div/>", 'Access the article "How to X"', ("CLICK(1)",), 1.0, 2.0)
     )
     assert (
         wk
@@ -195,7 +196,7 @@ def test_prompt_budget_never_overflows_with_huge_observations(context_length, ma
     words = ["[SEP]", "size", "xx-large", "b07xyz1234", "$19.99", "cotton", "Buy Now", "é", "漢字"]
     huge = " ".join(words[int(i)] for i in rng.integers(0, len(words), 60_000))
     ex = Exemplar(
-        PromptInput("task " * 50, huge, available_actions=("a",) * 20), (AdviceLine("click[a]", 1.0, "r" * 300),)
+        Situation("task " * 50, huge, available_actions=("a",) * 20), (AdviceLine("click[a]", 1.0, "r" * 300),)
     )
     llm = ScriptedLLM(["click[b078gwrc1j]"], context_length=context_length)
     agent = Rememberer(llm, None, "webshop", max_tokens=max_tokens)
@@ -205,7 +206,7 @@ def test_prompt_budget_never_overflows_with_huge_observations(context_length, ma
         preamble=WEBSHOP.preamble,
         render_input=WEBSHOP.render_input,
         exemplars=[ex, ex],
-        query=PromptInput(INSTRUCTION, huge + " END"),
+        query=Situation(INSTRUCTION, huge + " END"),
         budget=prompt_budget(llm, max_tokens),
     )
     # the budget counts the "Encouraged:" cue the reply is forced to start with
@@ -223,14 +224,14 @@ def test_prompt_budget_never_overflows_with_huge_observations(context_length, ma
 
 def test_exemplar_truncation_keeps_the_end_of_observations():
     obs = "START " + "filler " * 3000 + "THE-END"
-    ex = Exemplar(PromptInput("t", obs), (AdviceLine("click[x]", 1.0, ""),))
+    ex = Exemplar(Situation("t", obs), (AdviceLine("click[x]", 1.0, ""),))
     llm = ScriptedLLM([""], context_length=1200)
     built = build_advice_prompt(
         llm,
         preamble="P",
         render_input=WEBSHOP.render_input,
         exemplars=[ex],
-        query=PromptInput("t", "short obs"),
+        query=Situation("t", "short obs"),
         budget=1000,
     )
     assert built.tokens <= 1000 and built.truncated_observations == 1
@@ -240,7 +241,7 @@ def test_exemplar_truncation_keeps_the_end_of_observations():
 def test_last_resort_cut_still_reports_the_truncated_observation():
     # the task alone overflows the budget: every water-fill attempt fails and the last-resort cut runs
     llm = ScriptedLLM([""])
-    query = PromptInput("task " * 400, "observation " * 100)
+    query = Situation("task " * 400, "observation " * 100)
     built = build_advice_prompt(
         llm, preamble="P", render_input=WEBSHOP.render_input, exemplars=[], query=query, budget=200
     )
@@ -285,7 +286,7 @@ def test_static_agent_uses_fixed_exemplars_and_never_learns():
     agent.observe("click[b078gwrc1j]", 1.0, True, False, RESULTS)
     for ex in WEBSHOP.default_exemplars():
         assert WEBSHOP.render_input(ex.input) in llm.prompts[0]
-    custom = Exemplar(PromptInput("custom task", "custom page"), (AdviceLine("click[zz]", 1.0, "custom"),))
+    custom = Exemplar(Situation("custom task", "custom page"), (AdviceLine("click[zz]", 1.0, "custom"),))
     agent = StaticExemplarAgent(llm, [custom], adapter="webshop")
     agent.reset("results", RESULTS)
     agent.act("results", RESULTS)
@@ -370,9 +371,9 @@ def test_train_mode_updates_memory_with_monte_carlo_returns_and_reasons():
         ((action, stats),) = rec.actions.items()
         assert action == actions[t] and stats.q == pytest.approx(expected[screen]) and stats.last_reward == REWARDS[t]
         assert stats.reason == ["type the key words", "the article", "read on"][t]
-        assert rec.last_actions == tuple(actions[:t]) and rec.total_reward == sum(REWARDS[:t])
+        assert rec.situation.last_actions == tuple(actions[:t]) and rec.situation.total_reward == sum(REWARDS[:t])
     steps = agent.episode_steps
-    assert [s.reward for s in steps] == REWARDS and steps[2].last_reward == 1.0
+    assert [s.reward for s in steps] == REWARDS and steps[2].situation.last_reward == 1.0
 
 
 def test_second_episode_retrieves_first_episode_records():
@@ -464,9 +465,9 @@ def test_exemplar_advice_deterministic_and_random_modes():
     from rlem_gym.trajectory import Step
 
     memory.update(
-        "t", [Step('<a id="5" clickable="true"/>', "CLICK(5)", -1.0, "bad"), Step("<b/>", "GOBACK", 0.0, "meh")]
+        "t", [Step.of('<a id="5" clickable="true"/>', "CLICK(5)", -1.0, "bad"), Step.of("<b/>", "GOBACK", 0.0, "meh")]
     )
-    memory.update("t", [Step('<a id="5" clickable="true"/>', "SCROLL(UP)", 0.0, "zero")])
+    memory.update("t", [Step.of('<a id="5" clickable="true"/>', "SCROLL(UP)", 0.0, "zero")])
     rec = memory.records()[0]
     det = exemplar_from_record(rec, WIKIHOW)
     assert det.encouraged == () and [a.action for a in det.discouraged] == ["SCROLL(UP)", "CLICK(5)"]
@@ -475,7 +476,7 @@ def test_exemplar_advice_deterministic_and_random_modes():
     assert rnd[0] == rnd[1]  # seeded
     (invented,) = rnd[0].encouraged
     assert 0.0 <= invented.q < 0.5 and invented.action not in rec.actions and WIKIHOW.canonicalize(invented.action)
-    memory.update("u", [Step("<c/>", "CLICK(1)", 1.0, "good")])
+    memory.update("u", [Step.of("<c/>", "CLICK(1)", 1.0, "good")])
     good = memory.records()[-1]
     det = exemplar_from_record(good, WIKIHOW)
     assert [(a.action, a.q) for a in det.encouraged] == [("CLICK(1)", 1.0)] and det.discouraged == ()
@@ -488,7 +489,7 @@ def test_advice_drawn_once_per_episode_repeats_a_records_exemplar_until_the_next
 
     def exemplar_texts(advice_draw, episodes=2, steps=4):
         memory = wikihow_memory()
-        memory.update("t", [Step('<a id="5" clickable="true"/>', "CLICK(5)", -1.0, "bad")])
+        memory.update("t", [Step.of('<a id="5" clickable="true"/>', "CLICK(5)", -1.0, "bad")])
         agent = Rememberer(
             ScriptedLLM(["GOBACK -> 1.0 go"]),
             memory,

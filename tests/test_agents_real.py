@@ -11,7 +11,8 @@ from gymnasium.wrappers import RecordEpisodeStatistics
 
 import rlem_gym  # noqa: F401  (registers the env ids)
 from rlem_gym.agents import ReActAgent, Rememberer, StaticExemplarAgent, get_adapter
-from rlem_gym.prompts import PromptInput, build_advice_prompt, prompt_budget
+from rlem_gym.prompts import build_advice_prompt, prompt_budget
+from rlem_gym.trajectory import Situation
 
 WEBSHOP = get_adapter("webshop")
 WIKIHOW = get_adapter("wikihow")
@@ -59,7 +60,7 @@ def test_prompt_budget_with_the_real_tokenizer(hf_llm, webshop_env):
     obs, info = webshop_env.reset(seed=0, options={"task_index": 0})
     huge = (obs + "\n") * 400  # a product page far longer than the context window
     exemplars = WEBSHOP.default_exemplars()
-    exemplars = [type(e)(PromptInput(e.input.task, huge), e.encouraged, e.discouraged) for e in exemplars]
+    exemplars = [type(e)(Situation(e.input.task, huge), e.encouraged, e.discouraged) for e in exemplars]
     for max_tokens in (48, 512):
         budget = prompt_budget(hf_llm, max_tokens)
         built = build_advice_prompt(
@@ -67,7 +68,7 @@ def test_prompt_budget_with_the_real_tokenizer(hf_llm, webshop_env):
             preamble=WEBSHOP.preamble,
             render_input=WEBSHOP.render_input,
             exemplars=exemplars,
-            query=PromptInput(info["instruction"], huge),
+            query=Situation(info["instruction"], huge),
             budget=budget,
         )
         assert built.tokens == hf_llm.count_tokens(built.text) + hf_llm.count_tokens("Encouraged:\n") <= budget

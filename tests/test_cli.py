@@ -143,13 +143,13 @@ def test_memory_inspect_lists_searches_and_writes_html(capsys, tmp_path):
     mem.update(
         "Search an article to learn how to bake bread.",
         [
-            Step("<p>home</p>", "INPUT(2, bake bread)", 1.0, reason="search first"),
-            Step("<p>results</p>", "CLICK(5)", 1.0, reason="open it"),
+            Step.of("<p>home</p>", "INPUT(2, bake bread)", 1.0, reason="search first"),
+            Step.of("<p>results</p>", "CLICK(5)", 1.0, reason="open it"),
         ],
     )
     mem.update(
         "Search an article to learn how to fix a bike.",
-        [Step("<p>home</p>", "SCROLL(DOWN)", 0.0, reason="look around")],
+        [Step.of("<p>home</p>", "SCROLL(DOWN)", 0.0, reason="look around")],
     )
     path = tmp_path / "mem"
     mem.save(str(path))

@@ -157,7 +157,7 @@ def test_unwritable_html_report_is_one_line(tmp_path, capsys):
     from rlem_gym.trajectory import Step
 
     mem = ExperienceMemory(WikiHowMatcher(lambda s: s))
-    mem.update("Search an article to learn how to bake bread.", [Step("<p>home</p>", "INPUT(2, bread)", 1.0)])
+    mem.update("Search an article to learn how to bake bread.", [Step.of("<p>home</p>", "INPUT(2, bread)", 1.0)])
     mem.save(str(tmp_path / "mem"))
     (tmp_path / "a_file").write_text("x")
     target = tmp_path / "a_file" / "report.html"
@@ -210,7 +210,7 @@ def test_memory_inspect_refuses_corrupted_vectors(tmp_path, capsys):
     from rlem_gym.trajectory import Step
 
     mem = ExperienceMemory(WebShopMatcher(ToyEmbedder(), lambda obs: obs.split()[0]))
-    mem.update("buy a red shirt", [Step("search page", "search[red shirt]", 1.0)])
+    mem.update("buy a red shirt", [Step.of("search page", "search[red shirt]", 1.0)])
     mem.save(str(tmp_path / "mem"))
     assert main(["memory", "inspect", str(tmp_path / "mem")]) == 0
     capsys.readouterr()

@@ -22,7 +22,8 @@ from rlem_gym.agents.generic_adapter import GenericAdapter, GenericMatcher
 from rlem_gym.llm.base import LLM, Completion
 from rlem_gym.llm.constraint import ActionConstraint
 from rlem_gym.memory.similarity import MemoryKey
-from rlem_gym.prompts import Exemplar, PromptInput
+from rlem_gym.prompts import Exemplar
+from rlem_gym.trajectory import Situation
 from rlem_gym.spaces import CHARSET
 
 GOAL = "Open the chest in the study."
@@ -339,7 +340,7 @@ def test_react_shows_the_task_and_the_listed_actions():
 # ------------------------------------------------------------------------------ keyword overrides
 def test_keywords_override_each_piece():
     env = KeyRoomEnv()
-    exemplar = Exemplar(PromptInput("find gold", "A cave.", available_actions=("dig",)))
+    exemplar = Exemplar(Situation("find gold", "A cave.", available_actions=("dig",)))
     adapter = GenericAdapter(
         env,
         description="I play a tiny text adventure.",
@@ -460,7 +461,7 @@ def test_real_model_drives_all_three_agents_through_the_generic_adapter(which):
         rememberer = agents["rememberer"]
         assert rememberer.stats.episodes == 1 and len(rememberer.memory) >= 1
         steps = rememberer.episode_steps
-        assert all(rememberer.memory.get(MemoryKey(GOAL, s.observation)) is not None for s in steps)
+        assert all(rememberer.memory.get(s.situation.key) is not None for s in steps)
         # the learned record comes back as an exemplar in the next (eval) episode's prompt
         rememberer.eval()
         obs, info = env.reset(seed=1)

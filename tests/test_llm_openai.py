@@ -712,7 +712,8 @@ def _webshop_advice_prompt(llm):
 
     import rlem_gym  # noqa: F401  (registers the env ids)
     from rlem_gym.agents import get_adapter
-    from rlem_gym.prompts import PromptInput, build_advice_prompt, prompt_budget
+    from rlem_gym.prompts import build_advice_prompt, prompt_budget
+    from rlem_gym.trajectory import Situation
 
     ws = get_adapter("webshop")
     env = gym.make("rlem_gym/WebShop-v0", shown_results=3)
@@ -721,7 +722,7 @@ def _webshop_advice_prompt(llm):
     finally:
         env.close()
     task, observation, instruction = ws.memory_key(obs, info)
-    query = PromptInput(
+    query = Situation(
         task=task, observation=observation, instruction=instruction, available_actions=ws.available_actions(info)
     )
     built = build_advice_prompt(

@@ -11,13 +11,15 @@ import pytest
 from rlem_gym.envs.wikihow.patterns import instruction_pattern
 from rlem_gym.memory import ActionStats, ExperienceMemory, MemoryKey, Retrieved
 from rlem_gym.memory.similarity import WebShopMatcher, WikiHowMatcher
-from rlem_gym.trajectory import Step
+from rlem_gym.trajectory import Situation, Step
 
 TASK = 'Search an article to learn how to hide gauges.\nThen, access the article "How to Hide Gauges"'
 
 
 def episode(rewards=(0.0, 0.0, 1.0), obs=("A", "B", "C"), actions=("a0", "b0", "c0"), reasons=("", "", "")):
-    return [Step(observation=o, action=a, reward=r, reason=why) for o, a, r, why in zip(obs, actions, rewards, reasons)]
+    return [
+        Step.of(observation=o, action=a, reward=r, reason=why) for o, a, r, why in zip(obs, actions, rewards, reasons)
+    ]
 
 
 def mem(**kw) -> ExperienceMemory:
@@ -83,7 +85,7 @@ def test_const_mode_uses_lr():
 
 def test_n_step_with_gamma_on_a_seeded_memory():
     m = mem(n_step=2, gamma=0.5)
-    m.update(TASK, [Step("C", "x", 4.0)])  # V(C) = 4
+    m.update(TASK, [Step.of("C", "x", 4.0)])  # V(C) = 4
     m.update(TASK, episode(rewards=(1.0, 0.0, 2.0), actions=("a0", "b0", "c1")))
     # y_A = 1 + 0.5*0 + 0.25*V(C)=1 -> 2; y_B = 0 + 0.5*2 (past the end) = 1; y_C = 2
     assert q(m, "A", "a0") == pytest.approx(2.0)
@@ -95,7 +97,7 @@ def test_one_n_and_full_give_different_tables():
     vals = {}
     for n in (1, 2, None):
         m = mem(n_step=n)
-        m.update(TASK, [Step("C", "x", 0.5)])  # V(C) = 0.5, seen before the episode
+        m.update(TASK, [Step.of("C", "x", 0.5)])  # V(C) = 0.5, seen before the episode
         m.update(TASK, episode(rewards=(1.0, 0.0, 2.0), actions=("a0", "b0", "c1")))
         vals[n] = (q(m, "A", "a0"), q(m, "B", "b0"))
     assert vals[1] == pytest.approx((1.0, 0.5))  # y_A = 1 + V(B)=0 (unseen); y_B = 0 + V(C) = 0.5
@@ -105,25 +107,50 @@ def test_one_n_and_full_give_different_tables():
 
 def test_unseen_next_state_counts_zero_but_a_seen_negative_one_does_not():
     m = mem(n_step=1)
-    m.update(TASK, [Step("B", "bad", -1.0)])  # V(B) = -1
-    m.update(TASK, [Step("A", "a0", 0.0), Step("B", "b0", 0.0)])
+    m.update(TASK, [Step.of("B", "bad", -1.0)])  # V(B) = -1
+    m.update(TASK, [Step.of("A", "a0", 0.0), Step.of("B", "b0", 0.0)])
     assert q(m, "A", "a0") == pytest.approx(-1.0)  # bootstraps from the seen B
-    m.update(TASK, [Step("N", "n0", 0.0), Step("NEW", "z", 0.0)])
+    m.update(TASK, [Step.of("N", "n0", 0.0), Step.of("NEW", "z", 0.0)])
     assert q(m, "N", "n0") == 0.0  # NEW was unseen
 
 
 def test_record_context_reason_and_sorted_actions():
     m = mem()
-    m.update(TASK, [Step("A", "a0", 1.0, reason="first", last_actions=("p",) * 7, last_reward=0.5, total_reward=2.0)])
-    m.update(TASK, [Step("A", "a1", -1.0, reason="no"), Step("B", "b0", 0.0)])
-    m.update(TASK, [Step("A", "a0", 0.0, reason="")])
+    m.update(
+        TASK, [Step.of("A", "a0", 1.0, reason="first", last_actions=("p",) * 7, last_reward=0.5, total_reward=2.0)]
+    )
+    m.update(TASK, [Step.of("A", "a1", -1.0, reason="no"), Step.of("B", "b0", 0.0)])
+    m.update(TASK, [Step.of("A", "a0", 0.0, reason="")])
     rec = m.get(MemoryKey(TASK, "A"))
-    assert rec.visits == 3 and rec.last_actions == () and rec.total_reward == 0.0  # most recent visit
+    assert rec.visits == 3 and rec.situation.last_actions == ()  # the most recent visit's context
+    assert rec.situation.total_reward == 0.0
     assert rec.actions["a0"].reason == "first"  # latest non-empty reason kept
     assert rec.actions["a0"].last_reward == 0.0
     assert [a for a, _ in rec.sorted_actions()] == ["a0", "a1"]
-    m.update(TASK, [Step("C", "c", 1.0, last_actions=tuple("abcdefg"))])
-    assert m.get(MemoryKey(TASK, "C")).last_actions == tuple("cdefg")  # last 5
+    m.update(TASK, [Step.of("C", "c", 1.0, last_actions=tuple("abcdefg"))])
+    assert m.get(MemoryKey(TASK, "C")).situation.last_actions == tuple("cdefg")  # last 5
+
+
+def test_a_record_keeps_the_situation_of_its_latest_step():
+    m = mem()
+    seen = Situation(TASK, "A", "", ("search[x]",), 1.0, 1.0, ("click[b1]", "back to search"))
+    m.update(TASK, [Step(seen, "click[b1]", 1.0, "the match")])
+    rec = m.get(seen.key)
+    assert rec.situation == seen and rec.key == MemoryKey(TASK, "A")
+    m.update(TASK, [Step.of("A", "back to search", 0.0, last_reward=0.5)])  # a step may leave its task empty
+    assert rec.situation == Situation(TASK, "A", last_reward=0.5) and rec.key == seen.key and rec.visits == 2
+
+
+def test_update_refuses_a_step_of_another_task_and_a_non_step():
+    m = mem()
+    with pytest.raises(ValueError, match="an episode's steps share its task"):
+        m.update(TASK, [Step(Situation("another task", "A"), "x", 1.0)])
+    with pytest.raises(TypeError, match="list of Step"):
+        m.update(TASK, [("A", "x", 1.0)])
+    assert len(m) == 0
+    m.update(TASK, [Step.of("B", "x", 1.0)])
+    with pytest.raises(ValueError, match="keyed by"):
+        m.get(MemoryKey(TASK, "B")).revisit(Situation(TASK, "C"))
 
 
 # ----------------------------------------------------------------------------- double Q
@@ -144,10 +171,10 @@ def test_double_q_bootstrap_and_average_merge():
     seed = 2
     choice0 = int(np.random.default_rng(seed).integers(2))
     m = mem(double_q=True, seed=seed, n_step=1)
-    nxt = m._insert(MemoryKey(TASK, "N"))
+    nxt = m._insert(Situation(TASK, "N"))
     nxt.tables[0].update(x=ActionStats(5.0), y=ActionStats(1.0))
     nxt.tables[1].update(x=ActionStats(2.0), y=ActionStats(7.0))
-    m.update(TASK, [Step("A", "a0", 0.0), Step("N", "x", 0.0)])
+    m.update(TASK, [Step.of("A", "a0", 0.0), Step.of("N", "x", 0.0)])
     # A's table choice[0] picks the argmax, the other table values it
     expected = 2.0 if choice0 == 0 else 1.0
     assert m.get(MemoryKey(TASK, "A")).tables[choice0]["a0"].q == expected
@@ -158,23 +185,23 @@ def test_double_q_bootstrap_and_average_merge():
 # ----------------------------------------------------------------------------- eviction
 def test_record_eviction_lowest_visits_then_oldest():
     m = mem(capacity=3)
-    m.update(TASK, [Step("A", "a", 1.0), Step("B", "b", 1.0)])
-    m.update(TASK, [Step("A", "a", 1.0), Step("C", "c", 1.0)])  # A: 2 visits; B older than C
-    m.update(TASK, [Step("D", "d", 1.0)])
+    m.update(TASK, [Step.of("A", "a", 1.0), Step.of("B", "b", 1.0)])
+    m.update(TASK, [Step.of("A", "a", 1.0), Step.of("C", "c", 1.0)])  # A: 2 visits; B older than C
+    m.update(TASK, [Step.of("D", "d", 1.0)])
     assert sorted(r.key.observation for r in m.records()) == ["A", "C", "D"]  # B evicted
-    m.update(TASK, [Step("E", "e", 1.0)])
+    m.update(TASK, [Step.of("E", "e", 1.0)])
     assert sorted(r.key.observation for r in m.records()) == ["A", "D", "E"]  # C (older than D)
     assert len(m) == 3
 
 
 def test_record_eviction_policies_are_configurable():
     m = mem(capacity=2, eviction="oldest")
-    m.update(TASK, [Step("A", "a", 1.0), Step("A", "a", 1.0), Step("B", "b", 1.0)])
-    m.update(TASK, [Step("C", "c", 1.0)])
+    m.update(TASK, [Step.of("A", "a", 1.0), Step.of("A", "a", 1.0), Step.of("B", "b", 1.0)])
+    m.update(TASK, [Step.of("C", "c", 1.0)])
     assert sorted(r.key.observation for r in m.records()) == ["B", "C"]
     m = mem(capacity=2, eviction=lambda r: -r.visits)  # custom: evict the most visited
-    m.update(TASK, [Step("A", "a", 1.0), Step("A", "a", 1.0), Step("B", "b", 1.0)])
-    m.update(TASK, [Step("C", "c", 1.0)])
+    m.update(TASK, [Step.of("A", "a", 1.0), Step.of("A", "a", 1.0), Step.of("B", "b", 1.0)])
+    m.update(TASK, [Step.of("C", "c", 1.0)])
     assert sorted(r.key.observation for r in m.records()) == ["B", "C"]
     with pytest.raises(ValueError, match="eviction"):
         mem(eviction="random")
@@ -182,24 +209,24 @@ def test_record_eviction_policies_are_configurable():
 
 def test_action_eviction_lowest_abs_q_then_fewest_visits():
     m = mem(action_capacity=2)
-    m.update(TASK, [Step("A", "a1", 0.5)])
-    m.update(TASK, [Step("A", "a2", -0.2)])
-    m.update(TASK, [Step("A", "a3", 0.3)])
+    m.update(TASK, [Step.of("A", "a1", 0.5)])
+    m.update(TASK, [Step.of("A", "a2", -0.2)])
+    m.update(TASK, [Step.of("A", "a3", 0.3)])
     assert set(m.get(MemoryKey(TASK, "A")).actions) == {"a1", "a3"}  # |-0.2| lowest
-    m.update(TASK, [Step("A", "a3", 0.5)])  # a3: Q 0.4 -> mean(0.3, 0.5)=0.4, 2 visits
-    m.update(TASK, [Step("A", "a1", 0.5)])  # a1: Q 0.5, 2 visits
-    m.update(TASK, [Step("A", "a4", -0.4)])  # a3 (|0.4|) goes before a1 (|0.5|)
+    m.update(TASK, [Step.of("A", "a3", 0.5)])  # a3: Q 0.4 -> mean(0.3, 0.5)=0.4, 2 visits
+    m.update(TASK, [Step.of("A", "a1", 0.5)])  # a1: Q 0.5, 2 visits
+    m.update(TASK, [Step.of("A", "a4", -0.4)])  # a3 (|0.4|) goes before a1 (|0.5|)
     assert set(m.get(MemoryKey(TASK, "A")).actions) == {"a1", "a4"}
     m2 = mem(action_capacity=2)
     for r, a in ((0.5, "x"), (0.5, "x"), (0.5, "x"), (-0.5, "y"), (1.0, "z")):
-        m2.update(TASK, [Step("A", a, r)])
+        m2.update(TASK, [Step.of("A", a, r)])
     assert set(m2.get(MemoryKey(TASK, "A")).actions) == {"x", "z"}  # y: same |Q| as x, fewer visits
 
 
 def test_memory_never_freezes():
     m = mem(capacity=5)
     for i in range(50):
-        m.update(TASK, [Step(f"o{i}", "a", 1.0)])
+        m.update(TASK, [Step.of(f"o{i}", "a", 1.0)])
     assert len(m) == 5
     assert m.get(MemoryKey(TASK, "o49")) is not None  # the newest key got in
 
@@ -207,10 +234,10 @@ def test_memory_never_freezes():
 # ----------------------------------------------------------------------------- merge
 def test_merge_is_visit_weighted():
     a, b = mem(), mem()
-    a.update(TASK, [Step("A", "x", 1.0)])
+    a.update(TASK, [Step.of("A", "x", 1.0)])
     for _ in range(3):
-        b.update(TASK, [Step("A", "x", 0.0), Step("B", "y", 0.0)])
-    b.update(TASK, [Step("A", "z", 2.0, reason="why z")])
+        b.update(TASK, [Step.of("A", "x", 0.0), Step.of("B", "y", 0.0)])
+    b.update(TASK, [Step.of("A", "z", 2.0, reason="why z")])
     a.merge(b)
     rec = a.get(MemoryKey(TASK, "A"))
     assert rec.actions["x"].q == pytest.approx((1.0 * 1 + 0.0 * 3) / 4)
@@ -241,7 +268,7 @@ def test_wikihow_retrieval_finds_the_right_record_among_distractors():
     ]
     for name, task in TASKS.items():
         for i, ins in enumerate(instrs):
-            m.update(task, [Step(f"<screen {name} {i}>", f"CLICK({i})", 1.0, instruction=ins)])
+            m.update(task, [Step.of(f"<screen {name} {i}>", f"CLICK({i})", 1.0, instruction=ins)])
     query_task = TASKS["friend"].replace("guy", "girl")  # a similar, not identical, task
     hits = m.retrieve(query_task, "<new screen>", "Check the author page of Ashley Adams.", k=2)
     assert isinstance(hits[0], Retrieved)
@@ -270,9 +297,9 @@ def test_webshop_retrieval_finds_the_right_record_among_distractors(minilm, page
         m.update(
             g,
             [
-                Step("search page", "search[x]", 0.0),
-                Step(f"results for {g}", "click[b0]", 0.0),
-                Step(f"item {g}", "click[buy now]", 1.0),
+                Step.of("search page", "search[x]", 0.0),
+                Step.of(f"results for {g}", "click[b0]", 0.0),
+                Step.of(f"item {g}", "click[buy now]", 1.0),
             ],
         )
     hits = m.retrieve("looking for a usb microphone that cancels noise", "results page 1", k=2)
@@ -281,8 +308,8 @@ def test_webshop_retrieval_finds_the_right_record_among_distractors(minilm, page
     # the second hit is another results page (same page type beats the same task on another page)
     assert hits[1].record.key.observation.startswith("results") and hits[1].score < hits[0].score
     m2 = ExperienceMemory(WebShopMatcher(minilm, page_kind, lam=1.0))
-    m2.update(GOALS[1], [Step("search", "search[x]", 0.0)])
-    m2.update(GOALS[0], [Step("search", "search[x]", 0.0)])
+    m2.update(GOALS[1], [Step.of("search", "search[x]", 0.0)])
+    m2.update(GOALS[0], [Step.of("search", "search[x]", 0.0)])
     s = [h.task_score for h in m2.retrieve("usb microphone", "item", k=2)]
     assert s[0] > s[1] and s[0] != 1.0  # a real cosine, not the official constant 1.0
 
@@ -293,7 +320,7 @@ def test_index_stays_consistent_under_eviction(minilm, page_kind, index):
     m = ExperienceMemory(WebShopMatcher(minilm, page_kind), capacity=40, index=index, index_options=opts)
     for i in range(120):
         g = GOALS[i % len(GOALS)] + f" variant {i}"
-        m.update(g, [Step(("search", "results", "item")[i % 3] + f" {i}", "a", float(i % 2))])
+        m.update(g, [Step.of(("search", "results", "item")[i % 3] + f" {i}", "a", float(i % 2))])
     assert len(m) == 40 and len(m._index) == 40
     live = {r.id for r in m.records()}
     for g in GOALS:
@@ -330,22 +357,22 @@ class CountingEmbedder:
 def test_a_task_is_encoded_once_even_after_the_record_that_held_its_vector_is_evicted(page_kind):
     emb = CountingEmbedder()
     m = ExperienceMemory(WebShopMatcher(emb, page_kind), capacity=3)
-    m.update("task t", [Step("search a", "x", 0.0), Step("results b", "y", 1.0)])
-    m.update("task u", [Step("search c", "z", 0.0)])
-    m.update("task u", [Step("item d", "z", 0.0)])  # evicts the first record of "task t"
+    m.update("task t", [Step.of("search a", "x", 0.0), Step.of("results b", "y", 1.0)])
+    m.update("task u", [Step.of("search c", "z", 0.0)])
+    m.update("task u", [Step.of("item d", "z", 0.0)])  # evicts the first record of "task t"
     assert MemoryKey("task t", "search a") not in m and MemoryKey("task t", "results b") in m
     m.retrieve("task t", "results e", k=2)
     tasks, vecs = m.task_vectors()
     assert emb.calls == {"task t": 1, "task u": 1}
     assert np.array_equal(vecs[tasks.index("task t")], CountingEmbedder().encode(["task t"])[0])
-    m.update("task v", [Step("search f", "x", 0.0)])  # a new task at capacity: still one encode
+    m.update("task v", [Step.of("search f", "x", 0.0)])  # a new task at capacity: still one encode
     assert emb.calls["task v"] == 1
 
 
 def test_scan_retrieval_breaks_ties_by_age_across_groups():
     m = ExperienceMemory(WikiHowMatcher(instruction_pattern, lam=1.0))  # lam 1: every record of TASK ties
     for i, ins in enumerate(("Check the reference list", 'Access the article "How to X"', "Check the reference list")):
-        m.update(TASK, [Step(f"s{i}", "a", 0.0, instruction=ins)])
+        m.update(TASK, [Step.of(f"s{i}", "a", 0.0, instruction=ins)])
     assert [h.record_id for h in m.retrieve(TASK, "q", "Check the reference list", k=2)] == [0, 1]
     assert [h.record_id for h in m.retrieve(TASK, "q", "Check the reference list", k=3)] == [0, 1, 2]
 
@@ -353,7 +380,7 @@ def test_scan_retrieval_breaks_ties_by_age_across_groups():
 def test_merged_tables_respect_action_capacity():
     big = mem()
     for a, r in (("a1", 0.5), ("a2", -0.2), ("a3", 0.3)):
-        big.update(TASK, [Step("A", a, r)])
+        big.update(TASK, [Step.of("A", a, r)])
     for double_q in (False, True):
         small = mem(action_capacity=2, double_q=double_q)
         small.merge(big)  # a new key: inserted with the whole table, then trimmed
@@ -361,6 +388,6 @@ def test_merged_tables_respect_action_capacity():
         assert set(rec.actions) == {"a1", "a3"}  # |-0.2| lowest
         assert all(len(t) <= 2 for t in rec.tables or [rec.actions])
     small = mem(action_capacity=2)
-    small.update(TASK, [Step("A", "a4", 0.9)])
+    small.update(TASK, [Step.of("A", "a4", 0.9)])
     small.merge(big)  # a shared key: one eviction per new action, in table order
     assert set(small.get(MemoryKey(TASK, "A")).actions) == {"a4", "a3"}

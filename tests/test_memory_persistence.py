@@ -42,12 +42,12 @@ def wikihow_memory(**kw) -> ExperienceMemory:
     m.update(
         "task one",
         [
-            Step("s1", "CLICK(1)", 0.0, reason="open it", instruction='Access the article "How to A"'),
-            Step("s2", "GOBACK", 1.0),
+            Step.of("s1", "CLICK(1)", 0.0, reason="open it", instruction='Access the article "How to A"'),
+            Step.of("s2", "GOBACK", 1.0),
         ],
     )
     m.update(
-        "task two", [Step("s3", "SCROLL(DOWN)", -1.0, last_actions=("CLICK(1)",), last_reward=1.0, total_reward=1.0)]
+        "task two", [Step.of("s3", "SCROLL(DOWN)", -1.0, last_actions=("CLICK(1)",), last_reward=1.0, total_reward=1.0)]
     )
     return m
 
@@ -57,12 +57,9 @@ def snapshot(m: ExperienceMemory):
         (
             r.id,
             r.key,
+            r.situation,
             r.visits,
             r.inserted_at,
-            r.last_actions,
-            r.last_reward,
-            r.total_reward,
-            r.available_actions,
             r.feature,
             [(a, s.q, s.visits, s.last_reward, s.reason) for a, s in r.actions.items()],
         )
@@ -82,7 +79,7 @@ def test_round_trip_wikihow(tmp_path):
     assert loaded.rng.integers(1 << 30) == m.rng.integers(1 << 30)
     # learning continues identically
     for mm in (m, loaded):
-        mm.update("task one", [Step("s1", "CLICK(1)", 3.0)])
+        mm.update("task one", [Step.of("s1", "CLICK(1)", 3.0)])
     assert snapshot(loaded) == snapshot(m)
     assert ExperienceMemory.load(tmp_path / "mem", WikiHowMatcher(instruction_pattern), capacity=1).capacity == 1
 
@@ -90,9 +87,10 @@ def test_round_trip_wikihow(tmp_path):
 def test_round_trip_webshop_reuses_vectors_and_refuses_another_embedder(minilm, page_kind, tmp_path):
     m = ExperienceMemory(WebShopMatcher(minilm, page_kind))
     m.update(
-        "i want red running shoes", [Step("search p", "search[red shoes]", 0.0), Step("results p", "click[b1]", 1.0)]
+        "i want red running shoes",
+        [Step.of("search p", "search[red shoes]", 0.0), Step.of("results p", "click[b1]", 1.0)],
     )
-    m.update("a usb microphone", [Step("search p", "search[mic]", 0.0)])
+    m.update("a usb microphone", [Step.of("search p", "search[mic]", 0.0)])
     m.save(tmp_path / "mem")
     files = sorted(p.name for p in (tmp_path / "mem").iterdir())
     assert files[0] == "MANIFEST.json" and len(files) == 3  # manifest + records + vectors
@@ -132,7 +130,7 @@ def _rewrite(path: Path, data: bytes, manifest_entry: str | None = None) -> None
 @pytest.fixture()
 def saved(minilm, page_kind, tmp_path):
     m = ExperienceMemory(WebShopMatcher(minilm, page_kind))
-    m.update("i want red running shoes", [Step("search p", "search[red shoes]", 0.0)])
+    m.update("i want red running shoes", [Step.of("search p", "search[red shoes]", 0.0)])
     m.save(tmp_path / "mem")
     man = json.loads((tmp_path / "mem" / "MANIFEST.json").read_text())
     return tmp_path / "mem", man, WebShopMatcher(minilm, page_kind)
@@ -203,7 +201,7 @@ CHILD = textwrap.dedent(
     pad = "x" * 20000
     i = 0
     while True:
-        m.update("task", [Step(f"obs {i} " + pad, "CLICK(1)", float(i))])
+        m.update("task", [Step.of(f"obs {i} " + pad, "CLICK(1)", float(i))])
         m.save(sys.argv[1])
         print(i, flush=True)
         i += 1
@@ -246,8 +244,8 @@ def test_import_shipped_official_pool():
     a, stats = first.sorted_actions()[0]
     assert (a, stats.q, stats.visits, stats.last_reward) == ("INPUT(2, bypass youtube's regional filter)", 4.0, 1, 1.0)
     assert second.key.instruction == "Check the author page of Trudi Griffin, LPC, MS."
-    assert second.last_actions == ("INPUT(2, be a good friend to a guy)", "CLICK(3)")
-    assert (second.last_reward, second.total_reward) == (1.0, 2.0)
+    assert second.situation.last_actions == ("INPUT(2, be a good friend to a guy)", "CLICK(3)")
+    assert (second.situation.last_reward, second.situation.total_reward) == (1.0, 2.0)
     assert second.actions["CLICK(11)"].q == 2.0
     # retrieval on the imported pool: the author-page pattern and the task pick the second record
     hits = m.retrieve(second.key.task, "<screen>", "Check the author page of Ashley Adams.", k=2)
@@ -289,7 +287,7 @@ def test_load_with_a_smaller_action_capacity_trims_the_tables(tmp_path):
     m = ExperienceMemory(WikiHowMatcher(instruction_pattern), double_q=True, seed=1)
     for a, r in (("a1", 0.5), ("a2", -0.2), ("a3", 0.3), ("a4", 0.9)):
         for _ in range(3):  # both tables get every action under this seed
-            m.update("task", [Step("s", a, r)])
+            m.update("task", [Step.of("s", a, r)])
     assert all(len(t) == 4 for t in m.records()[0].tables)
     m.save(tmp_path / "mem")
     for double_q in (True, False):
@@ -334,7 +332,7 @@ def test_inspector_shows_the_merged_double_q_table_the_agent_sees(tmp_path):
     from rlem_gym.memory.inspect import read_saved_memory
 
     m = ExperienceMemory(WikiHowMatcher(instruction_pattern), double_q=True)
-    m.update("task", [Step("s", "x", 1.0)])
+    m.update("task", [Step.of("s", "x", 1.0)])
     rec = m.records()[0]
     rec.tables = [
         {"x": ActionStats(1.0, visits=3, last_reward=1.0, reason="often"), "y": ActionStats(-1.0, 1, -1.0, "")},

@@ -50,7 +50,7 @@ def test_importer_reads_every_shipped_pool(pid):
     assert len(items) == RECORDS[pid]
     for it in items:
         table = it["tables"][0]
-        assert table and it["key"].task and it["key"].observation
+        assert table and it["situation"].task and it["situation"].observation
         assert all(isinstance(a, str) and "(" in a or "[" in a for a in table)  # action names, not tuples
         # Q values are read (not defaulted to the reward): every record has a positive one
         assert max(s.q for s in table.values()) > 0
@@ -61,10 +61,10 @@ def test_wikihow_pool_values_and_keys_match_the_env():
     items = pool_items("wikihow:init")
     first = items[0]
     assert (
-        first["key"].task
+        first["situation"].task
         == 'Search an article to learn how to hide gauges.\nThen, access the article "How to Hide Gauges"'
     )
-    assert first["key"].instruction == "" and first["key"].observation.startswith("<button")
+    assert first["situation"].instruction == "" and first["situation"].observation.startswith("<button")
     stats = first["tables"][0]["INPUT(2, hide gauges)"]
     assert (stats.q, stats.visits, stats.last_reward, stats.reason) == (2.0, 1, 1.0, "")  # element HTML dropped
     # the pools' task command lists are those of the env's canonical tasks, line for line
@@ -74,7 +74,7 @@ def test_wikihow_pool_values_and_keys_match_the_env():
         _, info = env.reset(options={"task_index": t})
         tasks.add("\n".join(info["task_lines"]))
     for pid in ("wikihow:init", "wikihow:init3", "wikihow:annotated"):
-        assert all(it["key"].task in tasks for it in pool_items(pid)), pid
+        assert all(it["situation"].task in tasks for it in pool_items(pid)), pid
 
 
 @pytest.mark.parametrize("pid", ["webshop:E0", "webshop:E1", "webshop:E2"])
@@ -82,20 +82,24 @@ def test_webshop_pool_in_the_env_formats(pid):
     rich = pool_items(pid, observation_mode="text_rich")
     text = pool_items(pid)
     # the four records of each pool are a search, a results, an item and an item-after-click page
-    assert [page_type(it["key"].observation) for it in rich] == ["search", "results", "item", "item"]
-    assert "You have clicked" in rich[3]["key"].observation and "[clicked button]" in rich[3]["key"].observation
+    assert [page_type(it["situation"].observation) for it in rich] == ["search", "results", "item", "item"]
+    assert (
+        "You have clicked" in rich[3]["situation"].observation
+        and "[clicked button]" in rich[3]["situation"].observation
+    )
     # in "text" mode the two item pages are one text: one record with both option clicks
-    assert [page_type(it["key"].observation) for it in text] == ["search", "results", "item"]
+    assert [page_type(it["situation"].observation) for it in text] == ["search", "results", "item"]
     assert len(text[2]["tables"][0]) == len(rich[2]["tables"][0]) + len(rich[3]["tables"][0])
     for it in text:
-        obs = it["key"].observation
+        obs = it["situation"].observation
         assert obs.startswith("WebShop [SEP] Instruction: [SEP] ") and "\n" not in obs
         assert "[Back to Search]" not in obs and "[SEP] [" not in obs
-        assert it["key"].task == obs.split(" [SEP] ")[2]  # the instruction, without "Instruction:"
-        assert not it["key"].task.lower().startswith("instruction")
-    assert text[0]["available_actions"] == ["search"]
-    assert text[1]["available_actions"][0] == "back to search" and len(text[1]["available_actions"]) >= 3
-    assert text[2]["last_actions"] == [a for a in (text[0]["tables"][0], text[1]["tables"][0]) for a in [next(iter(a))]]
+        assert it["situation"].task == obs.split(" [SEP] ")[2]  # the instruction, without "Instruction:"
+        assert not it["situation"].task.lower().startswith("instruction")
+    assert text[0]["situation"].available_actions == ("search",)
+    results_actions = text[1]["situation"].available_actions
+    assert results_actions[0] == "back to search" and len(results_actions) >= 3
+    assert text[2]["situation"].last_actions == tuple(next(iter(it["tables"][0])) for it in text[:2])
     encouraged = [max(it["tables"][0].items(), key=lambda kv: kv[1].q)[0] for it in text]
     assert (
         encouraged[0].startswith("search[")
@@ -131,7 +135,7 @@ def test_converted_pages_look_like_real_env_pages():
     env = gym.make("rlem_gym/WebShop-v0", split="test", shown_results=3)
     obs, info = env.reset(options={"task_index": 0})
     obs, *_ = env.step("search[" + info["instruction"][:40] + "]")
-    pool_results = pool_items("webshop:E0")[1]["key"].observation
+    pool_results = pool_items("webshop:E0")[1]["situation"].observation
     assert page_type(obs) == page_type(pool_results) == "results"
     lead = lambda o: [p if i != 2 else "<instruction>" for i, p in enumerate(o.split(" [SEP] ")[:5])]  # noqa: E731
     assert lead(obs)[:4] == lead(pool_results)[:4] == ["WebShop", "Instruction:", "<instruction>", "Back to Search"]

@@ -13,13 +13,12 @@ from rlem_gym.llm.base import LLM, Completion
 from rlem_gym.prompts import (
     NEW_INPUT_HEADER,
     Exemplar,
-    PromptInput,
     build_advice_prompt,
     common_prefix_fraction,
     render_exemplar,
     stable_exemplar_order,
 )
-from rlem_gym.trajectory import Step
+from rlem_gym.trajectory import Situation, Step
 
 WEBSHOP = get_adapter("webshop")
 WIKIHOW = get_adapter("wikihow")
@@ -183,8 +182,8 @@ def _memory_with_two_tasks():
     from rlem_gym.memory.similarity import WikiHowMatcher
 
     memory = ExperienceMemory(WikiHowMatcher(lambda s: s))
-    memory.update("zz yy", [Step("<home/>", "SCROLL(DOWN)", 0.0, "far")])
-    memory.update("clean utensils", [Step("<home/>", "INPUT(2, clean utensils)", 1.0, "near")])
+    memory.update("zz yy", [Step.of("<home/>", "SCROLL(DOWN)", 0.0, "far")])
+    memory.update("clean utensils", [Step.of("<home/>", "INPUT(2, clean utensils)", 1.0, "near")])
     return memory
 
 
@@ -239,7 +238,7 @@ def test_official_order_puts_the_most_similar_exemplar_next_to_the_new_input():
 
 
 def test_stable_order_sorts_by_record_id_and_leaves_static_exemplars_alone():
-    inp = PromptInput(task="t", observation="o")
+    inp = Situation(task="t", observation="o")
     a, b, c = (Exemplar(inp, record_id=i, rank=r) for i, r in ((7, 0), (2, 1), (5, 2)))
     assert stable_exemplar_order([a, b, c]) == [b, c, a]
     static = WIKIHOW.default_exemplars()
@@ -247,9 +246,9 @@ def test_stable_order_sorts_by_record_id_and_leaves_static_exemplars_alone():
 
 
 def test_the_least_similar_exemplar_is_dropped_first_whatever_the_shown_order():
-    query = PromptInput(task="t " * 50, observation="query page")
-    near = Exemplar(PromptInput(task="near " * 300, observation="p"), record_id=9, rank=0)
-    far = Exemplar(PromptInput(task="far " * 300, observation="p"), record_id=1, rank=1)
+    query = Situation(task="t " * 50, observation="query page")
+    near = Exemplar(Situation(task="near " * 300, observation="p"), record_id=9, rank=0)
+    far = Exemplar(Situation(task="far " * 300, observation="p"), record_id=1, rank=1)
     llm = ScriptedLLM(lambda i: "", context_length=10_000)
     full = build_advice_prompt(
         llm, preamble="P", render_input=WIKIHOW.render_input, exemplars=[far, near], query=query, budget=10_000

@@ -234,7 +234,7 @@ def test_runner_plays_every_variant(tmp_path):
     matcher = get_adapter("webshop").make_matcher()
     untrained = ExperienceMemory.load(str(rd.memory_dir(0, "rememberer@untrained") / "memory"), matcher)
     assert sorted(r.key.observation for r in untrained.records()) == sorted(
-        it["key"].observation for it in pool_items("webshop:E0")
+        it["situation"].observation for it in pool_items("webshop:E0")
     )
     trained = ExperienceMemory.load(str(rd.memory_dir(0) / "memory"), matcher)
     assert len(trained) > len(untrained)  # training added the episode's new situations

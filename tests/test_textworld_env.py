@@ -17,7 +17,6 @@ from rlem_gym.agents import make_agent
 from rlem_gym.agents.generic_adapter import GenericAdapter
 from rlem_gym.envs.textworld_env import clean_feedback
 from rlem_gym.llm.base import LLM, Completion
-from rlem_gym.memory.similarity import MemoryKey
 
 needs_textworld = pytest.mark.skipif(
     importlib.util.find_spec("textworld") is None, reason="TextWorld is not installed (pip install rlem-gym[textworld])"
@@ -114,5 +113,6 @@ def test_the_rememberer_plays_textworld_through_the_generic_adapter(env):
         if terminated:
             break
     # the task is the quest's objective (info["objective"]); each step's observation is a record
-    assert agent.memory.get(MemoryKey(info["objective"], agent.episode_steps[0].observation)) is not None
-    assert len(agent.memory) == len({s.observation for s in agent.episode_steps})
+    first = agent.episode_steps[0].situation
+    assert first.task == info["objective"] and agent.memory.get(first.key) is not None
+    assert len(agent.memory) == len({s.situation.observation for s in agent.episode_steps})

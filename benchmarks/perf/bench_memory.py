@@ -40,6 +40,7 @@ import numpy as np
 
 from rlem_gym.atomic import atomic_write_bytes
 from rlem_gym.benchmarks.perf.measure import machine_line, percentile_ms
+from rlem_gym.trajectory import Situation
 
 PAGES = ("search", "results", "item", "item_sub")
 N_QUERIES = 200
@@ -174,19 +175,17 @@ def build_memory(n, texts, vecs, index, embedder, index_options=None):
     t0 = time.perf_counter()
     for s in range(0, n, 100_000):  # chunks keep the temporary item list small
         items = [
-            {"key": _key(tasks[i], f"{PAGES[pages[i]]} {i}"), "tables": [{"click[b0]": _stats()}], "visits": 1}
+            {
+                "situation": Situation(tasks[i], f"{PAGES[pages[i]]} {i}"),
+                "tables": [{"click[b0]": _stats()}],
+                "visits": 1,
+            }
             for i in range(s, min(n, s + 100_000))
         ]
         m._bulk_insert(items, {tasks[i]: tvecs[i] for i in range(s, min(n, s + 100_000))})
     del tvecs
     m._index.search(vecs[0], 0, 1)  # forces a pending (ivf training) build
     return m, time.perf_counter() - t0
-
-
-def _key(task, obs):
-    from rlem_gym.memory.similarity import MemoryKey
-
-    return MemoryKey(task, obs)
 
 
 def _stats():
@@ -261,7 +260,7 @@ def bench_eviction(n, texts, vecs, emb):
         t0 = time.perf_counter()
         for i in range(steps):
             t = texts[(n + i) % REAL_POOL]
-            m.update(t, [Step(f"results e{i}", "click[b1]", 1.0)])
+            m.update(t, [Step.of(f"results e{i}", "click[b1]", 1.0)])
             m.retrieve(texts[REAL_POOL + i % N_QUERIES], "item q", k=2)
         res[deletion] = (time.perf_counter() - t0) / steps * 1000.0
         assert len(m) == n and len(m._index) == n
@@ -277,7 +276,7 @@ def bench_update_inserts(texts, vecs, emb, n=2000):
     m = ExperienceMemory(WebShopMatcher(emb, page_kind), capacity=n)
     t0 = time.perf_counter()
     for i in range(n):
-        m.update(texts[i], [Step(f"search {i}", "search[x]", 0.0)])
+        m.update(texts[i], [Step.of(f"search {i}", "search[x]", 0.0)])
     return n / (time.perf_counter() - t0)
 
 

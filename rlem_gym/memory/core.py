@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from dataclasses import replace
 from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
@@ -33,7 +34,7 @@ from rlem_gym.memory import persistence, pool_import, qlearning
 from rlem_gym.memory.embeddings import embedder_identity
 from rlem_gym.memory.records import ActionStats, EmbedderMismatchError, Record, Retrieved, merge_tables
 from rlem_gym.memory.similarity import Matcher, MemoryKey
-from rlem_gym.trajectory import LAST_ACTIONS, Step
+from rlem_gym.trajectory import Situation, Step
 
 __all__ = [
     "ACTION_EVICTION_POLICIES",
@@ -95,6 +96,21 @@ def _check_matcher(matcher: Any) -> None:
             f"ExperienceMemory's matcher must be a rlem_gym.memory.Matcher, got {type(matcher).__name__} "
             f"(no {', '.join(missing)}): " + _MATCHER_HINT.format(env="webshop")
         )
+
+
+def _situation_of(task: str, step: Step) -> Situation:
+    """The situation of ``step`` in the episode of ``task`` (a step may leave its task empty)."""
+    if not isinstance(step, Step):
+        raise TypeError(f"memory.update takes a list of Step; got a {type(step).__name__}")
+    situation = step.situation
+    if situation.task == task:
+        return situation
+    if situation.task:
+        raise ValueError(
+            f"a step of task {situation.task[:60]!r} was given to update() for task {task[:60]!r}: "
+            "an episode's steps share its task"
+        )
+    return replace(situation, task=task)
 
 
 class ExperienceMemory:
@@ -243,7 +259,8 @@ class ExperienceMemory:
         """
         if not trajectory:
             return
-        keys = [MemoryKey(task, s.observation, s.instruction) for s in trajectory]
+        situations = [_situation_of(task, s) for s in trajectory]
+        keys = [sit.key for sit in situations]
         rewards = [float(s.reward) for s in trajectory]
         T = len(trajectory)
         choice = [qlearning.choose_table(self.rng) if self.double_q else 0 for _ in range(T)]
@@ -260,14 +277,11 @@ class ExperienceMemory:
                 ]
             targets = qlearning.compute_targets(rewards, self.n_step, self.gamma, bootstrap)
         for t, step in enumerate(trajectory):
-            rec = self.get(keys[t]) or self._insert(keys[t])
+            rec = self.get(keys[t]) or self._insert(situations[t])
             self._tick += 1
             rec.visits += 1
             rec.updated_at = self._tick
-            rec.last_actions = tuple(step.last_actions)[-LAST_ACTIONS:]
-            rec.last_reward = float(step.last_reward)
-            rec.total_reward = float(step.total_reward)
-            rec.available_actions = tuple(step.available_actions)
+            rec.revisit(situations[t])
             table = rec.tables[choice[t]] if rec.tables is not None else rec.actions
             self._update_action(table, step.action, targets[t], rewards[t], step.reason)
             if rec.tables is not None:
@@ -367,7 +381,7 @@ class ExperienceMemory:
     # ------------------------------------------------------------------ inserts / eviction
     def _insert(
         self,
-        key: MemoryKey,
+        situation: Situation,
         *,
         vector: np.ndarray | None = None,
         feature: str | None = None,
@@ -375,6 +389,7 @@ class ExperienceMemory:
         record_id: int | None = None,
     ) -> Record:
         """Add an empty record (evicting at capacity); the caller fills it, then pushes it on the heap once."""
+        key = situation.key
         if self._index is not None and vector is None:
             vector = self._task_vectors([key.task])[0]  # before eviction may drop the task's last record
         while len(self._records) >= self.capacity:
@@ -388,7 +403,7 @@ class ExperienceMemory:
             inserted_at = self._tick
         feat = self.matcher.obs_feature(key) if feature is None else feature
         feat = self._intern_feature(feat)
-        rec = Record(id=record_id, key=key, inserted_at=inserted_at, updated_at=inserted_at, feature=feat)
+        rec = Record(id=record_id, situation=situation, inserted_at=inserted_at, updated_at=inserted_at, feature=feat)
         if self.double_q:
             rec.tables = [{}, {}]
         self._records[record_id] = rec
@@ -483,13 +498,13 @@ class ExperienceMemory:
     def _bulk_insert(self, items: list[dict], vectors: dict[str, np.ndarray] | None = None) -> list[Record]:
         """Insert many prepared records (import, load, merge) with one encode batch and one index add.
 
-        Each item has ``key`` and optionally ``id``, ``inserted_at``, ``updated_at``, ``visits``,
-        ``tables`` (list of action tables), ``last_actions``, ``last_reward``, ``total_reward``,
-        ``available_actions``. Capacity is enforced as usual.
+        Each item has ``situation`` (the record's :class:`~rlem_gym.trajectory.Situation`) and
+        optionally ``id``, ``inserted_at``, ``updated_at``, ``visits`` and ``tables`` (list of action
+        tables). Capacity is enforced as usual.
         """
         if self._index is not None:
             vectors = dict(vectors or {})
-            missing = [t for t in dict.fromkeys(it["key"].task for it in items) if t not in vectors]
+            missing = [t for t in dict.fromkeys(it["situation"].task for it in items) if t not in vectors]
             if missing:
                 for t, v in zip(missing, self._task_vectors(missing)):
                     vectors[t] = v
@@ -497,12 +512,12 @@ class ExperienceMemory:
         self._pending = []  # index rows added in one batch (flushed before any eviction)
         try:
             for it in items:
-                key: MemoryKey = it["key"]
-                if key in self._by_key:
-                    raise ValueError(f"duplicate memory key for task {key.task[:60]!r}")
+                situation: Situation = it["situation"]
+                if situation.key in self._by_key:
+                    raise ValueError(f"duplicate memory key for task {situation.task[:60]!r}")
                 rec = self._insert(
-                    key,
-                    vector=None if self._index is None else vectors[key.task],
+                    situation,
+                    vector=None if self._index is None else vectors[situation.task],
                     inserted_at=it.get("inserted_at"),
                     record_id=it.get("id"),
                 )
@@ -537,10 +552,7 @@ class ExperienceMemory:
             self._trim_actions(rec.actions)
         rec.visits = int(it.get("visits", rec.visits))
         rec.updated_at = int(it.get("updated_at", rec.updated_at))
-        rec.last_actions = tuple(it.get("last_actions", ()))[-LAST_ACTIONS:]
-        rec.last_reward = float(it.get("last_reward", 0.0))
-        rec.total_reward = float(it.get("total_reward", 0.0))
-        rec.available_actions = tuple(it.get("available_actions", ()))
+        rec.revisit(it["situation"])
         self._tick = max(self._tick, rec.inserted_at, rec.updated_at)
         self._push(rec)
 
@@ -566,16 +578,12 @@ class ExperienceMemory:
             if mine is None:
                 new_items.append(
                     {
-                        "key": orec.key,
+                        "situation": orec.situation,
                         "tables": [
                             {a: ActionStats(s.q, s.visits, s.last_reward, s.reason) for a, s in t.items()}
                             for t in src_tables
                         ],
                         "visits": orec.visits,
-                        "last_actions": orec.last_actions,
-                        "last_reward": orec.last_reward,
-                        "total_reward": orec.total_reward,
-                        "available_actions": orec.available_actions,
                     }
                 )
                 if reuse and orec.key.task not in vectors:
@@ -596,8 +604,7 @@ class ExperienceMemory:
             if mine.tables is not None:
                 mine.actions = merge_tables(mine.tables)
             if orec.visits:
-                mine.last_actions, mine.last_reward = orec.last_actions, orec.last_reward
-                mine.total_reward, mine.available_actions = orec.total_reward, orec.available_actions
+                mine.revisit(orec.situation)
             mine.visits += orec.visits
             self._tick += 1
             mine.updated_at = self._tick

@@ -15,6 +15,7 @@ from typing import Any
 from rlem_gym.atomic import atomic_write_text
 from rlem_gym.memory.persistence import parse_table, read_document
 from rlem_gym.memory.records import MemoryFormatError, merge_tables
+from rlem_gym.trajectory import Situation
 
 
 @dataclass(frozen=True)
@@ -33,20 +34,17 @@ class RecordView:
     """What the inspector shows of one record."""
 
     id: int
-    task: str
-    observation: str
-    instruction: str
+    situation: Situation
+    """The situation of the record's latest visit (its key and prompt context)."""
     visits: int
     inserted_at: int
-    last_actions: tuple[str, ...]
-    last_reward: float
-    total_reward: float
     actions: tuple[ActionRow, ...]
     """Sorted by Q, highest first."""
 
     def text(self) -> str:
         """All searchable text of the record, lower-cased."""
-        parts = [self.task, self.observation, self.instruction, *self.last_actions]
+        sit = self.situation
+        parts = [sit.task, sit.observation, sit.instruction, *sit.last_actions]
         parts += [a.action for a in self.actions] + [a.reason for a in self.actions]
         return "\n".join(parts).lower()
 
@@ -64,14 +62,16 @@ def read_saved_memory(path: str | Path) -> tuple[dict[str, Any], list[RecordView
             views.append(
                 RecordView(
                     id=int(r["id"]),
-                    task=tasks[r["task"]],
-                    observation=r["observation"],
-                    instruction=r.get("instruction", ""),
+                    situation=Situation(
+                        task=tasks[r["task"]],
+                        observation=r["observation"],
+                        instruction=r.get("instruction", ""),
+                        last_actions=tuple(r.get("last_actions", ())),
+                        last_reward=float(r.get("last_reward", 0.0)),
+                        total_reward=float(r.get("total_reward", 0.0)),
+                    ),
                     visits=int(r["visits"]),
                     inserted_at=int(r.get("inserted_at", 0)),
-                    last_actions=tuple(r.get("last_actions", ())),
-                    last_reward=float(r.get("last_reward", 0.0)),
-                    total_reward=float(r.get("total_reward", 0.0)),
                     actions=tuple(actions),
                 )
             )
@@ -113,14 +113,15 @@ def format_text(header: dict[str, Any], records: list[RecordView], *, total: int
         lines.append(f"{len(records)} records match {query!r}")
     shown = records if limit <= 0 else records[:limit]
     for r in shown:
+        sit = r.situation
         lines.append("")
-        lines.append(f"#{r.id}  visits {r.visits}  inserted {r.inserted_at}  total reward {r.total_reward:g}")
-        lines.append(f"  task: {_short(r.task, 110)}")
-        if r.instruction:
-            lines.append(f"  instruction: {_short(r.instruction, 100)}")
-        lines.append(f"  observation: {_short(r.observation, 100)}")
-        if r.last_actions:
-            lines.append(f"  last actions: {', '.join(r.last_actions)}")
+        lines.append(f"#{r.id}  visits {r.visits}  inserted {r.inserted_at}  total reward {sit.total_reward:g}")
+        lines.append(f"  task: {_short(sit.task, 110)}")
+        if sit.instruction:
+            lines.append(f"  instruction: {_short(sit.instruction, 100)}")
+        lines.append(f"  observation: {_short(sit.observation, 100)}")
+        if sit.last_actions:
+            lines.append(f"  last actions: {', '.join(sit.last_actions)}")
         lines.append("  Q table (action -> Q, visits, last reward, reason):")
         for a in r.actions:
             lines.append(f"    {a.action} -> {a.q:.2f}  n={a.visits}  r={a.last_reward:g}  {_short(a.reason, 60)}")
@@ -159,12 +160,13 @@ def format_html(header: dict[str, Any], records: list[RecordView]) -> str:
             f"<td>{a.last_reward:g}</td><td>{e(a.reason)}</td></tr>"
             for a in r.actions
         )
+        sit = r.situation
         out.append(
-            f"<div class='rec'><b>#{r.id}</b> visits {r.visits} · inserted {r.inserted_at} · total reward {r.total_reward:g}"
-            f"<br><b>task</b>: {e(r.task)}"
-            + (f"<br><b>instruction</b>: {e(r.instruction)}" if r.instruction else "")
-            + (f"<br><b>last actions</b>: {e(', '.join(r.last_actions))}" if r.last_actions else "")
-            + f"<div class='obs'>{e(r.observation)}</div>"
+            f"<div class='rec'><b>#{r.id}</b> visits {r.visits} · inserted {r.inserted_at} · total reward {sit.total_reward:g}"
+            f"<br><b>task</b>: {e(sit.task)}"
+            + (f"<br><b>instruction</b>: {e(sit.instruction)}" if sit.instruction else "")
+            + (f"<br><b>last actions</b>: {e(', '.join(sit.last_actions))}" if sit.last_actions else "")
+            + f"<div class='obs'>{e(sit.observation)}</div>"
             f"<table><tr><th>action</th><th>Q</th><th>visits</th><th>last reward</th><th>reason</th></tr>{rows}</table></div>"
         )
     out.append(_HTML_SCRIPT)

@@ -39,7 +39,8 @@ import numpy as np
 from rlem_gym.atomic import atomic_write_bytes
 from rlem_gym.memory.embeddings import embedder_identity
 from rlem_gym.memory.records import ActionStats, EmbedderMismatchError, MemoryFormatError
-from rlem_gym.memory.similarity import Matcher, MemoryKey
+from rlem_gym.memory.similarity import Matcher
+from rlem_gym.trajectory import Situation
 
 #: the memory type built by ``factory`` (ExperienceMemory; this module does not import it: no cycle)
 M = TypeVar("M")
@@ -64,16 +65,16 @@ def memory_to_json(memory: Any, tasks: list[str]) -> dict[str, Any]:
         records.append(
             {
                 "id": r.id,
-                "task": task_idx[r.key.task],
-                "observation": r.key.observation,
-                "instruction": r.key.instruction,
+                "task": task_idx[r.situation.task],
+                "observation": r.situation.observation,
+                "instruction": r.situation.instruction,
                 "visits": r.visits,
                 "inserted_at": r.inserted_at,
                 "updated_at": r.updated_at,
-                "last_actions": list(r.last_actions),
-                "last_reward": r.last_reward,
-                "total_reward": r.total_reward,
-                "available_actions": list(r.available_actions),
+                "last_actions": list(r.situation.last_actions),
+                "last_reward": r.situation.last_reward,
+                "total_reward": r.situation.total_reward,
+                "available_actions": list(r.situation.available_actions),
                 "tables": [_stats_json(t) for t in tables],
             }
         )
@@ -256,16 +257,20 @@ def load_memory(path: str | os.PathLike[str], matcher: Matcher, *, factory: Call
         for i, r in enumerate(doc["records"]):
             items.append(
                 {
-                    "key": MemoryKey(tasks[r["task"]], str(r["observation"]), str(r["instruction"])),
+                    "situation": Situation(
+                        task=tasks[r["task"]],
+                        observation=str(r["observation"]),
+                        instruction=str(r["instruction"]),
+                        last_actions=tuple(str(a) for a in r["last_actions"]),
+                        last_reward=float(r["last_reward"]),
+                        total_reward=float(r["total_reward"]),
+                        available_actions=tuple(str(a) for a in r["available_actions"]),
+                    ),
                     "id": int(r["id"]),
                     "inserted_at": int(r["inserted_at"]),
                     "updated_at": int(r["updated_at"]),
                     "visits": int(r["visits"]),
                     "tables": [parse_table(t) for t in r["tables"]],
-                    "last_actions": [str(a) for a in r["last_actions"]],
-                    "last_reward": float(r["last_reward"]),
-                    "total_reward": float(r["total_reward"]),
-                    "available_actions": [str(a) for a in r["available_actions"]],
                 }
             )
         vec_map = None if vectors is None else dict(zip(tasks, vectors))

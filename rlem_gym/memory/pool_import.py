@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
 from rlem_gym.memory.records import ActionStats, MemoryFormatError, merge_tables
-from rlem_gym.memory.similarity import Matcher, MemoryKey
+from rlem_gym.memory.similarity import Matcher
+from rlem_gym.trajectory import MemoryKey, Situation
 
 #: the memory type built by ``factory`` (ExperienceMemory; this module does not import it: no cycle)
 M = TypeVar("M")
@@ -123,9 +124,10 @@ def _merge_duplicates(items: list[dict]) -> list[dict]:
     out: list[dict] = []
     first: dict[MemoryKey, dict] = {}
     for it in items:
-        kept = first.get(it["key"])
+        key = it["situation"].key
+        kept = first.get(key)
         if kept is None:
-            first[it["key"]] = it
+            first[key] = it
             out.append(it)
             continue
         kept["tables"] = [merge_tables([kept["tables"][0], it["tables"][0]])]
@@ -189,17 +191,17 @@ def pool_items(
         items.append(
             {
                 "order": int(value.get("id", n)) if isinstance(value.get("id", n), int) else n,
-                "key": MemoryKey(
+                "situation": Situation(
                     task=task,
                     observation=observation,
                     instruction=str(fields.get("instruction", "") or ""),
+                    last_actions=tuple(_action_name(a) for a in info.get("action_history", [])),
+                    last_reward=float(info.get("last_reward", 0.0)),
+                    total_reward=float(info.get("total_reward", 0.0)),
+                    available_actions=tuple(str(a) for a in available),
                 ),
                 "tables": [table],
                 "visits": int(info.get("number", max((s.visits for s in table.values()), default=1))),
-                "last_actions": [_action_name(a) for a in info.get("action_history", [])],
-                "last_reward": float(info.get("last_reward", 0.0)),
-                "total_reward": float(info.get("total_reward", 0.0)),
-                "available_actions": [str(a) for a in available],
             }
         )
     items.sort(key=lambda it: it["order"])

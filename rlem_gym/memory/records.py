@@ -1,15 +1,16 @@
 """The memory's data types and errors: keys' records, their action tables, retrieval hits.
 
 Shared by :mod:`.core` (the :class:`~rlem_gym.memory.ExperienceMemory`), :mod:`.persistence`,
-:mod:`.pool_import` and :mod:`.inspect`; it imports nothing of the memory but the key type.
+:mod:`.pool_import` and :mod:`.inspect`; it imports nothing of the memory, only the situation and
+key types of :mod:`rlem_gym.trajectory`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
-from rlem_gym.memory.similarity import MemoryKey
+from rlem_gym.trajectory import LAST_ACTIONS, MemoryKey, Situation
 
 __all__ = [
     "ActionStats",
@@ -18,6 +19,7 @@ __all__ = [
     "MemoryKey",
     "Record",
     "Retrieved",
+    "Situation",
     "merge_tables",
 ]
 
@@ -46,21 +48,18 @@ class ActionStats:
 
 @dataclass(slots=True, eq=False)
 class Record:
-    """One memory entry: a key, its action table, and the prompt context of its latest visit.
+    """One memory entry: the situation of its latest visit, and its action table.
 
-    ``last_actions``, ``last_reward``, ``total_reward`` and ``available_actions`` come from the
-    :class:`~rlem_gym.trajectory.Step` of the **most recent** visit (so the exemplar context is that
-    of the latest experience). With double Q-learning, ``tables`` holds the two tables A and B and
-    ``actions`` is their merge (average Q over the tables that hold the action, summed visits).
+    ``situation`` is the :class:`~rlem_gym.trajectory.Situation` of the **most recent** visit, so
+    an exemplar shows the context (last actions, rewards, valid actions) of the latest experience;
+    its key fields never change, and ``key`` is its memory key. With double Q-learning, ``tables``
+    holds the two tables A and B and ``actions`` is their merge (average Q over the tables that
+    hold the action, summed visits).
     """
 
     id: int
-    key: MemoryKey
+    situation: Situation
     actions: dict[str, ActionStats] = field(default_factory=dict)
-    last_actions: tuple[str, ...] = ()
-    last_reward: float = 0.0
-    total_reward: float = 0.0
-    available_actions: tuple[str, ...] = ()
     visits: int = 0
     """How many episode steps visited this key (imports/merges add their counts)."""
     inserted_at: int = 0
@@ -71,6 +70,17 @@ class Record:
     """The matcher's observation feature of the key (page type / instruction pattern), computed at insert."""
     tables: list[dict[str, ActionStats]] | None = None
     """Double-Q tables [A, B]; None with a single table (then ``actions`` is the table)."""
+    key: MemoryKey = field(init=False)
+    """The memory key ``(task, observation, instruction)`` of ``situation``."""
+
+    def __post_init__(self) -> None:
+        self.key = self.situation.key
+
+    def revisit(self, situation: Situation) -> None:
+        """Take the context of a new visit to this key (at most the last 5 actions are kept)."""
+        if situation.key != self.key:
+            raise ValueError(f"record #{self.id} is keyed by {self.key!r}, not by the situation's key")
+        self.situation = replace(situation, last_actions=tuple(situation.last_actions)[-LAST_ACTIONS:])
 
     def sorted_actions(self) -> list[tuple[str, ActionStats]]:
         """The actions by Q, highest first (ties keep insertion order)."""

@@ -15,25 +15,13 @@ memory never import an env. Both paper matchers are here: :class:`WebShopMatcher
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 from rapidfuzz.distance import LCSseq
 
 from rlem_gym.memory.embeddings import Embedder, embedder_identity
-
-
-@dataclass(frozen=True)
-class MemoryKey:
-    """What a memory record is keyed by: the task g, the observation o and (WikiHow) the instruction."""
-
-    task: str
-    """The task: the WebShop goal instruction, or the WikiHow command lines."""
-    observation: str
-    """The observation text (page or screen)."""
-    instruction: str = ""
-    """The currently revealed instruction (WikiHow); empty for WebShop."""
+from rlem_gym.trajectory import MemoryKey
 
 
 @functools.lru_cache(maxsize=8192)

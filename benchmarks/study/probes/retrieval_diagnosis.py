@@ -42,7 +42,7 @@ def main(run_dir: str, agent: str, seed: int = 0) -> None:
         got = [records[i] for i in row["retrieved_ids"] if i in records]
         learned = [v for v in got if v.actions and v.actions[0].q > 0]  # actions are sorted by Q, highest first
         positive += bool(learned)
-        by_task.update(" ".join(v.task.split())[:60] for v in got)
+        by_task.update(" ".join(v.situation.task.split())[:60] for v in got)
         for v in learned:
             shown[v.id].append((row["goal"], row["action"] == v.actions[0].action))
         encouraged = {v.actions[0].action for v in learned}
@@ -69,7 +69,7 @@ def main(run_dir: str, agent: str, seed: int = 0) -> None:
     print("- records with an Encouraged action (Q > 0): retrieved on steps (goals), its Encouraged action executed:")
     for rid, seen in sorted(shown.items(), key=lambda kv: -len(kv[1])):
         v = records[rid]
-        where = " ".join((v.instruction or v.task).split())[:50]
+        where = " ".join((v.situation.instruction or v.situation.task).split())[:50]
         print(
             f"  - record {rid} ({where}; {v.actions[0].action[:40]}, Q {v.actions[0].q:.2f}): "
             f"{len(seen)} ({len({g for g, _ in seen})}), executed {sum(c for _, c in seen)}"
