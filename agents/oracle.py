@@ -76,7 +76,7 @@ class WebShopGoalPolicy:
         self.goal = goal
         self._pages = 0
 
-    def _wanted_options(self, chosen: dict[str, str], clickables: set[str]) -> list[str]:
+    def wanted_options(self, chosen: dict[str, str], clickables: set[str]) -> list[str]:
         """The goal's option values still to click on this product page, as clickables."""
         options = self.goal["goal_options"] if self.goal else {}
         chosen_keys = {_key(v) for v in chosen.values()}
@@ -94,7 +94,7 @@ class WebShopGoalPolicy:
         if avail.get("has_search_bar"):
             return f"search[{' '.join(str(self.goal['name']).split())}]", "oracle: search the goal product's title"
         if "buy now" in clickables:
-            todo = self._wanted_options(dict(info.get("options") or {}), set(clickables))
+            todo = self.wanted_options(dict(info.get("options") or {}), set(clickables))
             if todo and str(info.get("asin") or "").lower() == asin:
                 return f"click[{todo[0]}]", "oracle: choose the goal's option"
             return "click[buy now]", "oracle: buy"

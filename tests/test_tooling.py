@@ -5,6 +5,7 @@ on committed published runs restored from their ``records.jsonl.gz`` and ``state
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
 from pathlib import Path
 
@@ -66,3 +67,26 @@ def test_probe_configs_are_the_committed_runs():
 
     assert STUDY_DOCS == STUDY
     assert advice_probe.CONFIG.is_file() and order_probe.CONFIG.is_file()
+
+
+def test_option_probe_finds_goal_option_pages_and_scores_clicks(capsys):
+    """The option probe's LLM-free part: the oracle reaches product pages that offer the goal's
+    options, a click is classified against them, and the summary names chance and every outcome."""
+    from rlem_gym.benchmarks.study.probes import option_probe
+
+    assert option_probe.main(["--pages-only", "--goals", "20:26", "--pages", "3"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert 1 <= len(rows) <= 3 and all(20 <= r["goal"] < 26 for r in rows)
+    for r in rows:
+        assert r["wanted"] and set(r["wanted"]) <= set(r["options"]) and r["clickables"] > len(r["options"])
+    page = rows[0]
+    assert option_probe.classify(f"click[{page['wanted'][0]}]", page) == "goal_option"
+    other = next((o for o in page["options"] if o not in page["wanted"]), None)
+    if other is not None:
+        assert option_probe.classify(f"click[{other}]", page) == "other_option"
+    assert option_probe.classify("click[buy now]", page) == "buy_now"
+    assert option_probe.classify("click[back to search]", page) == "other"
+    scored = [dict(r, outcome="goal_option" if i == 0 else "buy_now") for i, r in enumerate(rows)]
+    table = option_probe.summary_table({"probe": scored})
+    assert "chance (random valid click)" in table and f"| probe | {len(rows)} |" in table
+    assert f"| {100 / len(rows):.1f} [" in table  # one goal option click in len(rows) pages
