@@ -90,3 +90,13 @@ def test_option_probe_finds_goal_option_pages_and_scores_clicks(capsys):
     table = option_probe.summary_table({"probe": scored})
     assert "chance (random valid click)" in table and f"| probe | {len(rows)} |" in table
     assert f"| {100 / len(rows):.1f} [" in table  # one goal option click in len(rows) pages
+
+
+def test_option_probe_episode_table_from_committed_runs(capsys):
+    """The whole-episode view reads published records: the oracle always clicks a goal option next."""
+    from rlem_gym.benchmarks.study.probes import option_probe
+
+    assert option_probe.main(["--episodes", str(STUDY / "webshop-heldout")]) == 0
+    rows = {line.split(" | ")[0].strip("| "): line for line in capsys.readouterr().out.splitlines()}
+    assert "| 100.0 [100.0, 100.0] | 0.0 [0.0, 0.0] | 0.0 [0.0, 0.0] | 0.0 [0.0, 0.0] |" in rows["oracle"]
+    assert "rememberer (trained)" in rows and "heuristic" in rows

@@ -170,6 +170,65 @@ def summary_table(runs: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+def episode_table(run_dirs: list[Path], env: Any) -> str:
+    """The whole-episode view from published study runs' records (no LLM): in each test episode that
+    opened the goal's own product, what came next: a goal option, another option, buy now, or other.
+
+    One row per agent over all runs given (runs on the same goals for one agent add up), with
+    cluster-bootstrap CIs over products.
+    """
+    import gzip
+    import re
+
+    oracle = WebShopGoalPolicy()
+    catalog = env.unwrapped.catalog
+    goals: dict[int, dict[str, Any]] = {}
+    by_agent: dict[str, list[dict[str, Any]]] = {}
+    for run in run_dirs:
+        with gzip.open(run / "records.jsonl.gz", "rt", encoding="utf-8") as fh:
+            records = [json.loads(line) for line in fh]
+        for rec in records:
+            if rec.get("phase") != "test" or rec.get("status", "ok") != "ok":
+                continue
+            index = int(re.search(r"\d+", rec["task_label"]).group())
+            if index not in goals:
+                obs, info = env.reset(seed=0, options={"task_index": index})
+                oracle.reset(obs, info)
+                goal = oracle.goal
+                product = catalog.by_asin[goal["asin"]]
+                options = {_key(v) for values in product["options"].values() for v in values}
+                goals[index] = {"asin": _key(goal["asin"]), "wanted": oracle.wanted_options({}, options)}
+            goal = goals[index]
+            actions = [_key(a) for a in rec["actions"]]
+            opened = f"click[{goal['asin']}]"
+            if opened not in actions or not goal["wanted"]:
+                continue
+            nxt = actions[actions.index(opened) + 1 : actions.index(opened) + 2]
+            product = catalog.by_asin[goal["asin"].upper()] if goal["asin"].upper() in catalog.by_asin else None
+            options = {_key(v) for values in product["options"].values() for v in values} if product else set()
+            page = {"wanted": goal["wanted"], "options": sorted(options)}
+            outcome = classify(nxt[0], page) if nxt else "other"
+            by_agent.setdefault(_short_agent(rec["agent"]), []).append(
+                {"asin": goal["asin"], "outcome": outcome, "goal": index}
+            )
+    lines = ["| agent | episodes | products | " + " | ".join(OUTCOMES) + " |", "|" + "---|" * (3 + len(OUTCOMES))]
+    for agent, rows in sorted(by_agent.items()):
+        clusters = [r["asin"] for r in rows]
+        cells = []
+        for outcome in OUTCOMES:
+            est = cluster_bootstrap_ci([float(r["outcome"] == outcome) for r in rows], clusters, seed=0)
+            cells.append(f"{100 * est.mean:.1f} [{100 * est.lo:.1f}, {100 * est.hi:.1f}]")
+        lines.append(f"| {agent} | {len(rows)} | {len(set(clusters))} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _short_agent(label: str) -> str:
+    """A frozen trained memory (``rememberer[init=...memory_epoch03]@untrained``) reads as the trained row."""
+    if label.startswith("rememberer[init=") and "memory_epoch03" in label:
+        return "rememberer (trained)"
+    return "rememberer (trained)" if label == "rememberer" else label
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -184,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="JSON lines, one per page (resumed when it exists)")
     ap.add_argument("--pages-only", action="store_true", help="list the pages; no LLM")
     ap.add_argument("--summary", type=Path, nargs="+", help="print the table of these outputs (same pages) and stop")
+    ap.add_argument(
+        "--episodes", type=Path, nargs="+", help="published WebShop study runs: the whole-episode table, then stop"
+    )
     args = ap.parse_args(argv)
     if args.summary:
         runs = {p.stem: read_rows(p) for p in args.summary}
@@ -197,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = BenchConfig(**json.loads(CONFIG.read_text())["config"])
     build = Builder(cfg)
+    if args.episodes:
+        print(episode_table(args.episodes, build.env({"split": "test"})))
+        return 0
     env = build.env({"split": "train"})
     done: dict[int, dict[str, Any]] = {}
     if args.out is not None and args.out.exists():
