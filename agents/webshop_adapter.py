@@ -160,50 +160,45 @@ STATIC_ACTIONS: tuple[str, ...] = (
     "click[buy now]",
 )
 
-_SWEATER_SEARCH = (
-    "WebShop [SEP] Instruction: [SEP] Find me hand wash, machine wash women's sweaters with long "
-    "sleeve, unique design with color: coffee brown, and size: large, and price lower than 60.00 "
-    "dollars [SEP] Search"
+#: the goal and page head of the static exemplars (a sweater)
+_SWEATER_GOAL = (
+    "Find me hand wash, machine wash women's sweaters with long sleeve, unique design with color: "
+    "coffee brown, and size: large, and price lower than 60.00 dollars"
 )
+_SWEATER_PAGE = f"WebShop [SEP] Instruction: [SEP] {_SWEATER_GOAL} [SEP] "
+_SWEATER_SEARCH = _SWEATER_PAGE + "Search"
 _SWEATER_RESULTS = (
-    "WebShop [SEP] Instruction: [SEP] Find me hand wash, machine wash women's sweaters with long "
-    "sleeve, unique design with color: coffee brown, and size: large, and price lower than 60.00 "
-    "dollars [SEP] Back to Search [SEP] Page 1 (Total results: 50) [SEP] Next > [SEP] B09KRLGSC5 "
-    "[SEP] SweatyRocks Women's Oversized Sweater Crewneck Long Sleeve Knit Tops Pullover Jumper Tops "
-    "[SEP] $25.99 [SEP] B09P5CRVQ6 [SEP] Womens Tops Casual, Sweatshirt for Women Graphic, Womens "
-    "Sweatshirt Hoodie, Women Love Print Sweatshirt Long Sleeve Cute Heart Sweater Pullover Tops "
-    "Blouse [SEP] $22.78 [SEP] B07DKGJR74 [SEP] Amazon Brand - Daily Ritual Women's 100% Cotton "
-    "Oversized Fit V-Neck Pullover Sweater [SEP] $20.66 to $29.2 [SEP] B09J95S478 [SEP] My Sanity "
-    "Question Giraffe Christmas Pattern Black Ugly Wool Christmas Sweater Pullover Long Sleeve "
-    "Sweater for Men Women, Couple Matching, Friends [SEP] $39.99 [SEP] B09QGK5XHZ [SEP] WENKOMG1 "
-    "Men's Long Sleeve Undershirt with Mask Turtleneck Hooded T-Shirt Solid Color Workout Tops "
-    "Zipper Side Slit Shirts Slim Fit Sweatshirt Spring/Summer Tee Shirts(Gray,) [SEP] $8.39 [SEP] "
-    "B09Q37JQZ6 [SEP] Women's Sexy Swimsuit One Piece High Neck Halter Bikini Floral Stiching See "
-    "Through Monokini Tummy Control Beachwear [SEP] $10.99 to $18.99 [SEP] B09KP78G37 [SEP] Women "
-    "Faux Fur Lined Jacket Coat Winter Warm Thick Fleece Outwear Trench Zipper Plus Size Long Sleeve "
-    "Plush Overcoat [SEP] $47.41 to $59.07 [SEP] B09PVNLVRW [SEP] Women's V-Neck Rompers Printed "
-    "Jumpsuit Long Sleeve Homewear Butt Flap Pajamas One-Piece Onesies Nightwear Sexy Bodysuit [SEP] "
-    "$17.4 to $28.67 [SEP] B09NDS8F4V [SEP] AODONG Onesie Pajamas for Women Onesies Romper Pajamas "
-    "Printed Bodycon Jumpsuit Shorts Sexy One Piece Pjs Overall [SEP] $2.99 to $7.99 [SEP] "
-    "B09QT2369P [SEP] Stylish Women's Long Sleeve Sweatshirt Letters Printed Tops Casual Crewneck "
-    "Solid Blouses Loose Fitting Soft Pullover [SEP] $11.99 to $14.99"
+    _SWEATER_PAGE + "Back to Search [SEP] Page 1 (Total results: 50) [SEP] Next > [SEP] B09KRLGSC5 [SEP] SweatyRocks "
+    "Women's Oversized Sweater Crewneck Long Sleeve Knit Tops Pullover Jumper Tops [SEP] $25.99 "
+    "[SEP] B09P5CRVQ6 [SEP] Womens Tops Casual, Sweatshirt for Women Graphic, Womens Sweatshirt "
+    "Hoodie, Women Love Print Sweatshirt Long Sleeve Cute Heart Sweater Pullover Tops Blouse [SEP] "
+    "$22.78 [SEP] B07DKGJR74 [SEP] Amazon Brand - Daily Ritual Women's 100% Cotton Oversized Fit "
+    "V-Neck Pullover Sweater [SEP] $20.66 to $29.2 [SEP] B09J95S478 [SEP] My Sanity Question Giraffe "
+    "Christmas Pattern Black Ugly Wool Christmas Sweater Pullover Long Sleeve Sweater for Men Women, "
+    "Couple Matching, Friends [SEP] $39.99 [SEP] B09QGK5XHZ [SEP] WENKOMG1 Men's Long Sleeve "
+    "Undershirt with Mask Turtleneck Hooded T-Shirt Solid Color Workout Tops Zipper Side Slit Shirts "
+    "Slim Fit Sweatshirt Spring/Summer Tee Shirts(Gray,) [SEP] $8.39 [SEP] B09Q37JQZ6 [SEP] Women's "
+    "Sexy Swimsuit One Piece High Neck Halter Bikini Floral Stiching See Through Monokini Tummy "
+    "Control Beachwear [SEP] $10.99 to $18.99 [SEP] B09KP78G37 [SEP] Women Faux Fur Lined Jacket "
+    "Coat Winter Warm Thick Fleece Outwear Trench Zipper Plus Size Long Sleeve Plush Overcoat [SEP] "
+    "$47.41 to $59.07 [SEP] B09PVNLVRW [SEP] Women's V-Neck Rompers Printed Jumpsuit Long Sleeve "
+    "Homewear Butt Flap Pajamas One-Piece Onesies Nightwear Sexy Bodysuit [SEP] $17.4 to $28.67 "
+    "[SEP] B09NDS8F4V [SEP] AODONG Onesie Pajamas for Women Onesies Romper Pajamas Printed Bodycon "
+    "Jumpsuit Shorts Sexy One Piece Pjs Overall [SEP] $2.99 to $7.99 [SEP] B09QT2369P [SEP] Stylish "
+    "Women's Long Sleeve Sweatshirt Letters Printed Tops Casual Crewneck Solid Blouses Loose Fitting "
+    "Soft Pullover [SEP] $11.99 to $14.99"
 )
 _SWEATER_ITEM = (
-    "WebShop [SEP] Instruction: [SEP] Find me hand wash, machine wash women's sweaters with long "
-    "sleeve, unique design with color: coffee brown, and size: large, and price lower than 60.00 "
-    "dollars [SEP] Back to Search [SEP] < Prev [SEP] size [SEP] x-small [SEP] small [SEP] medium "
-    "[SEP] large [SEP] color [SEP] black [SEP] coffee brown [SEP] mocha brown [SEP] SweatyRocks "
-    "Women's Oversized Sweater Crewneck Long Sleeve Knit Tops Pullover Jumper Tops [SEP] Price: "
-    "$25.99 [SEP] Rating: N.A. [SEP] Description [SEP] Features [SEP] Reviews [SEP] Buy Now"
+    _SWEATER_PAGE + "Back to Search [SEP] < Prev [SEP] size [SEP] x-small [SEP] small [SEP] medium [SEP] large [SEP] "
+    "color [SEP] black [SEP] coffee brown [SEP] mocha brown [SEP] SweatyRocks Women's Oversized "
+    "Sweater Crewneck Long Sleeve Knit Tops Pullover Jumper Tops [SEP] Price: $25.99 [SEP] Rating: "
+    "N.A. [SEP] Description [SEP] Features [SEP] Reviews [SEP] Buy Now"
 )
 
 STATIC_EXEMPLARS: tuple[Exemplar, ...] = (
     Exemplar(
         Situation(
-            task=(
-                "Find me hand wash, machine wash women's sweaters with long sleeve, unique design with color: "
-                "coffee brown, and size: large, and price lower than 60.00 dollars"
-            ),
+            task=_SWEATER_GOAL,
             observation=_SWEATER_SEARCH,
             available_actions=("search",),
         ),
@@ -212,10 +207,7 @@ STATIC_EXEMPLARS: tuple[Exemplar, ...] = (
     ),
     Exemplar(
         Situation(
-            task=(
-                "Find me hand wash, machine wash women's sweaters with long sleeve, unique design with color: "
-                "coffee brown, and size: large, and price lower than 60.00 dollars"
-            ),
+            task=_SWEATER_GOAL,
             observation=_SWEATER_RESULTS,
             last_actions=STATIC_ACTIONS[:1],
             available_actions=(
@@ -242,10 +234,7 @@ STATIC_EXEMPLARS: tuple[Exemplar, ...] = (
     ),
     Exemplar(
         Situation(
-            task=(
-                "Find me hand wash, machine wash women's sweaters with long sleeve, unique design with color: "
-                "coffee brown, and size: large, and price lower than 60.00 dollars"
-            ),
+            task=_SWEATER_GOAL,
             observation=_SWEATER_ITEM,
             last_actions=STATIC_ACTIONS[:2],
             available_actions=(
@@ -271,51 +260,51 @@ STATIC_EXEMPLARS: tuple[Exemplar, ...] = (
     ),
 )
 
-REACT_EXAMPLE = (
+#: the ReAct example's goal page head and the product page it shows twice (before and after the option click)
+_BINOCULARS_PAGE = (
     "WebShop [SEP] Instruction: [SEP] Find me high power, non slip binoculars & scopes for bird "
     "watching with style: 10x50 hd binoculars, and price lower than 180.00 dollars [SEP] "
-    "Search\nAction: think[I need high power binoculars for bird watching, style 10x50 hd binoculars, "
+)
+_BINOCULARS_ITEM = (
+    _BINOCULARS_PAGE + "Back to Search [SEP] < Prev [SEP] style [SEP] 10x50 hd binoculars [SEP] 10x50 uhd binoculars "
+    "[SEP] 15x60 hd binoculars [SEP] 15x60 uhd binoculars [SEP] 8x40 hd binoculars [SEP] 8x40 uhd "
+    "binoculars [SEP] Staoptics 15x60 UHD Binoculars,High Power Astronomy Binoculars for Stargazing "
+    "and Long Distance Bird Watching Hunting-Fully Multi-Broadband Coated Lenses View Clear and "
+    "Bright,Adapt to Tripod Black [SEP] Price: $159.99 [SEP] Rating: N.A. [SEP] Description [SEP] "
+    "Features [SEP] Reviews [SEP] Buy Now"
+)
+REACT_EXAMPLE = (
+    _BINOCULARS_PAGE
+    + "Search\nAction: think[I need high power binoculars for bird watching, style 10x50 hd binoculars, "
     "under 180 dollars. I search for binoculars for bird watching.]\nObservation: OK.\nAction: "
-    "search[binoculars for bird watching]\nObservation:\nWebShop [SEP] Instruction: [SEP] Find me high "
-    "power, non slip binoculars & scopes for bird watching with style: 10x50 hd binoculars, and "
-    "price lower than 180.00 dollars [SEP] Back to Search [SEP] Page 1 (Total results: 27) [SEP] "
-    "Next > [SEP] B08YWKVNLT [SEP] 20x50 High Power Binoculars for Adults with Low Light Night "
-    "Vision, Compact Waterproof Binoculars for Bird Watching Hunting Travel Football Games "
-    "Stargazing with Carrying Case and Strap [SEP] $46.0 [SEP] B08YQKXLVG [SEP] Staoptics 15x60 UHD "
-    "Binoculars,High Power Astronomy Binoculars for Stargazing and Long Distance Bird Watching "
-    "Hunting-Fully Multi-Broadband Coated Lenses View Clear and Bright,Adapt to Tripod Black [SEP] "
-    "$159.99 [SEP] B08YNRQSBL [SEP] FEEE-ZC 60X60 Telescopic Long Distance 3 Kilometers Binoculars "
-    "Telescope Green Membrane Spy Spotting Scope Heavy Duty High Definition for Concert Hiking [SEP] "
-    "$88.51 [SEP] B09R1T2P6V [SEP] Bling Charm Pendant Bracelet Band Compatible with Apple Watch "
-    "Bands 38mm 40mm 42mm 44mm,Adjustable Stainless Steel Smartwatch Band with Bling Diamond Case "
-    "for iwatch Series SE Series 7 6 5 4 3 2 1 [SEP] $13.99 to $16.99 [SEP] B09P1HJ32G [SEP] "
-    "VDSOIUTYHFV Infrared Digital Night Vision Device, High-Definition Day and Night Dual-use, "
-    "Outdoor Photos and Videos are All Black, for Adults Bird Watching, Traveling, Hiking [SEP] "
-    "$840.99 [SEP] B00N6Y8ORI [SEP] Birds Eye Steamfresh Family Size Mixed Vegetables, Keto Friendly "
-    "Frozen Vegetables, 19 OZ [SEP] $100.0 [SEP] B07GLPCY1C [SEP] Warmter 32.5 Inch Large Elegant "
-    "Bird of Paradise Artificial Flower for Home Office 3 Pcs (Yellow) [SEP] $22.99 [SEP] B00QFWWZMI "
-    "[SEP] VERDUGO GIFT 10016180 Free As A Bird Stool, Multicolor [SEP] $85.43 [SEP] B08TGMZX1F "
-    "[SEP] Smart Watch for Women, RAIMI Fashion Fitness Watch with Heart Rate Blood Pressure Sleep "
-    "Tracker Pedometer Multiple Sport Modes, Waterproof, Sport SmartWatch Sync with Google Fit, iOS "
-    "& Android App [SEP] $59.99 [SEP] B01LZWDNX6 [SEP] VR Headset Homido V2 for iPhone and Android "
-    "[SEP] $54.99\nAction: think[b08ywkvnlt comes only as 20x50. b08yqkxlvg is Staoptics high power "
-    "binoculars for bird watching at $159.99, under 180 dollars, and may come in a 10x50 style. I "
-    "check b08yqkxlvg.]\nObservation: OK.\nAction: click[b08yqkxlvg]\nObservation:\nWebShop [SEP] "
-    "Instruction: [SEP] Find me high power, non slip binoculars & scopes for bird watching with "
-    "style: 10x50 hd binoculars, and price lower than 180.00 dollars [SEP] Back to Search [SEP] < "
-    "Prev [SEP] style [SEP] 10x50 hd binoculars [SEP] 10x50 uhd binoculars [SEP] 15x60 hd binoculars "
-    "[SEP] 15x60 uhd binoculars [SEP] 8x40 hd binoculars [SEP] 8x40 uhd binoculars [SEP] Staoptics "
-    "15x60 UHD Binoculars,High Power Astronomy Binoculars for Stargazing and Long Distance Bird "
-    "Watching Hunting-Fully Multi-Broadband Coated Lenses View Clear and Bright,Adapt to Tripod "
-    "Black [SEP] Price: $159.99 [SEP] Rating: N.A. [SEP] Description [SEP] Features [SEP] Reviews "
-    "[SEP] Buy Now\nAction: think[The style 10x50 hd binoculars is listed, so I choose it and then "
-    "buy.]\nObservation: OK.\nAction: click[10x50 hd binoculars]\nObservation:\nWebShop [SEP] "
-    "Instruction: [SEP] Find me high power, non slip binoculars & scopes for bird watching with "
-    "style: 10x50 hd binoculars, and price lower than 180.00 dollars [SEP] Back to Search [SEP] < "
-    "Prev [SEP] style [SEP] 10x50 hd binoculars [SEP] 10x50 uhd binoculars [SEP] 15x60 hd binoculars "
-    "[SEP] 15x60 uhd binoculars [SEP] 8x40 hd binoculars [SEP] 8x40 uhd binoculars [SEP] Staoptics "
-    "15x60 UHD Binoculars,High Power Astronomy Binoculars for Stargazing and Long Distance Bird "
-    "Watching Hunting-Fully Multi-Broadband Coated Lenses View Clear and Bright,Adapt to Tripod "
-    "Black [SEP] Price: $159.99 [SEP] Rating: N.A. [SEP] Description [SEP] Features [SEP] Reviews "
-    "[SEP] Buy Now\nAction: click[buy now]"
+    "search[binoculars for bird watching]\nObservation:\n"
+    + _BINOCULARS_PAGE
+    + "Back to Search [SEP] Page 1 (Total results: 27) [SEP] Next > [SEP] B08YWKVNLT [SEP] 20x50 High "
+    "Power Binoculars for Adults with Low Light Night Vision, Compact Waterproof Binoculars for Bird "
+    "Watching Hunting Travel Football Games Stargazing with Carrying Case and Strap [SEP] $46.0 "
+    "[SEP] B08YQKXLVG [SEP] Staoptics 15x60 UHD Binoculars,High Power Astronomy Binoculars for "
+    "Stargazing and Long Distance Bird Watching Hunting-Fully Multi-Broadband Coated Lenses View "
+    "Clear and Bright,Adapt to Tripod Black [SEP] $159.99 [SEP] B08YNRQSBL [SEP] FEEE-ZC 60X60 "
+    "Telescopic Long Distance 3 Kilometers Binoculars Telescope Green Membrane Spy Spotting Scope "
+    "Heavy Duty High Definition for Concert Hiking [SEP] $88.51 [SEP] B09R1T2P6V [SEP] Bling Charm "
+    "Pendant Bracelet Band Compatible with Apple Watch Bands 38mm 40mm 42mm 44mm,Adjustable "
+    "Stainless Steel Smartwatch Band with Bling Diamond Case for iwatch Series SE Series 7 6 5 4 3 2 "
+    "1 [SEP] $13.99 to $16.99 [SEP] B09P1HJ32G [SEP] VDSOIUTYHFV Infrared Digital Night Vision "
+    "Device, High-Definition Day and Night Dual-use, Outdoor Photos and Videos are All Black, for "
+    "Adults Bird Watching, Traveling, Hiking [SEP] $840.99 [SEP] B00N6Y8ORI [SEP] Birds Eye "
+    "Steamfresh Family Size Mixed Vegetables, Keto Friendly Frozen Vegetables, 19 OZ [SEP] $100.0 "
+    "[SEP] B07GLPCY1C [SEP] Warmter 32.5 Inch Large Elegant Bird of Paradise Artificial Flower for "
+    "Home Office 3 Pcs (Yellow) [SEP] $22.99 [SEP] B00QFWWZMI [SEP] VERDUGO GIFT 10016180 Free As A "
+    "Bird Stool, Multicolor [SEP] $85.43 [SEP] B08TGMZX1F [SEP] Smart Watch for Women, RAIMI Fashion "
+    "Fitness Watch with Heart Rate Blood Pressure Sleep Tracker Pedometer Multiple Sport Modes, "
+    "Waterproof, Sport SmartWatch Sync with Google Fit, iOS & Android App [SEP] $59.99 [SEP] "
+    "B01LZWDNX6 [SEP] VR Headset Homido V2 for iPhone and Android [SEP] $54.99\nAction: "
+    "think[b08ywkvnlt comes only as 20x50. b08yqkxlvg is Staoptics high power binoculars for bird "
+    "watching at $159.99, under 180 dollars, and may come in a 10x50 style. I check "
+    "b08yqkxlvg.]\nObservation: OK.\nAction: click[b08yqkxlvg]\nObservation:\n"
+    + _BINOCULARS_ITEM
+    + "\nAction: think[The style 10x50 hd binoculars is listed, so I choose it and then "
+    "buy.]\nObservation: OK.\nAction: click[10x50 hd binoculars]\nObservation:\n"
+    + _BINOCULARS_ITEM
+    + "\nAction: click[buy now]"
 )

@@ -157,17 +157,24 @@ def summary_table(runs: dict[str, list[dict[str, Any]]]) -> str:
         clusters = [r["asin"] for r in rows]
         if i == 0:
             chance = [len(r["wanted"]) / r["clickables"] for r in rows]
-            est = cluster_bootstrap_ci(chance, clusters, seed=0)
             lines.append(
-                f"| chance (random valid click) | {len(rows)} | {len(set(clusters))} | "
-                f"{100 * est.mean:.1f} [{100 * est.lo:.1f}, {100 * est.hi:.1f}] | | | |"
+                f"| chance (random valid click) | {len(rows)} | {len(set(clusters))} | {_rate(chance, clusters)} | | | |"
             )
-        cells = []
-        for outcome in OUTCOMES:
-            est = cluster_bootstrap_ci([float(r["outcome"] == outcome) for r in rows], clusters, seed=0)
-            cells.append(f"{100 * est.mean:.1f} [{100 * est.lo:.1f}, {100 * est.hi:.1f}]")
-        lines.append(f"| {name} | {len(rows)} | {len(set(clusters))} | " + " | ".join(cells) + " |")
+        lines.append(_outcome_row(name, rows))
     return "\n".join(lines)
+
+
+def _rate(values: list[float], clusters: list[str]) -> str:
+    """A rate in percent with its 95% cluster-bootstrap CI over ``clusters``."""
+    est = cluster_bootstrap_ci(values, clusters, seed=0)
+    return f"{100 * est.mean:.1f} [{100 * est.lo:.1f}, {100 * est.hi:.1f}]"
+
+
+def _outcome_row(name: str, rows: list[dict[str, Any]]) -> str:
+    """``| name | N | products | rate per outcome |`` with product-cluster CIs."""
+    clusters = [r["asin"] for r in rows]
+    cells = [_rate([float(r["outcome"] == outcome) for r in rows], clusters) for outcome in OUTCOMES]
+    return f"| {name} | {len(rows)} | {len(set(clusters))} | " + " | ".join(cells) + " |"
 
 
 def episode_table(run_dirs: list[Path], env: Any) -> str:
@@ -212,13 +219,7 @@ def episode_table(run_dirs: list[Path], env: Any) -> str:
                 {"asin": goal["asin"], "outcome": outcome, "goal": index}
             )
     lines = ["| agent | episodes | products | " + " | ".join(OUTCOMES) + " |", "|" + "---|" * (3 + len(OUTCOMES))]
-    for agent, rows in sorted(by_agent.items()):
-        clusters = [r["asin"] for r in rows]
-        cells = []
-        for outcome in OUTCOMES:
-            est = cluster_bootstrap_ci([float(r["outcome"] == outcome) for r in rows], clusters, seed=0)
-            cells.append(f"{100 * est.mean:.1f} [{100 * est.lo:.1f}, {100 * est.hi:.1f}]")
-        lines.append(f"| {agent} | {len(rows)} | {len(set(clusters))} | " + " | ".join(cells) + " |")
+    lines += [_outcome_row(agent, rows) for agent, rows in sorted(by_agent.items())]
     return "\n".join(lines)
 
 
