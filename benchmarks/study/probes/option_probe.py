@@ -204,17 +204,18 @@ def episode_table(run_dirs: list[Path], env: Any) -> str:
                 goal = oracle.goal
                 product = catalog.by_asin[goal["asin"]]
                 options = {_key(v) for values in product["options"].values() for v in values}
-                goals[index] = {"asin": _key(goal["asin"]), "wanted": oracle.wanted_options({}, options)}
+                goals[index] = {
+                    "asin": _key(goal["asin"]),
+                    "wanted": oracle.wanted_options({}, options),
+                    "options": sorted(options),
+                }
             goal = goals[index]
             actions = [_key(a) for a in rec["actions"]]
             opened = f"click[{goal['asin']}]"
             if opened not in actions or not goal["wanted"]:
                 continue
             nxt = actions[actions.index(opened) + 1 : actions.index(opened) + 2]
-            product = catalog.by_asin[goal["asin"].upper()] if goal["asin"].upper() in catalog.by_asin else None
-            options = {_key(v) for values in product["options"].values() for v in values} if product else set()
-            page = {"wanted": goal["wanted"], "options": sorted(options)}
-            outcome = classify(nxt[0], page) if nxt else "other"
+            outcome = classify(nxt[0], goal) if nxt else "other"
             by_agent.setdefault(_short_agent(rec["agent"]), []).append(
                 {"asin": goal["asin"], "outcome": outcome, "goal": index}
             )
