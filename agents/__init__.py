@@ -30,6 +30,7 @@ from rlem_gym.agents.adapters import EnvAdapter, get_adapter, register_adapter
 from rlem_gym.agents.base import Agent, AgentStats, StepInfo
 from rlem_gym.agents.heuristic import HeuristicAgent
 from rlem_gym.agents.oracle import OracleAgent
+from rlem_gym.agents.random_agent import RandomAgent
 from rlem_gym.agents.react import ReActAgent
 from rlem_gym.agents.rememberer import Rememberer
 from rlem_gym.agents.static import StaticExemplarAgent
@@ -45,6 +46,7 @@ AGENTS: dict[str, type[Agent]] = {
     "static": StaticExemplarAgent,
     "heuristic": HeuristicAgent,
     "oracle": OracleAgent,
+    "random": RandomAgent,
 }
 
 #: keyword arguments ``make_agent`` uses to build a memory when none is given
@@ -136,6 +138,7 @@ __all__ = [
     "EnvAdapter",
     "HeuristicAgent",
     "OracleAgent",
+    "RandomAgent",
     "ReActAgent",
     "Rememberer",
     "StaticExemplarAgent",

@@ -158,6 +158,7 @@ def check_fallback_policy(policy: str) -> str:
 _ADAPTERS: dict[str, str | Callable[[], EnvAdapter]] = {
     "webshop": "rlem_gym.agents.webshop_adapter:WebShopAdapter",
     "wikihow": "rlem_gym.agents.wikihow_adapter:WikiHowAdapter",
+    "textworld": "rlem_gym.agents.textworld_adapter:textworld_adapter",
 }
 #: the adapter an env object gets (loaded on first use, like the named ones)
 _GENERIC_ADAPTER = "rlem_gym.agents.generic_adapter:GenericAdapter"

@@ -17,6 +17,9 @@ product's text.
 
 WikiHow: the env's scripted :class:`~rlem_gym.envs.wikihow.oracle.WikiHowOracle`, which reads the
 task lines, ``info["subgoals_done"]`` and the screen and solves every canonical task at full reward.
+
+TextWorld: the game's own walkthrough, which TextWorld's generator stores in the game's ``.json``
+file (``info["game_path"]``), played command by command.
 """
 
 from __future__ import annotations
@@ -126,6 +129,32 @@ class WikiHowOraclePolicy:
         return self.oracle.act(obs, info), "oracle"
 
 
+class TextWorldWalkthroughPolicy:
+    """Play the game's walkthrough (the generator's solution, read from the game file's ``.json``)."""
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+
+    def reset(self, obs: str, info: dict[str, Any]) -> None:
+        from pathlib import Path
+
+        from rlem_gym.envs.textworld_env import require_textworld
+
+        path = info.get("game_path")
+        if not path:
+            raise ValueError("the TextWorld oracle needs info['game_path'] (rlem_gym/TextWorld-v0 gives it)")
+        game = require_textworld().Game.load(str(Path(path).with_suffix(".json")))
+        self.commands = list(game.metadata.get("walkthrough") or game.walkthrough or [])
+        if not self.commands:
+            raise ValueError(f"TextWorld game {path} stores no walkthrough")
+
+    def act(self, obs: str, info: dict[str, Any]) -> tuple[str, str]:
+        if self.commands:
+            return self.commands.pop(0), "walkthrough"
+        listed = info.get("admissible_commands") or ["look"]
+        return str(listed[0]), "walkthrough done; first admissible command"
+
+
 class OracleAgent(ScriptedAgent):
     """The goal-knowing policy of each env (see the module docstring); needs no LLM.
 
@@ -133,7 +162,11 @@ class OracleAgent(ScriptedAgent):
     """
 
     name = "oracle"
-    policies = {"webshop": {"goal": WebShopGoalPolicy}, "wikihow": {"script": WikiHowOraclePolicy}}
+    policies = {
+        "webshop": {"goal": WebShopGoalPolicy},
+        "wikihow": {"script": WikiHowOraclePolicy},
+        "textworld": {"walkthrough": TextWorldWalkthroughPolicy},
+    }
 
     @classmethod
     def run_settings(cls, cfg: Any, variant: Any) -> dict[str, Any]:

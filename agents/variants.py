@@ -5,7 +5,7 @@ tables::
 
     label   := name [ "[" key "=" value { "," key "=" value } "]" ] [ "@untrained" ]
 
-- ``name``: a registry name (``rememberer``, ``static``, ``react``, ``heuristic``, ``oracle``).
+- ``name``: a registry name (``rememberer``, ``static``, ``react``, ``heuristic``, ``oracle``, ``random``).
 - ``[key=value,...]``: settings that differ from the run's (the keys each agent accepts are in
   :data:`VARIANT_KEYS`). Values are ``true`` / ``false``, ``none``, integers, decimals or bare
   words (letters, digits, ``_ . : / -``), so a pool id such as ``webshop:E1`` needs no quotes.
@@ -54,6 +54,7 @@ VARIANT_KEYS: dict[str, tuple[str, ...]] = {
     "react": _LLM_KEYS,
     "heuristic": ("policy",),
     "oracle": (),
+    "random": (),
 }
 
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]*")

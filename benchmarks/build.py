@@ -155,7 +155,7 @@ class Builder:
     def agent(self, variant: AgentVariant, llm: "LLM | None", memory: Any = None) -> "Agent":
         """Build agent ``variant`` by registry: its class's :meth:`~rlem_gym.agents.base.Agent.run_settings`,
         the variant's settings, then ``agent_kwargs`` by name and by label. An agent that needs no LLM
-        (heuristic, oracle) gets none."""
+        (heuristic, oracle, random) gets none."""
         from rlem_gym.agents import AGENTS, make_agent
 
         cls = AGENTS[variant.name]

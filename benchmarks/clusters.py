@@ -110,9 +110,15 @@ def wikihow_clusters(labels: Sequence[str]) -> Clusters:
 
 
 def task_clusters(env: str, labels: Sequence[str], env_kwargs: Mapping[str, Any] | None = None) -> Clusters:
-    """The cluster of every task of a split of ``env`` ("webshop" or "wikihow"), from its task labels."""
+    """The cluster of every task of a split of ``env``, from its task labels.
+
+    WebShop tasks cluster by target product, WikiHow tasks by the articles they open. TextWorld's
+    games are generated one per seed and share nothing, so each game is its own cluster.
+    """
     if env == "webshop":
         return webshop_clusters(labels, env_kwargs)
     if env == "wikihow":
         return wikihow_clusters(labels)
-    raise ValueError(f"no clusters are defined for env {env!r}: use webshop or wikihow")
+    if env == "textworld":
+        return Clusters("game", tuple(labels))
+    raise ValueError(f"no clusters are defined for env {env!r}: use webshop, wikihow or textworld")

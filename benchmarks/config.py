@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: env short names the benchmark knows -> registered Gymnasium id
-ENV_IDS = {"webshop": "rlem_gym/WebShop-v0", "wikihow": "rlem_gym/WikiHow-v0"}
+ENV_IDS = {"webshop": "rlem_gym/WebShop-v0", "wikihow": "rlem_gym/WikiHow-v0", "textworld": "rlem_gym/TextWorld-v0"}
 
 #: the ``config_version`` a run's config.json is written with (absent = 1)
 CONFIG_VERSION = 2
@@ -46,10 +46,10 @@ class BenchConfig:
     """Everything a benchmark run needs: env, splits, agents, model, memory and run settings."""
 
     env: str = "webshop"
-    """Environment: webshop or wikihow."""
+    """Environment: webshop, wikihow or textworld (the textworld extra)."""
 
     agents: tuple[str, ...] = ("rememberer", "react", "static")
-    """Agents to compare, comma-separated: rememberer, react, static, heuristic, oracle, each
+    """Agents to compare, comma-separated: rememberer, react, static, heuristic, oracle, random, each
     optionally a variant name[key=value,...] and, for the Rememberer, @untrained (tested with its
     initial memory, no training), e.g. rememberer,rememberer@untrained,rememberer[discouraged=false],
     rememberer[n_step=1],static[exemplars=handwritten],heuristic,oracle (rlem_gym.agents.variants)."""
@@ -308,7 +308,7 @@ class BenchConfig:
     @property
     def model_label(self) -> str:
         """The model as shown in results, plots and config.json: :attr:`llm`, or what the default is
-        ("none" when every agent is LLM-free: heuristic, oracle)."""
+        ("none" when every agent is LLM-free: heuristic, oracle, random)."""
         from rlem_gym.agents import AGENTS
 
         if not any(getattr(AGENTS.get(v.name), "uses_llm", True) for v in self.variants):

@@ -42,7 +42,11 @@ def episode_success(env_name: str, total_reward: float, info: dict[str, Any]) ->
 
     WebShop: success = reward 1.0 at purchase, the reward is already in [0, 1]. WikiHow: success =
     every sub-goal reached; the return (one point per sub-goal) is divided by the sub-goal count.
+    TextWorld: success = the quest won; the return (the game's score) is divided by its maximum.
     """
+    if env_name == "textworld":
+        top = float(info.get("max_score") or 0)
+        return bool(info.get("won")), float(total_reward / top) if top > 0 else 0.0
     if env_name == "wikihow":
         total = int(info.get("subgoals_total") or 0)
         done = int(info.get("subgoals_done") or 0)

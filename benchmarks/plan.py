@@ -201,7 +201,7 @@ def _task_labels(env: Any, n: int) -> list[str]:
 
 
 #: the gym.make keyword that selects a split / task set, per env
-SPLIT_KWARG = {"webshop": "split", "wikihow": "task_set"}
+SPLIT_KWARG = {"webshop": "split", "wikihow": "task_set", "textworld": "split"}
 
 
 def resolve_split(cfg: BenchConfig, spec: str, make_env: Callable[[dict[str, Any]], Any]) -> Split:
@@ -209,7 +209,8 @@ def resolve_split(cfg: BenchConfig, spec: str, make_env: Callable[[dict[str, Any
 
     Syntax: ``NAME`` or ``NAME[a:b]``: a split the env knows (WebShop ``split=``: test, train, all,
     paper_test, paper_train_S0, ...; WikiHow ``task_set=``: microcanon70, canonical178, train_S0,
-    train_S1), sliced by position; ``goals:500-510`` or ``goals:1,5,9`` (WebShop global goal
+    train_S1; TextWorld ``split=``: train, dev, test, each a seed range of generated games),
+    sliced by position; ``goals:500-510`` or ``goals:1,5,9`` (WebShop global goal
     indices after the seeded shuffle); ``tasks:ID1,ID2`` or ``tasks:@file.txt`` (WikiHow task ids).
     Tasks are then addressed by ``task_index`` within the selected split. ``make_env(kwargs)``
     builds an env so that the split is checked and its size read.

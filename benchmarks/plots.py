@@ -161,7 +161,7 @@ def make_plots(results: dict[str, Any], out_dir: str | Path, *, title: str = "")
 
 
 #: env names as figures write them
-ENV_NAMES = {"webshop": "WebShop", "wikihow": "WikiHow"}
+ENV_NAMES = {"webshop": "WebShop", "wikihow": "WikiHow", "textworld": "TextWorld"}
 #: colours of the two intervals of the forest plot
 FOREST_COLORS = {"per_goal": "#333333", "cluster": "#d95f02"}
 

@@ -23,11 +23,14 @@ from typing import Any, Iterator, Sequence
 
 import gymnasium as gym
 
-from rlem_gym.envs.common import int_option
+from rlem_gym.envs.common import check_option_keys, int_option
 from rlem_gym.spaces import sanitize, text_space
 
 #: the generated games' defaults: a short quest in a small house
 ROOMS, OBJECTS, QUEST_LENGTH = 3, 5, 3
+#: named splits: the first game seed of each and the number of games in it. The seed ranges never
+#: overlap, so no test game is a training or dev game.
+SPLITS: dict[str, tuple[int, int]] = {"train": (0, 1000), "dev": (100_000, 1000), "test": (200_000, 1000)}
 #: what TextWorld reports about the game at each step (besides the feedback text)
 _INFOS = ("admissible_commands", "objective", "score", "max_score", "won", "lost")
 #: the ASCII-art title, the command prompt with its status line, and runs of blank lines
@@ -37,7 +40,7 @@ _BLANK_RUNS = re.compile(r"\n{3,}")
 _INSTALL_HINT = "TextWorld is not installed: pip install rlem-gym[textworld]"
 
 
-def _textworld():
+def require_textworld():
     """The ``textworld`` module, or an ImportError naming the extra to install."""
     try:
         import textworld
@@ -89,7 +92,7 @@ def game_file(
     path = folder / f"tw-r{rooms}-o{objects}-q{quest_length}-s{seed}.z8"
     if path.exists() and path.with_suffix(".json").exists():
         return path
-    textworld = _textworld()
+    textworld = require_textworld()
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".build-") as tmp:
         options = textworld.GameOptions()
@@ -122,30 +125,34 @@ class TextWorldEnv(gym.Env):
     without the title art and the command prompt.
 
     ## Starting State
-    The game's start. The game is ``options["game_index"]`` (position in the game list), or drawn
-    with ``self.np_random``.
+    The game's start. The game is ``options["game_index"]`` (position in the game list; the
+    benchmark runner's ``options["task_index"]`` means the same), or drawn with ``self.np_random``.
 
     ## Rewards
     The rise of the game's score at this step (a quest's milestones and its end are worth
     points); 0 for a command that is not admissible.
 
     ## Episode End
-    Terminated when the quest is won or lost. Truncated by the registered TimeLimit (30 steps).
+    Terminated when the quest is won or lost. Truncated after ``max_steps`` steps when given, and
+    by the registered TimeLimit (30 steps).
 
     ## Information
     ``objective`` (the quest's text), ``admissible_commands`` (sorted list of strings), ``score``,
-    ``max_score``, ``won``, ``lost``, ``game_index``, ``game`` (the game file's name) and
+    ``max_score``, ``won``, ``lost``, ``game_index``, ``game`` (the game file's name),
+    ``game_path`` (its full path; the walkthrough oracle reads the game's solution there) and
     ``last_action_error`` ("" when the command was admissible; otherwise the state does not
     change and the observation is the previous one).
 
     ## Arguments
-    ``gym.make("rlem_gym/TextWorld-v0", games=None, num_games=10, first_seed=0, rooms=3,
-    objects=5, quest_length=3, cache_dir=None, render_mode="ansi")``: ``games`` is a list of
-    game files (``.z8`` / ``.ulx`` with their ``.json``); without it the env uses ``num_games``
-    generated games with seeds ``first_seed``, ``first_seed + 1``, ..., each built on first use
-    (about 2 s) into ``cache_dir`` (default :func:`default_cache_dir`); ``rooms``, ``objects``
-    and ``quest_length`` set the generator; ``render_mode`` "ansi" makes ``render()`` return
-    the observation.
+    ``gym.make("rlem_gym/TextWorld-v0", games=None, num_games=10, first_seed=0, split=None,
+    rooms=3, objects=5, quest_length=3, cache_dir=None, max_steps=None, render_mode="ansi")``:
+    ``games`` is a list of game files (``.z8`` / ``.ulx`` with their ``.json``); without it the
+    env uses ``num_games`` generated games with seeds ``first_seed``, ``first_seed + 1``, ...,
+    each built on first use (about 2 s) into ``cache_dir`` (default :func:`default_cache_dir`).
+    ``split`` ("train", "dev" or "test", see :data:`SPLITS`) sets both to a split's seed range
+    instead, so that training and test games never share a seed. ``rooms``, ``objects`` and
+    ``quest_length`` set the generator; ``render_mode`` "ansi" makes ``render()`` return the
+    observation.
 
     ## References
     Côté et al., "TextWorld: A Learning Environment for Text-based Games" (2018),
@@ -163,15 +170,27 @@ class TextWorldEnv(gym.Env):
         *,
         num_games: int = 10,
         first_seed: int = 0,
+        split: str | None = None,
         rooms: int = ROOMS,
         objects: int = OBJECTS,
         quest_length: int = QUEST_LENGTH,
         cache_dir: str | os.PathLike[str] | None = None,
+        max_steps: int | None = None,
         render_mode: str | None = None,
     ) -> None:
-        _textworld()  # fail here, naming the extra, rather than at the first reset
+        require_textworld()  # fail here, naming the extra, rather than at the first reset
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        if max_steps is not None and int(max_steps) < 1:
+            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        if split is not None:
+            if games is not None:
+                raise ValueError("pass games= or split=, not both")
+            if split not in SPLITS:
+                raise ValueError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
+            first_seed, num_games = SPLITS[split]
+        self.split = split
+        self.max_steps = None if max_steps is None else int(max_steps)
         if games is not None:
             self.games = [Path(g) for g in games]
             missing = [str(g) for g in self.games if not g.exists()]
@@ -192,10 +211,16 @@ class TextWorldEnv(gym.Env):
         self._game_index: int | None = None
         self._obs = ""
         self._state: Any = None
+        self._steps = 0
 
     @property
     def num_games(self) -> int:
         return len(self._seeds) if self._seeds is not None else len(self.games)
+
+    @property
+    def num_tasks(self) -> int:
+        """The number of games (the benchmark runner's name for it)."""
+        return self.num_games
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         if self._state is None:
@@ -207,24 +232,31 @@ class TextWorldEnv(gym.Env):
         before = self._state["score"]
         with _quiet_jericho():
             self._state, _, done = self._game.step(action)
+        self._steps += 1
         self._obs = sanitize(clean_feedback(self._state.feedback))
-        return self._obs, float(self._state["score"] - before), bool(done), False, self._info("")
+        truncated = not done and self.max_steps is not None and self._steps >= self.max_steps
+        return self._obs, float(self._state["score"] - before), bool(done), truncated, self._info("")
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
         super().reset(seed=seed)
         options = options or {}
-        if "game_index" in options:
-            index = int_option(options["game_index"], "game_index", self.num_games)
+        check_option_keys(options, ("game_index", "task_index"), "TextWorld")
+        if "game_index" in options and "task_index" in options:
+            raise ValueError("reset options game_index and task_index name the same thing: pass one")
+        name = "game_index" if "game_index" in options else "task_index"
+        if name in options:
+            index = int_option(options[name], name, self.num_games)
         else:
             index = int(self.np_random.integers(self.num_games))
         if index != self._game_index or self._game is None:
             self._close_game()
-            textworld = _textworld()
+            textworld = require_textworld()
             infos = textworld.EnvInfos(**{name: True for name in _INFOS})
             self._game = textworld.start(str(self._game_path(index)), request_infos=infos)
             self._game_index = index
         with _quiet_jericho():
             self._state = self._game.reset()
+        self._steps = 0
         self._obs = sanitize(clean_feedback(self._state.feedback))
         return self._obs, self._info("")
 
@@ -247,6 +279,7 @@ class TextWorldEnv(gym.Env):
             "lost": bool(state["lost"]),
             "game_index": self._game_index,
             "game": self._game_path(self._game_index).name,
+            "game_path": str(self._game_path(self._game_index)),
             "last_action_error": error,
         }
 
