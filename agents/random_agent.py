@@ -1,10 +1,11 @@
-"""The ``random`` reference agent: a uniformly random action among those the step lists, no LLM.
+"""The ``random`` reference agent: a uniformly random valid action at every step, no LLM.
 
 It is the chance row of a table: what an agent scores that never reads the task or the
-observation but never writes an invalid action either. Any env whose adapter lists the valid
-actions (``info["available_actions"]`` / ``info["admissible_commands"]`` through the generic
-adapter, WebShop's clickables, ...) works. A step that lists nothing sends the adapter's first
-fallback candidate. Each episode's draws are a function of the episode's seed alone.
+observation but never writes an invalid action either. The actions are the adapter's fallback
+candidates, drawn as the ``random_valid`` fallback draws them: the listed actions through the
+generic adapter (TextWorld's admissible commands), WebShop's clickables and a search of the
+instruction's keywords, WikiHow's clicks, scrolls and a search of the task. Each episode's draws
+are a function of the episode's seed alone.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rlem_gym.agents.adapters import EnvAdapter, choose, get_adapter
+from rlem_gym.agents.adapters import EnvAdapter, get_adapter
 from rlem_gym.agents.base import Agent, StepInfo
 
 
@@ -43,16 +44,9 @@ class RandomAgent(Agent):
 
     def act(self, obs: str, info: dict[str, Any]) -> str:
         info = info or {}
-        listed = [a for a in self.adapter.available_actions(info) if a]
-        if listed:
-            action, reason = str(choose(self.rng, listed)), f"random: 1 of {len(listed)} listed actions"
-        else:
-            candidates = self.adapter.fallback_candidates(obs, info)
-            if not candidates:
-                raise ValueError("the random agent found no listed action and no fallback candidate at this step")
-            action, reason = str(candidates[0]), "random: no listed action; the first fallback candidate"
+        action = self.adapter.fallback(obs, info, "random_valid", self.rng)
         self.stats.steps += 1
-        self.last_step = StepInfo(action=action, reason=reason)
+        self.last_step = StepInfo(action=action, reason="random valid action")
         return action
 
     def observe(self, action: str, reward: float, terminated: bool, truncated: bool, info: dict[str, Any]) -> None:

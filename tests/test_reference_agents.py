@@ -44,7 +44,7 @@ def wikihow():
 
 def test_registered_without_llm():
     assert AGENTS["heuristic"] is HeuristicAgent and AGENTS["oracle"] is OracleAgent
-    for name in ("heuristic", "oracle"):
+    for name in ("heuristic", "oracle", "random"):
         agent = make_agent(name, None, "webshop")
         assert agent.uses_llm is False and agent.stats.llm_calls == 0
     with pytest.raises(ValueError, match="no memory"):
@@ -139,3 +139,16 @@ def test_wikihow_oracle_solves_tasks(wikihow):
         total, _, info, errors = play(wikihow, agent, t)
         assert errors == []
         assert info["subgoals_done"] == info["subgoals_total"] and total == info["subgoals_total"]
+
+
+@pytest.mark.parametrize("env_name", ["webshop", "wikihow"])
+def test_random_row_takes_only_valid_actions_and_repeats_with_its_seed(env_name, webshop, wikihow):
+    env = {"webshop": webshop, "wikihow": wikihow}[env_name]
+    agent = make_agent("random", None, env_name)
+    runs = []
+    for _ in range(2):
+        agent.reseed(3)
+        _, actions, _, errors = play(env, agent, 1)
+        assert errors == [] and agent.last_step.reason == "random valid action"
+        runs.append(actions)
+    assert runs[0] == runs[1] and len(set(runs[0])) > 1
