@@ -50,6 +50,8 @@ class StepInfo:
     """Wall time of the step's LLM calls, summed."""
     cached_tokens: int = 0
     """Prompt tokens the backend served from its KV cache instead of prefilling them (0 when unknown)."""
+    explored: bool = False
+    """True when the action was an exploration draw (the Rememberer's ``explore``), not the model's choice."""
 
 
 @dataclass

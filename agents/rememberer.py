@@ -12,6 +12,11 @@ The whole decision loop reads top to bottom in :meth:`Rememberer.act` and :meth:
 6. **update** (train mode, at episode end): hand the episode's steps, with the LLM's reason for
    each action, to ``memory.update``, which runs the RLEM Q-learning update.
 
+Exploration (not in the paper; off by default): ``explore=0.2`` makes 20% of training steps take
+a random valid action (the adapter's ``random_valid`` fallback draw) instead of the model's, the
+model then writing only the Q estimate and reason for it; the step is stored in memory as any
+other. It lets Q-learning see actions the model never proposes (on WebShop: product options).
+
 Ablation switches: ``discouraged=False`` drops the Discouraged part of the advice;
 ``random_advice=True`` reproduces the official code's invented advice (see
 :func:`exemplar_from_record`). One-step vs multi-step Q is a setting of the memory, not of the
@@ -34,6 +39,7 @@ from rlem_gym.advice import AdviceLine, ParsedAdvice, parse_advice
 from rlem_gym.agents.adapters import EnvAdapter
 from rlem_gym.agents.base import StepInfo
 from rlem_gym.agents.llm_agent import LLMAgent
+from rlem_gym.llm.base import Completion
 from rlem_gym.prompts import (
     DEFAULT_MARGIN_TOKENS,
     Exemplar,
@@ -111,6 +117,9 @@ class Rememberer(LLMAgent):
             (at every step, as the official code does; the default) or ``"episode"`` (once per
             record per episode, so that a record retrieved again shows the same text and the
             backend reuses its KV prefix; a method change, off by default).
+        explore: the probability that a training step explores (see the module docstring); 0 in
+            eval mode whatever it is set to. 0.0 (the paper's agent) draws nothing, so the other
+            random draws are unchanged.
     """
 
     name = "rememberer"
@@ -134,7 +143,10 @@ class Rememberer(LLMAgent):
         action_decoding: str = "constrained",
         full_reply: bool | None = None,
         advice_draw: str = "call",
+        explore: float = 0.0,
     ) -> None:
+        if not 0.0 <= float(explore) <= 1.0:
+            raise ValueError(f"explore must be a probability in [0, 1], got {explore}")
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k}")
         if advice_draw not in ADVICE_DRAWS:
@@ -157,6 +169,7 @@ class Rememberer(LLMAgent):
         self.random_advice = bool(random_advice)
         self.exemplar_order = check_exemplar_order(exemplar_order)
         self.advice_draw = advice_draw
+        self.explore = float(explore)
         self._drawn: dict[int, Exemplar] = {}  # record id -> its exemplar this episode (advice_draw="episode")
         self._task = ""
         self._steps: list[Step] = []
@@ -236,15 +249,20 @@ class Rememberer(LLMAgent):
             budget=self.prompt_budget(),
         )
 
-        # 3. generate, the reply starting with "Encouraged:" (backend errors propagate as LLMError);
-        #    constrained: the first action is one valid here, then (if the reason is used) the free rest
-        completion = self.complete_reply(built, self.action_constraint(info), rest=self._wants_reason())
+        explored = self._exploration(obs, info)
+        if explored is None:
+            # 3. generate, the reply starting with "Encouraged:" (backend errors propagate as LLMError);
+            #    constrained: the first action is one valid here, then (if the reason is used) the free rest
+            completion = self.complete_reply(built, self.action_constraint(info), rest=self._wants_reason())
 
-        # 4. parse the advice block: the cue the reply was forced to start with, then what the model wrote
-        parsed = parse_advice(built.response_prefix + completion.text, self.adapter.extract_actions)
+            # 4. parse the advice block: the cue the reply was forced to start with, then what the model wrote
+            parsed = parse_advice(built.response_prefix + completion.text, self.adapter.extract_actions)
 
-        # 5. choose: the first Encouraged action valid here, else a counted fallback
-        action, reason, fallback_reason = self._choose(parsed, obs, info)
+            # 5. choose: the first Encouraged action valid here, else a counted fallback
+            action, reason, fallback_reason = self._choose(parsed, obs, info)
+        else:  # exploring: the drawn action is given; the model writes its Q estimate and reason
+            completion, parsed, reason = self._explain(built, explored)
+            action, fallback_reason = explored, ""
 
         self._pending = Step(
             query,
@@ -267,8 +285,28 @@ class Rememberer(LLMAgent):
                 completion_tokens=completion.completion_tokens,
                 latency_s=completion.latency_s,
                 cached_tokens=completion.cached_tokens,
+                explored=explored is not None,
             )
         )
+
+    def _exploration(self, obs: str, info: dict[str, Any]) -> str | None:
+        """A random valid action when this training step explores (probability ``explore``), else None."""
+        if not (self.training and self.explore > 0.0) or self.rng.random() >= self.explore:
+            return None
+        action = self.adapter.fallback(obs, info, "random_valid", self.rng)
+        return None if action == self.adapter.noop_action else action
+
+    def _explain(self, built: Any, action: str) -> tuple[Completion, ParsedAdvice, str]:
+        """The model's Q estimate and reason for a given ``action`` (its reply forced to start with it).
+
+        Without a reason to store (``full_reply=False``) no call is made and the reason is empty.
+        """
+        if not self._wants_reason():
+            return Completion("", 0, 0, 0.0, "explore"), ParsedAdvice(), ""
+        completion = self.complete(built, after=action)
+        parsed = parse_advice(built.response_prefix + action + completion.text, self.adapter.extract_actions)
+        reason = parsed.encouraged[0].reason if parsed.encouraged else ""
+        return replace(completion, text=action + completion.text), parsed, reason
 
     def _wants_reason(self) -> bool:
         """Whether a constrained reply goes on after the action (``full_reply``; None = when training with a memory)."""

@@ -49,7 +49,16 @@ _LLM_KEYS = ("fallback", "max_tokens", "temperature")
 
 #: name -> the keys its variants may set
 VARIANT_KEYS: dict[str, tuple[str, ...]] = {
-    "rememberer": ("k", "discouraged", "random_advice", "exemplar_order", "init", *_LLM_KEYS, *MEMORY_KEYS),
+    "rememberer": (
+        "k",
+        "discouraged",
+        "random_advice",
+        "exemplar_order",
+        "init",
+        "explore",
+        *_LLM_KEYS,
+        *MEMORY_KEYS,
+    ),
     "static": ("exemplars", "init", *_LLM_KEYS),
     "react": _LLM_KEYS,
     "heuristic": ("policy",),

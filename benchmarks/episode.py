@@ -140,6 +140,7 @@ def run_episode(
                     "reward": reward,
                     "retrieved_ids": [int(r) for r in (st.retrieved_ids or [])],
                     "fallback": bool(st.fallback),
+                    "explored": bool(getattr(st, "explored", False)),
                     "copied_encouraged": copied,
                     "action_error": error,
                     "prompt_tokens": int(st.prompt_tokens),

@@ -297,7 +297,7 @@ def test_static_agent_uses_fixed_exemplars_and_never_learns():
 
 
 def test_registry_and_make_agent():
-    assert set(AGENTS) == {"rememberer", "react", "static", "heuristic", "oracle"}
+    assert set(AGENTS) == {"rememberer", "react", "static", "heuristic", "oracle", "random"}
     llm = ScriptedLLM([""])
     assert isinstance(make_agent("react", llm, "rlem_gym/WikiHow-v0"), ReActAgent)
     assert make_agent("static", llm, "wikihow").adapter.name == "wikihow"
@@ -515,3 +515,26 @@ def test_advice_drawn_once_per_episode_repeats_a_records_exemplar_until_the_next
     assert len(set(per_call[0])) > 1  # the official rendering draws again at every step
     with pytest.raises(ValueError, match="advice_draw"):
         Rememberer(ScriptedLLM([""]), None, WIKIHOW, advice_draw="step")
+
+
+def test_exploring_training_steps_take_a_random_valid_action_and_store_the_models_reason_for_it():
+    memory = wikihow_memory()
+    llm = ScriptedLLM([" -> 0.3 worth a try"])
+    agent = Rememberer(llm, memory, "wikihow", explore=1.0, seed=5).train()
+    actions = run_scripted_episode(agent)
+    candidates = set(get_adapter("wikihow").fallback_candidates(SCREENS[0], wikihow_info()))
+    assert set(actions) <= candidates and agent.last_step.explored and not agent.last_step.fallback
+    # the model was asked only for the reason: its reply was forced to start with the drawn action
+    assert [p.rsplit("\n", 1)[-1] for p in llm.prefixes] == actions
+    assert all(s.reason == "worth a try" for s in agent.episode_steps) and len(memory) == 3
+    # the draws repeat with the seed; in eval mode nothing is explored
+    again = Rememberer(ScriptedLLM([" -> 0.3 worth a try"]), wikihow_memory(), "wikihow", explore=1.0, seed=5).train()
+    assert run_scripted_episode(again) == actions
+    frozen = Rememberer(ScriptedLLM(REPLIES), wikihow_memory(), "wikihow", explore=1.0).eval()
+    assert run_scripted_episode(frozen) == ["INPUT(2, clean utensils)", "CLICK(3)", "SCROLL(DOWN)"]
+    assert not frozen.last_step.explored
+    with pytest.raises(ValueError, match="probability"):
+        Rememberer(llm, memory, "wikihow", explore=1.5)
+    from rlem_gym.agents.variants import parse_variant
+
+    assert parse_variant("rememberer[explore=0.2]").agent_settings == {"explore": 0.2}
