@@ -99,6 +99,13 @@ def _string_list(value: Any, where: str) -> list[str]:
     return list(value)
 
 
+def react_turn(observation: str, actions: Sequence[str], task: str = "") -> str:
+    """One ReAct observation of the generic layout: the task (when given), the observation, the listed actions."""
+    head = f"Task: {task}\n" if task else ""
+    listed = "\n".join(f"- {a}" for a in actions)
+    return f"{head}{observation}\nAvailable actions:\n{listed}"
+
+
 def env_action_names(env: Any) -> tuple[list[str], dict[str, int]] | None:
     """The env's own action names and the index of each, or None when it names none.
 
@@ -347,9 +354,7 @@ class GenericAdapter(EnvAdapter):
     def react_observation(self, obs: Any, info: dict[str, Any], first: bool) -> str:
         text = self.observation_text(obs, info)
         task = self.task_text(obs, info) if first else ""
-        head = f"Task: {task}\n" if task and task not in text else ""
-        listed = "\n".join(f"- {a}" for a in self.valid_actions(info))
-        return f"{head}{text}\nAvailable actions:\n{listed}"
+        return react_turn(text, self.valid_actions(info), task if task not in text else "")
 
     def react_example(self) -> str:
         return REACT_EXAMPLE if self._react_example is None else self._react_example
@@ -405,16 +410,9 @@ STATIC_EXEMPLARS: tuple[Exemplar, ...] = (
     ),
 )
 
-REACT_EXAMPLE = f"""Task: {_TASK}
-{_ROOM}
-Available actions:
-{chr(10).join(f"- {a}" for a in _ROOM_ACTIONS)}
+REACT_EXAMPLE = f"""{react_turn(_ROOM, _ROOM_ACTIONS, _TASK)}
 Action: think[The task names the red box, and "open red box" is an available action.]
 Observation: OK.
 Action: open red box
 Observation:
-You open the red box. The task is done.
-Available actions:
-- close red box
-- go east
-- look"""
+{react_turn("You open the red box. The task is done.", ("close red box", "go east", "look"))}"""

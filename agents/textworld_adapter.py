@@ -11,7 +11,7 @@ ReAct example. They were written over games of the ``train`` split (seeds 1 and 
 from __future__ import annotations
 
 from rlem_gym.advice import AdviceLine
-from rlem_gym.agents.generic_adapter import GenericAdapter
+from rlem_gym.agents.generic_adapter import GenericAdapter, react_turn
 from rlem_gym.prompts import Exemplar
 from rlem_gym.trajectory import Situation
 
@@ -95,22 +95,14 @@ STATIC_EXEMPLARS: tuple[Exemplar, ...] = (
     ),
 )
 
-REACT_EXAMPLE = f"""Task: {_QUEST_2}
-{_BEDCHAMBER}
-Available actions:
-{chr(10).join(f"- {a}" for a in _BEDCHAMBER_ACTIONS)}
+_WITH_KEYCARD = ("drop keycard", "examine box", "go north", "go west", "look", "unlock box with keycard")
+
+REACT_EXAMPLE = f"""{react_turn(_BEDCHAMBER, _BEDCHAMBER_ACTIONS, _QUEST_2)}
 Action: think[I already went south. The quest's next step is to take the keycard from the floor.]
 Observation: OK.
 Action: take keycard
 Observation:
-You pick up the keycard from the ground.
-Available actions:
-- drop keycard
-- examine box
-- go north
-- go west
-- look
-- unlock box with keycard
+{react_turn("You pick up the keycard from the ground.", _WITH_KEYCARD)}
 Action: think[With the keycard, the last step is to unlock the box.]
 Observation: OK.
 Action: unlock box with keycard
