@@ -1,4 +1,4 @@
-"""The "Your own env" example (docs/own_env.md) runs as written, with a scripted LLM in place of the model."""
+"""The README's "Your own env" example runs as written, with a scripted LLM in place of the model; docs/own_env.md's TextWorld snippet builds its agent."""
 
 from __future__ import annotations
 
@@ -13,12 +13,17 @@ from rlem_gym.agents.generic_adapter import GenericAdapter
 from rlem_gym.llm.base import LLM, Completion
 from rlem_gym.memory import ExperienceMemory
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "own_env.md"
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "own_env.md"
+README = ROOT / "README.md"
 
 
-def code_blocks() -> list[str]:
-    """The doc's python code blocks, in order."""
-    return re.findall(r"^```python\n(.*?)^```$", DOC.read_text(encoding="utf-8"), re.MULTILINE | re.DOTALL)
+def code_blocks(path: Path = DOC, section: str = "") -> list[str]:
+    """The python code blocks of ``path`` (of its ``## section`` only, when given), in order."""
+    text = path.read_text(encoding="utf-8")
+    if section:
+        text = text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^```python\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)
 
 
 class GoalReadingLLM(LLM):
@@ -47,12 +52,12 @@ def test_the_example_trains_the_rememberer_on_its_env(monkeypatch, tmp_path):
     asked = []
     monkeypatch.setattr(rlem_gym.llm, "make_llm", lambda spec=None, **kw: asked.append(spec) or llm)
     monkeypatch.chdir(tmp_path)
-    example = code_blocks()[0]
+    (example,) = code_blocks(README, "Your own env")
     assert len(example.splitlines()) <= 35
     namespace: dict = {}
-    exec(compile(example, str(DOC), "exec"), namespace)  # the doc's own code, as written
+    exec(compile(example, str(README), "exec"), namespace)  # the doc's own code, as written
     agent = namespace["agent"]
-    assert asked == ["qwen2.5-coder-0.5b"] and isinstance(agent.adapter, GenericAdapter)
+    assert asked == [None] and isinstance(agent.adapter, GenericAdapter)  # make_llm(): the default model
     assert agent.stats.episodes == 6 and agent.stats.fallbacks == 0 and llm.calls > 0
     assert agent.stats.steps == 6  # each episode opened the goal's door at its first step
     saved = ExperienceMemory.load(tmp_path / "doors-memory", agent.adapter.make_matcher())
@@ -68,6 +73,6 @@ def test_the_example_trains_the_rememberer_on_its_env(monkeypatch, tmp_path):
 def test_the_textworld_snippet_builds_its_agent(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     namespace = {"llm": GoalReadingLLM()}
-    exec(compile(code_blocks()[1], str(DOC), "exec"), namespace)
+    exec(compile(code_blocks()[0], str(DOC), "exec"), namespace)
     assert namespace["agent"].adapter.preamble.startswith("I play a text adventure game.")
     namespace["env"].close()
