@@ -16,6 +16,14 @@ is then generated freely by a second call that continues after the action (its p
 first call's plus the action, so the backend's KV prefix cache serves it). The second call is made
 only when the reply's reason is used: ``full_reply=None`` (default) means when a Rememberer
 trains (the reason is stored in memory); ``True``/``False`` force it.
+
+``action_decoding="scored"`` (a decoding change, off by default) chooses the action slot by whole
+candidates instead of token by token: when the page's valid actions are all literals, each is
+scored by its log-likelihood after the prompt (:meth:`rlem_gym.llm.LLM.score`; llama.cpp) and the
+most likely one is taken. Token-by-token masking commits to a first token and can be diverted by
+it (a started ``click[b...`` option ending as ``click[back to search]``); scoring cannot. A page
+with a free-text action (a search box, ReAct's ``think[...]``) is decoded as in ``constrained``,
+and so is every page on a backend that cannot score (with a warning).
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ if TYPE_CHECKING:
     from rlem_gym.llm.constraint import ActionConstraint
 
 #: the ``action_decoding`` modes
-ACTION_DECODINGS: tuple[str, ...] = ("free", "constrained")
+ACTION_DECODINGS: tuple[str, ...] = ("free", "constrained", "scored")
 #: most tokens of a constrained action (a long product option or a search query fits)
 ACTION_MAX_TOKENS = 96
 
@@ -87,7 +95,7 @@ class LLMAgent(Agent):
         max_tokens, temperature, stop: generation settings (temperature 0 = greedy).
         seed: seeds ``self.rng`` (random fallback, random advice) and the LLM calls.
         margin: tokens kept free for the backend's chat template when fitting the prompt.
-        action_decoding: ``"free"`` or ``"constrained"`` (see the module docstring).
+        action_decoding: ``"free"``, ``"constrained"`` or ``"scored"`` (see the module docstring).
         full_reply: in constrained mode, also generate the reply after the action (None = when
             the reason is used).
     """
@@ -122,6 +130,7 @@ class LLMAgent(Agent):
         self.action_decoding = check_action_decoding(action_decoding)
         self.full_reply = None if full_reply is None else bool(full_reply)
         self._warned_unconstrained = False
+        self._warned_unscored = False
         self.reseed(seed)
 
     def reseed(self, seed: int) -> None:
@@ -135,10 +144,13 @@ class LLMAgent(Agent):
 
     @property
     def effective_action_decoding(self) -> str:
-        """``"constrained"`` only when asked for and the backend enforces constraints; else ``"free"``."""
-        if self.action_decoding == "constrained" and getattr(self.llm, "supports_constraint", False):
-            return "constrained"
-        return "free"
+        """The mode asked for, as far as the backend supports it: ``"scored"`` needs scoring,
+        ``"constrained"`` (and ``"scored"`` without scoring) needs constraints; else ``"free"``."""
+        if self.action_decoding == "free" or not getattr(self.llm, "supports_constraint", False):
+            return "free"
+        if self.action_decoding == "scored" and getattr(self.llm, "supports_scoring", False):
+            return "scored"
+        return "constrained"
 
     def action_constraint(self, info: dict, lead: str = "") -> "ActionConstraint | None":
         """This step's constraint on the action slot (each action after ``lead``); None = free decoding.
@@ -146,7 +158,7 @@ class LLMAgent(Agent):
         None in free mode, on a page with no valid action, and when the backend cannot enforce
         constraints (then a warning is given once, and the agent decodes freely).
         """
-        if self.action_decoding != "constrained":
+        if self.action_decoding == "free":
             return None
         if not getattr(self.llm, "supports_constraint", False):
             if not self._warned_unconstrained:
@@ -173,9 +185,12 @@ class LLMAgent(Agent):
     ) -> "Completion":
         """One LLM call on ``built`` (its cue, then ``after``, as ``response_prefix``); counts the call and its tokens.
 
-        With a ``constraint`` the reply is one action (at most :data:`ACTION_MAX_TOKENS` tokens).
+        With a ``constraint`` the reply is one action (at most :data:`ACTION_MAX_TOKENS` tokens),
+        or in ``scored`` mode the most likely of its literals (:meth:`score_action`).
         Backend failures (:class:`rlem_gym.llm.LLMError`) propagate.
         """
+        if constraint is not None and self._scores(constraint):
+            return self.score_action(built, constraint, after)
         completion = self.llm.generate(
             built.text,
             max_tokens=max(self.max_tokens, ACTION_MAX_TOKENS) if constraint is not None else self.max_tokens,
@@ -189,6 +204,36 @@ class LLMAgent(Agent):
         self.stats.prompt_tokens += completion.prompt_tokens
         self.stats.completion_tokens += completion.completion_tokens
         return completion
+
+    def _scores(self, constraint: "ActionConstraint") -> bool:
+        """Whether this constrained slot is chosen by scoring (``scored`` mode, literals only, a backend that scores)."""
+        if self.action_decoding != "scored" or constraint.templates or not constraint.literals:
+            return False
+        if getattr(self.llm, "supports_scoring", False):
+            return True
+        if not self._warned_unscored:
+            warnings.warn(
+                f"{getattr(self.llm, 'name', 'this LLM')} cannot score actions: "
+                "the agent decodes them token by token (action_decoding='constrained')",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            self._warned_unscored = True
+        return False
+
+    def score_action(self, built: BuiltPrompt, constraint: "ActionConstraint", after: str = "") -> "Completion":
+        """The most likely of the constraint's literals after the prompt (ties: the first listed), as a Completion."""
+        from rlem_gym.llm.base import Completion
+
+        literals = list(constraint.literals)
+        scores = self.llm.score(built.text, literals, response_prefix=built.response_prefix + after)
+        best = int(np.argmax(scores.logprobs))
+        self.stats.llm_calls += 1
+        self.stats.prompt_tokens += scores.prompt_tokens
+        self.stats.completion_tokens += scores.scored_tokens
+        return Completion(
+            literals[best], scores.prompt_tokens, scores.scored_tokens, scores.latency_s, "stop", scores.cached_tokens
+        )
 
     def complete_reply(
         self, built: BuiltPrompt, constraint: "ActionConstraint | None", *, rest: bool, seed_offset: int = 0

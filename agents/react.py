@@ -73,8 +73,9 @@ class ReActAgent(LLMAgent):
         example: replace the adapter's example trajectory (same transcript format).
         history: ``"last"`` (first and current observation in full, earlier steps as actions only)
             or ``"full"`` (every page and thought); see the module docstring.
-        action_decoding: ``"free"`` or ``"constrained"``: the ``Action:`` line is one action valid
-            on the page, or (while thoughts are allowed) ``think[...]``.
+        action_decoding: ``"free"``, ``"constrained"`` or ``"scored"``: the ``Action:`` line is one
+            action valid on the page, or (while thoughts are allowed) ``think[...]``; see
+            :mod:`rlem_gym.agents.llm_agent`.
     """
 
     name = "react"

@@ -109,8 +109,9 @@ class Rememberer(LLMAgent):
         exemplar_order: ``"official"`` (the official code's: most similar last, next to the new
             input, numbered by rank; the default), ``"similarity"`` (most similar first) or
             ``"stable"`` (by memory record id); see :func:`rlem_gym.prompts.order_exemplars`.
-        action_decoding: ``"free"`` or ``"constrained"`` (the first Encouraged action is generated
-            under the page's valid actions; see :mod:`rlem_gym.agents.llm_agent`).
+        action_decoding: ``"free"``, ``"constrained"`` (the first Encouraged action is generated
+            under the page's valid actions) or ``"scored"`` (the most likely whole valid action);
+            see :mod:`rlem_gym.agents.llm_agent`.
         full_reply: in constrained mode, generate the reason and Discouraged list after the action
             (None = only in train mode, where the reason is stored in memory).
         advice_draw: with ``random_advice``, when a record's invented advice is drawn: ``"call"``

@@ -45,7 +45,7 @@ MEMORY_KEYS = (
     "eviction",
     "learning",
 )
-_LLM_KEYS = ("fallback", "max_tokens", "temperature")
+_LLM_KEYS = ("fallback", "max_tokens", "temperature", "action_decoding")
 
 #: name -> the keys its variants may set
 VARIANT_KEYS: dict[str, tuple[str, ...]] = {

@@ -351,3 +351,81 @@ def test_an_interrupt_inside_the_llamacpp_logits_processor_is_not_lost(gguf_llm,
     monkeypatch.setattr(VocabIndex, "constrain", real)
     out = gguf_llm.generate(prompt, response_prefix="Encouraged:\n", constraint=WIKI, max_tokens=48)
     assert WIKI.matches(out.text), out.text
+
+
+# ------------------------------------------------------------------------------------ scored action decoding
+class ScoringLLM(ScriptedLLM):
+    """A scripted LLM that also scores: each continuation's log-likelihood is looked up in ``likes`` (default -9)."""
+
+    supports_scoring = True
+
+    def __init__(self, replies: list[str], likes: dict[str, float]) -> None:
+        super().__init__(replies)
+        self.likes = likes
+        self.scored: list[tuple[str, ...]] = []
+
+    def score(self, prompt, continuations, *, response_prefix=""):
+        from rlem_gym.llm.base import Scores
+
+        self.scored.append(tuple(continuations))
+        return Scores(tuple(self.likes.get(c, -9.0) for c in continuations), 10, len(continuations), 0.0)
+
+
+def test_scored_decoding_takes_the_most_likely_whole_action_and_decodes_free_text_slots() -> None:
+    env, obs, info = _page("rlem_gym/WebShop-v0")
+    llm = ScoringLLM(["search[red shoes]", " -> 0.4 ok", " -> 0.9 the first result"], {})
+    agent = make_agent("rememberer", llm, "webshop", action_decoding="scored").train()
+    agent.reset(obs, info)
+    # the search page has a free-text slot: decoded under the constraint, as in constrained mode
+    assert agent.act(obs, info) == "search[red shoes]" and llm.scored == []
+    obs, _, _, _, info = env.step("search[red shoes]")
+    clicks = [f"click[{c}]" for c in info["available_actions"]["clickables"]]
+    llm.likes = {clicks[-1]: -1.0, clicks[0]: -2.0}
+    assert agent.act(obs, info) == clicks[-1]  # every valid click scored; the most likely taken
+    assert set(llm.scored[0]) == set(agent.adapter.action_constraint(info).literals)
+    assert llm.calls[-1]["response_prefix"].endswith("Encouraged:\n" + clicks[-1])  # the reason continues it
+    assert agent.last_step.reason == "the first result" and agent.effective_action_decoding == "scored"
+    env.close()
+
+
+def test_scored_decoding_without_a_scoring_backend_warns_and_decodes_token_by_token() -> None:
+    env, obs, info = _page("rlem_gym/WebShop-v0")
+    obs, _, _, _, info = env.step("search[shoes]")
+    llm = ScriptedLLM([" click[back to search]"])
+    agent = make_agent("static", llm, "webshop", action_decoding="scored")
+    agent.reset(obs, info)
+    with pytest.warns(RuntimeWarning, match="cannot score"):
+        agent.act(obs, info)
+    assert llm.calls[0]["constraint"] is not None and agent.effective_action_decoding == "constrained"
+    env.close()
+
+
+def test_llamacpp_scores_are_the_continuations_log_likelihoods(gguf_llm) -> None:
+    """Checked against llama.cpp's own per-token logits of the whole text (a context that keeps them all)."""
+    import numpy as np
+    from llama_cpp import Llama
+
+    from rlem_gym.llm.llamacpp import log_softmax
+
+    prompt = "Instruction: buy a black medium t-shirt. Options: black, white, medium. Click one."
+    cands = ["click[black]", "click[white]", "click[medium]", "click[back to search]", "click[black]x"]
+    got = gguf_llm.score(prompt, cands, response_prefix="Encouraged:\n")
+    again = gguf_llm.score(prompt, cands, response_prefix="Encouraged:\n")  # from the live context
+    text, _ = gguf_llm.prompt_text(prompt, "Encouraged:\n")
+    ids = gguf_llm._tokens(text)
+    ref = Llama(model_path=gguf_llm._llm.model_path, n_ctx=512, logits_all=True, verbose=False)
+    try:
+        want = []
+        for c in cands:
+            whole = gguf_llm._tokens(text + c)
+            ref.reset()
+            ref.eval(whole)
+            rows = log_softmax(np.asarray(ref.scores[len(ids) - 1 : len(whole) - 1]))
+            want.append(sum(rows[j][t] for j, t in enumerate(whole[len(ids) :])))
+    finally:
+        ref.close()
+    assert np.allclose(got.logprobs, want, atol=0.15) and np.allclose(again.logprobs, want, atol=0.15)
+    assert got.logprobs[4] < got.logprobs[0]  # a longer continuation that extends another is less likely
+    assert got.prompt_tokens == len(ids) and again.cached_tokens == len(ids) - 1
+    greedy = gguf_llm.generate(prompt, response_prefix="Encouraged:\n", constraint=ActionConstraint.of(cands[:4]))
+    assert greedy.text in cands[:4]

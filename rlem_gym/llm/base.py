@@ -33,6 +33,22 @@ class Completion:
     """Prompt tokens served from a reused prefix cache (0 when the backend does not know)."""
 
 
+@dataclass(frozen=True)
+class Scores:
+    """What one ``score`` call returns: the log-likelihood of each continuation, and its cost."""
+
+    logprobs: tuple[float, ...]
+    """Per continuation (in the order given): the sum of its tokens' log-probabilities after the prompt."""
+    prompt_tokens: int
+    """Tokens in the prompt (response prefix included)."""
+    scored_tokens: int
+    """Tokens evaluated for the continuations (shared prefixes counted once)."""
+    latency_s: float
+    """Wall time of the call, seconds."""
+    cached_tokens: int = 0
+    """Prompt tokens served from a reused prefix cache."""
+
+
 class LLM(ABC):
     """A text generator: ``generate(prompt, *, max_tokens, stop, temperature, seed, response_prefix)``.
 
@@ -49,6 +65,8 @@ class LLM(ABC):
     context_length: int = 2048
     #: whether ``generate(..., constraint=...)`` is enforced by this backend
     supports_constraint: bool = False
+    #: whether :meth:`score` is implemented (whole-action likelihood scoring)
+    supports_scoring: bool = False
 
     @abstractmethod
     def generate(
@@ -79,6 +97,13 @@ class LLM(ABC):
                 (``stop`` does not apply). A backend that cannot enforce it raises
                 ``NotImplementedError``; check :attr:`supports_constraint` first.
         """
+
+    def score(self, prompt: str, continuations: Sequence[str], *, response_prefix: str = "") -> Scores:
+        """The log-likelihood of each continuation right after ``prompt`` and ``response_prefix``.
+
+        A backend that cannot score raises ``NotImplementedError``; check :attr:`supports_scoring`.
+        """
+        raise NotImplementedError(f"{self.name} cannot score continuations (supports_scoring is False)")
 
     def count_tokens(self, text: str) -> int:
         """Number of tokens of ``text`` under this model's tokenizer (approximate by default)."""

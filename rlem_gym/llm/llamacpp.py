@@ -20,6 +20,7 @@ from rlem_gym.llm.base import (
     LLM,
     Completion,
     LLMError,
+    Scores,
     chat_messages,
     check_generate_args,
     common_prefix_len,
@@ -39,6 +40,13 @@ def import_llama_cpp() -> Any:
     except ImportError as exc:
         raise ImportError(f"the llama.cpp backend needs llama-cpp-python: run `{INSTALL_HINT}`") from exc
     return llama_cpp
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax, in float64."""
+    x = np.asarray(logits, dtype=np.float64)
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
 
 
 def gguf_context_length(path: str | Path) -> int | None:
@@ -137,6 +145,7 @@ class LlamaCppBackend(LLM):
         self.name = name or f"gguf:{path}"
         self._lock = threading.Lock()
         self.supports_constraint = True
+        self.supports_scoring = True
         if constraint_engine not in ("mask", "grammar"):
             raise ValueError(f"constraint_engine must be 'mask' or 'grammar', got {constraint_engine!r}")
         self.constraint_engine = constraint_engine
@@ -340,6 +349,88 @@ class LlamaCppBackend(LLM):
             finish_reason=finish_reason(out["choices"][0].get("finish_reason")),
             cached_tokens=cached,
         )
+
+    def _tokens(self, text: str) -> list[int]:
+        """``text`` as the model reads it: the vocabulary's BOS added only when the text has none."""
+        add_bos = not (self._bos_text and text.startswith(self._bos_text))
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+
+    def _eval_logprobs(self, tokens: Sequence[int], at: int) -> np.ndarray:
+        """Evaluate ``tokens`` at position ``at`` (the KV cache after it dropped) and return the
+        log-softmax of the logits after each of them, one row per token."""
+        llm = self._llm
+        llama_cpp = import_llama_cpp()
+        n_vocab = int(llm.n_vocab())
+        rows = []
+        llm._ctx.kv_cache_seq_rm(-1, at, -1)
+        for i in range(0, len(tokens), llm.n_batch):
+            batch = list(tokens[i : i + llm.n_batch])
+            llm._batch.set_batch(batch=batch, n_past=at + i, logits_all=True)
+            llm._ctx.decode(llm._batch)
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(llm._ctx.ctx), shape=(len(batch) * n_vocab,))
+            rows.append(log_softmax(logits.reshape(len(batch), n_vocab)))
+            llm.input_ids[at + i : at + i + len(batch)] = batch
+        llm.n_tokens = at + len(tokens)
+        return np.concatenate(rows)
+
+    def score(self, prompt: str, continuations: Sequence[str], *, response_prefix: str = "") -> Scores:
+        """See :meth:`LLM.score`: the prompt is evaluated once (from the prefix cache when it can),
+        then the continuations in sorted token order, so that a shared start is evaluated once.
+
+        A continuation is tokenized as part of the whole text (prompt, prefix, continuation), as
+        generation would meet it; where that would change the prompt's own last tokens, it is
+        tokenized alone.
+        """
+        start = timed()
+        if not continuations:
+            raise ValueError("score() needs at least one continuation")
+        text, _ = self.prompt_text(prompt, response_prefix)
+        ids = self._tokens(text)
+        seqs: list[tuple[int, ...]] = []
+        for c in continuations:
+            whole = self._tokens(text + c)
+            seq = whole[len(ids) :] if whole[: len(ids)] == ids else self._tokens_plain(c)
+            if not seq:
+                raise ValueError(f"continuation {c!r} has no tokens")
+            seqs.append(tuple(seq))
+        logprobs = [0.0] * len(seqs)
+        scored = 0
+        with self._lock:
+            self._start_from_longest_prefix(ids)
+            before = self._cached_ids()
+            n = len(ids)
+            llm = self._llm
+            # without a prefix cache the live context may hold more than the prompt (an earlier
+            # reply, the last continuation scored): go on from the part it shares with the prompt
+            live = common_prefix(np.asarray(llm.input_ids[: llm.n_tokens], dtype=np.int64), np.asarray(ids))
+            first = min(int(llm.n_tokens), live, n - 1)
+            llm.n_tokens = first
+            try:
+                llm.eval(ids[first:])  # the prompt, with the logits of its last token only
+                n_vocab = int(llm.n_vocab())
+                last = import_llama_cpp().llama_get_logits_ith(llm._ctx.ctx, -1)
+                after_prompt = log_softmax(np.ctypeslib.as_array(last, shape=(n_vocab,)))
+                self._previous = np.asarray(ids, dtype=np.int64)
+                self._snapshot()
+                path: tuple[int, ...] = ()
+                rows = [after_prompt]  # rows[j]: log-probabilities after the prompt and path[:j]
+                for i in sorted(range(len(seqs)), key=lambda j: seqs[j]):
+                    seq = seqs[i]
+                    keep = common_prefix_len(path, seq[:-1])
+                    path, rows = path[:keep], rows[: keep + 1]
+                    todo = seq[keep:-1]
+                    if todo:
+                        rows.extend(self._eval_logprobs(todo, n + keep))
+                        path = path + tuple(todo)
+                        scored += len(todo)
+                    logprobs[i] = float(sum(rows[j][t] for j, t in enumerate(seq)))
+            except RuntimeError as exc:
+                raise LLMError(f"{self.name} failed to score: {exc}") from exc
+        cached = min(common_prefix_len(before, ids), max(0, n - 1))
+        return Scores(tuple(logprobs), n, scored + len(seqs), timed() - start, cached)
+
+    def _tokens_plain(self, text: str) -> list[int]:
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def reset_cache(self) -> None:
         """Forget the evaluated prefix: the next call prefills from scratch, or from the prefix cache's
