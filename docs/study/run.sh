@@ -74,23 +74,20 @@ RUNS[webshop-ablations]="--env webshop --agents rememberer[discouraged=false],re
 RUNS[webshop-success-replay]="--env webshop --agents rememberer[discouraged=false,learning=success_replay] --train-split train[0:10] --test-split test[0:50] --init-memory webshop:E0"
 RUNS[wikihow-S1]="--env wikihow --agents rememberer --train-split train_S1 --test-split microcanon70 --init-memory wikihow:init"
 RUNS[wikihow-annotated]="--env wikihow --agents rememberer@untrained --epochs 0 --test-split microcanon70 --init-memory wikihow:annotated"
-# levers toward reading the goal, on dev goals only (train[20:60]; never test): the trained memory of
-# webshop-main (frozen, the reference) against a Rememberer trained the same way with exploration
-# (20% of training steps take a random valid action, so that option clicks get Q values)
-NEEDS[webshop-dev-explore]=webshop-main
-RUNS[webshop-dev-explore]="--env webshop --agents rememberer[init=${SNAP}03]@untrained,rememberer[explore=0.2],heuristic --train-split train[0:10] --test-split train[20:60] --init-memory webshop:E0 --reference rememberer[init=${SNAP}03]@untrained"
-# whole-action scoring on the same dev goals: the action slot is the most likely whole valid action
-# instead of a token-by-token choice (the single-step probe saw 19 of 100 item-page clicks end as
-# `click[back to search]`); trained the same way, against the same frozen reference
-NEEDS[webshop-dev-scored]=webshop-main
-RUNS[webshop-dev-scored]="--env webshop --agents rememberer[init=${SNAP}03]@untrained,rememberer[action_decoding=scored],heuristic --train-split train[0:10] --test-split train[20:60] --init-memory webshop:E0 --reference rememberer[init=${SNAP}03]@untrained"
+# levers toward reading the goal, on dev goals only (train[20:60]; never test), each trained as
+# webshop-main was and tested against its trained memory (frozen, the reference row): exploration
+# (20% of training steps take a random valid action, so that option clicks get Q values) and
+# whole-action scoring (the action slot is the most likely whole valid action, not a token-by-token
+# choice: the single-step probe saw 19 of 100 item-page clicks end as `click[back to search]`)
+NEEDS[webshop-dev-levers]=webshop-main
+RUNS[webshop-dev-levers]="--env webshop --agents rememberer[init=${SNAP}03]@untrained,rememberer[explore=0.2],rememberer[action_decoding=scored],heuristic --train-split train[0:10] --test-split train[20:60] --init-memory webshop:E0 --reference rememberer[init=${SNAP}03]@untrained"
 # a third-party env: TextWorld games generated locally (the textworld extra), 10 training games and 30
 # test games from disjoint seed ranges; no initial pool (the Rememberer starts empty, so its untrained
 # row is zero-shot), the static row shows the adapter's two exemplars written over training games
 RUNS[textworld-main]="--env textworld --agents rememberer,rememberer@untrained,static,react,random,oracle --train-split train[0:10] --test-split test[0:30]"
 # webshop-main before the rest of wikihow-main: its re-run (~8.5 h) settles the provisional WebShop
 # verdict, while wikihow-main still has ~28 h to go (its epoch 3 and its test); both resume as they are
-ORDER=(webshop-main wikihow-main webshop-snapshots webshop-heldout webshop-E1 webshop-E2 webshop-S1 webshop-ablations webshop-success-replay wikihow-S1 wikihow-annotated textworld-main webshop-dev-explore webshop-dev-scored)
+ORDER=(webshop-main wikihow-main webshop-snapshots webshop-heldout webshop-E1 webshop-E2 webshop-S1 webshop-ablations webshop-success-replay wikihow-S1 wikihow-annotated textworld-main webshop-dev-levers)
 
 for name in "${@:-${ORDER[@]}}"; do
   [ -n "${RUNS[$name]:-}" ] || { echo "unknown run $name; runs: ${ORDER[*]}" >&2; exit 2; }
