@@ -92,6 +92,24 @@ def test_option_probe_finds_goal_option_pages_and_scores_clicks(capsys):
     assert f"| {100 / len(rows):.1f} [" in table  # one goal option click in len(rows) pages
 
 
+def test_option_probe_scored_decoding_takes_the_most_likely_valid_click():
+    """``--decoding scored``: every valid click is scored on the plain prompt and the most likely one taken."""
+    from rlem_gym.agents.adapters import get_adapter
+    from rlem_gym.benchmarks.study.probes import option_probe
+    from rlem_gym.llm.base import Scores
+
+    class Scoring:
+        def score(self, prompt, continuations, *, response_prefix=""):
+            self.seen = list(continuations)
+            return Scores(tuple(-1.0 if c == "click[buy now]" else -5.0 for c in continuations), 42, 9, 0.0)
+
+    info = {"available_actions": {"has_search_bar": False, "clickables": ["back to search", "black", "buy now"]}}
+    page = {"info": info, "instruction": "a black shirt", "obs": "a shirt [SEP] black [SEP] buy now"}
+    llm = Scoring()
+    assert option_probe.ask_plain(llm, get_adapter("webshop"), page, "scored") == ("click[buy now]", 42)
+    assert sorted(llm.seen) == ["click[back to search]", "click[black]", "click[buy now]"]
+
+
 def test_option_probe_episode_table_from_committed_runs(capsys):
     """The whole-episode view reads published records: the oracle always clicks a goal option next."""
     from rlem_gym.benchmarks.study.probes import option_probe

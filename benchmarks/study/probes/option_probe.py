@@ -12,7 +12,9 @@ A row says whether the click is one of the goal's option values (``goal_option``
 option value (``other_option``), ``buy now``, or anything else. The summary gives each rate with a
 95% interval that resamples products (cluster bootstrap), since goals share products, and the
 chance rate: how often a uniformly random valid click would be a goal option on the same pages.
-``--summary A.jsonl B.jsonl ...`` prints one table of several runs.
+``--summary A.jsonl B.jsonl ...`` prints one table of several runs. ``--decoding scored`` picks
+the click as the most likely whole valid action (``action_decoding="scored"``) instead of token by
+token under the constraint (``constrained``, the study's setting).
 
     python -m rlem_gym.benchmarks.study.probes.option_probe --model qwen2.5-coder-0.5b:gguf \\
         --prompt plain --goals 20:200 --pages 100 --out docs/study/probes/option_probe/0.5b-plain.jsonl
@@ -42,6 +44,7 @@ from rlem_gym.benchmarks.study.probes import STUDY_DOCS
 CONFIG = STUDY_DOCS / "webshop-main" / "config.json"
 DEFAULT_MEMORY = Path("runs/study/webshop-main/train/seed0/memory_epoch03")
 PROMPTS = ("rememberer", "plain")
+DECODINGS = ("constrained", "scored")
 #: oracle steps allowed to reach the goal product's page
 MAX_WALK = 8
 PLAIN_PROMPT = """\
@@ -134,12 +137,17 @@ def ask_rememberer(agent: Any, page: dict[str, Any]) -> tuple[str, int]:
     return action, agent.last_step.prompt_tokens
 
 
-def ask_plain(llm: Any, adapter: Any, page: dict[str, Any]) -> tuple[str, int]:
+def ask_plain(llm: Any, adapter: Any, page: dict[str, Any], decoding: str = "constrained") -> tuple[str, int]:
     """The model's click given only the instruction, the page and its valid actions."""
     info = page["info"]
     actions = [f"click[{c}]" for c in (info.get("available_actions") or {}).get("clickables", ())]
     prompt = PLAIN_PROMPT.format(instruction=page["instruction"], page=page["obs"], actions="\n".join(actions))
-    reply = llm.generate(prompt, max_tokens=48, temperature=0.0, constraint=adapter.action_constraint(info))
+    constraint = adapter.action_constraint(info)
+    if decoding == "scored":
+        literals = list(constraint.literals)
+        scores = llm.score(prompt, literals)
+        return literals[max(range(len(literals)), key=lambda i: scores.logprobs[i])], scores.prompt_tokens
+    reply = llm.generate(prompt, max_tokens=48, temperature=0.0, constraint=constraint)
     return reply.text.strip(), reply.prompt_tokens
 
 
@@ -239,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="qwen2.5-coder-0.5b:gguf")
     ap.add_argument("--prompt", choices=PROMPTS, default="plain")
+    ap.add_argument("--decoding", choices=DECODINGS, default="constrained", help="how the click is chosen")
     ap.add_argument("--goals", default="20:200", help="train goal range first:last (dev goals)")
     ap.add_argument("--pages", type=int, default=100, help="stop after this many pages")
     ap.add_argument("--memory", default=str(DEFAULT_MEMORY), help="the Rememberer's saved memory")
@@ -278,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.prompt == "rememberer":
             if not Path(args.memory, "MANIFEST.json").exists():
                 ap.error(f"--memory {args.memory}: no saved memory there (see --help to restore the study's)")
-            agent = build.agent(parse_variant("rememberer"), llm, build.load_memory(args.memory)).eval()
+            label = "rememberer" if args.decoding == "constrained" else f"rememberer[action_decoding={args.decoding}]"
+            agent = build.agent(parse_variant(label), llm, build.load_memory(args.memory)).eval()
     rows = []
     out = args.out.open("a") if args.out is not None and not args.pages_only else None
     try:
@@ -294,8 +304,10 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(done[page["goal"]])
                 continue
             ask = ask_rememberer if agent is not None else None
-            action, tokens = ask(agent, page) if ask else ask_plain(llm, adapter, page)
-            row.update(model=args.model, prompt=args.prompt, action=action, prompt_tokens=tokens)
+            action, tokens = ask(agent, page) if ask else ask_plain(llm, adapter, page, args.decoding)
+            row.update(
+                model=args.model, prompt=args.prompt, decoding=args.decoding, action=action, prompt_tokens=tokens
+            )
             row["outcome"] = classify(action, page)
             rows.append(row)
             if out is not None:
@@ -308,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         if llm is not None:
             llm.close()
     if not args.pages_only:
-        print(summary_table({f"{args.model} {args.prompt}": rows}))
+        print(summary_table({f"{args.model} {args.prompt} {args.decoding}": rows}))
     return 0
 
 
