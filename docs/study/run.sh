@@ -81,13 +81,16 @@ RUNS[wikihow-annotated]="--env wikihow --agents rememberer@untrained --epochs 0 
 # choice: the single-step probe saw 19 of 100 item-page clicks end as `click[back to search]`)
 NEEDS[webshop-dev-levers]=webshop-main
 RUNS[webshop-dev-levers]="--env webshop --agents rememberer[init=${SNAP}03]@untrained,rememberer[explore=0.2],rememberer[action_decoding=scored],heuristic --train-split train[0:10] --test-split train[20:60] --init-memory webshop:E0 --reference rememberer[init=${SNAP}03]@untrained"
+# the 1.5B model, which the single-step probe found reading the goal's option on 53% of dev item pages
+# (0.5B: 21%): trained and untrained Rememberer, static and the heuristic on the same dev goals
+RUNS[webshop-dev-1.5b]="--env webshop --llm qwen2.5-coder-1.5b:gguf --agents rememberer,rememberer@untrained,static,heuristic --train-split train[0:10] --test-split train[20:60] --init-memory webshop:E0"
 # a third-party env: TextWorld games generated locally (the textworld extra), 10 training games and 30
 # test games from disjoint seed ranges; no initial pool (the Rememberer starts empty, so its untrained
 # row is zero-shot), the static row shows the adapter's two exemplars written over training games
 RUNS[textworld-main]="--env textworld --agents rememberer,rememberer@untrained,static,react,random,oracle --train-split train[0:10] --test-split test[0:30]"
 # webshop-main before the rest of wikihow-main: its re-run (~8.5 h) settles the provisional WebShop
 # verdict, while wikihow-main still has ~28 h to go (its epoch 3 and its test); both resume as they are
-ORDER=(webshop-main wikihow-main webshop-snapshots webshop-heldout webshop-E1 webshop-E2 webshop-S1 webshop-ablations webshop-success-replay wikihow-S1 wikihow-annotated textworld-main webshop-dev-levers)
+ORDER=(webshop-main wikihow-main webshop-snapshots webshop-heldout webshop-E1 webshop-E2 webshop-S1 webshop-ablations webshop-success-replay wikihow-S1 wikihow-annotated textworld-main webshop-dev-levers webshop-dev-1.5b)
 
 for name in "${@:-${ORDER[@]}}"; do
   [ -n "${RUNS[$name]:-}" ] || { echo "unknown run $name; runs: ${ORDER[*]}" >&2; exit 2; }
