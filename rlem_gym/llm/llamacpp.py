@@ -210,7 +210,7 @@ class LlamaCppBackend(LLM):
 
     def count_tokens(self, text: str) -> int:
         """Exact number of tokens of ``text`` under the GGUF's tokenizer (no BOS)."""
-        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        return len(self._tokens_plain(text))
 
     def _cached_ids(self) -> list[int]:
         n = int(getattr(self._llm, "n_tokens", 0))
@@ -300,9 +300,8 @@ class LlamaCppBackend(LLM):
         start = timed()
         text, template_stops = self.prompt_text(prompt, response_prefix)
         # tokenized here, not by create_completion, which would put the vocabulary's BOS in front of the
-        # BOS a chat template writes itself: the vocabulary's BOS is added only when the text has none
-        add_bos = not (self._bos_text and text.startswith(self._bos_text))
-        ids = self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+        # BOS a chat template writes itself
+        ids = self._tokens(text)
         if max_tokens == 0:
             return Completion("", len(ids), 0, timed() - start, "length")
         # plain sampling (no top-k/top-p/min-p truncation, no repeat penalty) so that settings mean
@@ -354,6 +353,10 @@ class LlamaCppBackend(LLM):
         """``text`` as the model reads it: the vocabulary's BOS added only when the text has none."""
         add_bos = not (self._bos_text and text.startswith(self._bos_text))
         return list(self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+
+    def _tokens_plain(self, text: str) -> list[int]:
+        """``text``'s own tokens: no BOS, special-token text read as plain text."""
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def _eval_logprobs(self, tokens: Sequence[int], at: int) -> np.ndarray:
         """Evaluate ``tokens`` at position ``at`` (the KV cache after it dropped) and return the
@@ -428,9 +431,6 @@ class LlamaCppBackend(LLM):
                 raise LLMError(f"{self.name} failed to score: {exc}") from exc
         cached = min(common_prefix_len(before, ids), max(0, n - 1))
         return Scores(tuple(logprobs), n, scored + len(seqs), timed() - start, cached)
-
-    def _tokens_plain(self, text: str) -> list[int]:
-        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def reset_cache(self) -> None:
         """Forget the evaluated prefix: the next call prefills from scratch, or from the prefix cache's
