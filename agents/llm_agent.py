@@ -227,12 +227,16 @@ class LLMAgent(Agent):
 
         literals = list(constraint.literals)
         scores = self.llm.score(built.text, literals, response_prefix=built.response_prefix + after)
-        best = int(np.argmax(scores.logprobs))
         self.stats.llm_calls += 1
         self.stats.prompt_tokens += scores.prompt_tokens
         self.stats.completion_tokens += scores.scored_tokens
         return Completion(
-            literals[best], scores.prompt_tokens, scores.scored_tokens, scores.latency_s, "stop", scores.cached_tokens
+            literals[scores.best()],
+            scores.prompt_tokens,
+            scores.scored_tokens,
+            scores.latency_s,
+            "stop",
+            scores.cached_tokens,
         )
 
     def complete_reply(

@@ -48,6 +48,10 @@ class Scores:
     cached_tokens: int = 0
     """Prompt tokens served from a reused prefix cache."""
 
+    def best(self) -> int:
+        """The position of the most likely continuation (the first of equals)."""
+        return max(range(len(self.logprobs)), key=self.logprobs.__getitem__)
+
 
 class LLM(ABC):
     """A text generator: ``generate(prompt, *, max_tokens, stop, temperature, seed, response_prefix)``.

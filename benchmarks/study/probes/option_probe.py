@@ -146,7 +146,7 @@ def ask_plain(llm: Any, adapter: Any, page: dict[str, Any], decoding: str = "con
     if decoding == "scored":
         literals = list(constraint.literals)
         scores = llm.score(prompt, literals)
-        return literals[max(range(len(literals)), key=lambda i: scores.logprobs[i])], scores.prompt_tokens
+        return literals[scores.best()], scores.prompt_tokens
     reply = llm.generate(prompt, max_tokens=48, temperature=0.0, constraint=constraint)
     return reply.text.strip(), reply.prompt_tokens
 
