@@ -136,17 +136,12 @@ class TextWorldWalkthroughPolicy:
         self.commands: list[str] = []
 
     def reset(self, obs: str, info: dict[str, Any]) -> None:
-        from pathlib import Path
-
-        from rlem_gym.envs.textworld_env import require_textworld
+        from rlem_gym.envs.textworld_env import game_walkthrough
 
         path = info.get("game_path")
         if not path:
             raise ValueError("the TextWorld oracle needs info['game_path'] (rlem_gym/TextWorld-v0 gives it)")
-        game = require_textworld().Game.load(str(Path(path).with_suffix(".json")))
-        self.commands = list(game.metadata.get("walkthrough") or game.walkthrough or [])
-        if not self.commands:
-            raise ValueError(f"TextWorld game {path} stores no walkthrough")
+        self.commands = game_walkthrough(path)
 
     def act(self, obs: str, info: dict[str, Any]) -> tuple[str, str]:
         if self.commands:

@@ -107,6 +107,15 @@ def game_file(
     return path
 
 
+def game_walkthrough(game: str | os.PathLike[str]) -> list[str]:
+    """The winning commands TextWorld's generator stored with a game (in the ``.json`` beside its file)."""
+    loaded = require_textworld().Game.load(str(Path(game).with_suffix(".json")))
+    commands = list(loaded.metadata.get("walkthrough") or [])
+    if not commands:
+        raise ValueError(f"TextWorld game {game} stores no walkthrough")
+    return commands
+
+
 class TextWorldEnv(gym.Env):
     """TextWorld text adventures, generated locally, as a Gymnasium text environment.
 
@@ -270,6 +279,7 @@ class TextWorldEnv(gym.Env):
 
     def _info(self, error: str) -> dict[str, Any]:
         state = self._state
+        path = self._game_path(self._game_index)
         return {
             "objective": str(state["objective"]),
             "admissible_commands": sorted(str(c) for c in state["admissible_commands"]),
@@ -278,8 +288,8 @@ class TextWorldEnv(gym.Env):
             "won": bool(state["won"]),
             "lost": bool(state["lost"]),
             "game_index": self._game_index,
-            "game": self._game_path(self._game_index).name,
-            "game_path": str(self._game_path(self._game_index)),
+            "game": path.name,
+            "game_path": str(path),
             "last_action_error": error,
         }
 

@@ -15,7 +15,7 @@ import pytest
 import rlem_gym  # noqa: F401  (registers the env ids)
 from rlem_gym.agents import make_agent
 from rlem_gym.agents.generic_adapter import GenericAdapter
-from rlem_gym.envs.textworld_env import clean_feedback
+from rlem_gym.envs.textworld_env import clean_feedback, game_walkthrough
 from rlem_gym.llm.base import LLM, Completion
 
 needs_textworld = pytest.mark.skipif(
@@ -33,13 +33,6 @@ def env(cache):
     env = gym.make("rlem_gym/TextWorld-v0", num_games=2, cache_dir=cache)
     yield env
     env.close()
-
-
-def walkthrough(game_file) -> list[str]:
-    """The generator's winning command list for a game."""
-    import textworld
-
-    return list(textworld.Game.load(str(game_file.with_suffix(".json"))).metadata["walkthrough"])
 
 
 class FirstListedLLM(LLM):
@@ -82,7 +75,7 @@ def test_generated_game_is_cached_reproducible_and_won_by_its_walkthrough(env, c
     assert game.stat().st_mtime_ns == built  # taken from the cache, not generated again
     again.close()
     total, terminated = 0.0, False
-    for command in walkthrough(game):
+    for command in game_walkthrough(game):
         assert command in info["admissible_commands"]
         obs, reward, terminated, truncated, info = env.step(command)
         assert obs in env.observation_space and not info["last_action_error"]
