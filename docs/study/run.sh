@@ -92,8 +92,13 @@ RUNS[textworld-main]="--env textworld --agents rememberer,rememberer@untrained,s
 # verdict, while wikihow-main still has ~28 h to go (its epoch 3 and its test); both resume as they are
 ORDER=(webshop-main wikihow-main webshop-snapshots webshop-heldout webshop-E1 webshop-E2 webshop-S1 webshop-ablations webshop-success-replay wikihow-S1 wikihow-annotated textworld-main webshop-dev-levers webshop-dev-1.5b)
 
-for name in "${@:-${ORDER[@]}}"; do
-  [ -n "${RUNS[$name]:-}" ] || { echo "unknown run $name; runs: ${ORDER[*]}" >&2; exit 2; }
-  # shellcheck disable=SC2086  # the run's arguments are word-split on purpose
-  run "$name" ${RUNS[$name]}
-done
+main() {
+  for name in "$@"; do
+    [ -n "${RUNS[$name]:-}" ] || { echo "unknown run $name; runs: ${ORDER[*]}" >&2; exit 2; }
+    # shellcheck disable=SC2086  # the run's arguments are word-split on purpose
+    run "$name" ${RUNS[$name]}
+  done
+}
+# bash reads a script as it runs it: with the whole loop in a function called on the last line, an
+# edit to this file while a run is going does not change (or break) the run
+main "${@:-${ORDER[@]}}"; exit $?
