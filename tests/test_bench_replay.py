@@ -91,3 +91,19 @@ def test_token_count_stand_in_reuses_what_the_backend_reported(run, tmp_path):
         assert s["sim_live_reused"] == rec["cached_tokens"]
         assert s["sim_snapshot_reused"] >= s["sim_live_reused"]
     assert "prefill tok/step" in res["table"]
+
+
+def test_a_variant_can_swap_the_model_file(run, tmp_path):
+    from rlem_gym.benchmarks.perf.bench_quant import requantize
+    from rlem_gym.models import smollm2_gguf_path
+
+    q8 = requantize(smollm2_gguf_path(), "Q8_0", tmp_path / "quant")
+    res = _replay(run, tmp_path, "--variant", "base={}", "--variant", "q8=" + json.dumps({"llm": f"gguf:{q8}"}))
+    steps = defaultdict(list)
+    for s in res["steps"]:
+        steps[s["variant"]].append(s)
+    assert len(steps["base"]) == len(steps["q8"]) > 0
+    assert all(s["same"] for s in steps["base"])
+    assert res["variants"]["q8"] == {"llm": f"gguf:{q8}"}
+    # the first prompt does not depend on the model; the replies (and so the actions) may
+    assert steps["q8"][0]["same_prompt"]

@@ -8,7 +8,8 @@ differing step does not derail the rest of the episode and every step is compare
 situation.
 
 Each ``--variant NAME=JSON`` is a set of backend keyword arguments (``llm_kwargs``) that gets its
-own model instance; episodes are run in the committed run's order, variant after variant for each
+own model instance (the key ``llm`` swaps the model spec, e.g. ``{"llm": "gguf:<file>"}`` for
+another quantisation of the same model); episodes are run in the committed run's order, variant after variant for each
 episode, so that the machine's load falls alike on all of them. ``--goals a:b:step`` replays a
 subset of the goals.
 
@@ -305,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.simulate is not None:
             tokenizer = make_llm(cfg.llm, **cfg.llm_kwargs)
             return lambda: ReplayLLM(tokenizer, args.simulate, args.bytes_per_token)
-        return lambda: make_llm(cfg.llm, **{**cfg.llm_kwargs, **kw})
+        kw = dict(kw)
+        spec = kw.pop("llm", cfg.llm)  # a variant may swap the model file (e.g. another quantisation)
+        return lambda: make_llm(spec, **{**cfg.llm_kwargs, **kw})
 
     ctxs = {name: EpisodeContext(cfg, runner.splits, factory(kw), runner._memory_paths()) for name, kw in variants}
     baseline = variants[0][0]
