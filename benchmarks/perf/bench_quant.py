@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -48,12 +49,18 @@ def requantize(src: Path, kind: str, out_dir: Path) -> Path:
     params.ftype = ftype
     params.allow_requantize = True
     params.nthread = os.cpu_count() or 1
+    log = logging.getLogger("llama-cpp-python")  # llama-cpp-python's sink for llama.cpp's log
+    level = log.level
+    # not a line per tensor: llama.cpp's INFO reaches this logger as WARNING (its level numbers moved
+    # past llama-cpp-python's table), its warnings as ERROR, which still show
+    log.setLevel(max(level, logging.ERROR))
     try:
         rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), params)
         if rc != 0:
             raise RuntimeError(f"llama_model_quantize({src.name} -> {kind}) failed with code {rc}")
         os.replace(tmp, out)
     finally:
+        log.setLevel(level)
         tmp.unlink(missing_ok=True)
     return out
 
