@@ -78,13 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     model = zoo_model(args.model)
     shipped = model.gguf_path()
     files = {model.quant: shipped}
-    for kind in (k.strip() for k in args.types.split(",") if k.strip()):
+    for kind in (k.strip().upper() for k in args.types.split(",") if k.strip()):
         t0 = time.perf_counter()
         try:
-            files[kind.upper()] = requantize(shipped, kind, model_cache_dir() / "requantized")
+            files[kind] = requantize(shipped, kind, model_cache_dir() / "requantized")
         except ValueError as exc:
             p.error(str(exc))
-        print(f"{kind}: {files[kind.upper()]} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+        print(f"{kind}: {files[kind]} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     results = []
     for kind, path in files.items():
         r = measure(f"gguf:{path}", tokens=args.tokens, decode=args.decode, repeats=args.repeats, label=kind)

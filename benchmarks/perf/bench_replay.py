@@ -9,8 +9,8 @@ situation.
 
 Each ``--variant NAME=JSON`` is a set of backend keyword arguments (``llm_kwargs``) that gets its
 own model instance (the key ``llm`` swaps the model spec, e.g. ``{"llm": "gguf:<file>"}`` for
-another quantisation of the same model); episodes are run in the committed run's order, variant after variant for each
-episode, so that the machine's load falls alike on all of them. ``--goals a:b:step`` replays a
+another quantisation of the same model); episodes are run in the committed run's order, variant
+after variant for each episode, so that the machine's load falls alike on all of them. ``--goals a:b:step`` replays a
 subset of the goals.
 
 Per (row, variant) it prints steps, p50 and mean wall time of ``agent.act``, the share of prompt
