@@ -86,7 +86,9 @@ def make_agent(
     is built with the env's matcher (``embedder`` defaults to the shipped MiniLM for WebShop)
     and any memory settings among the kwargs: ``capacity``, ``action_capacity``, ``n_step``
     (1 = one-step Q, None = the paper's full return), ``gamma``, ``update_mode``, ``lr``,
-    ``double_q``, ``index``, ``eviction``, ``learning``. The other kwargs go to the agent's constructor.
+    ``double_q``, ``index``, ``eviction``, ``learning``. ``screen`` goes to a named env's adapter
+    (WikiHow: ``"compact"`` shows each screen as short element lines). The other kwargs go to the
+    agent's constructor.
     """
     key = str(name).lower()
     if key not in AGENTS:
@@ -113,17 +115,24 @@ def make_agent(
     return ReActAgent(llm, adapter, **kwargs)
 
 
+#: make_agent keywords that go to a named env's adapter (``get_adapter(name, **options)``)
+NAMED_ADAPTER_OPTIONS = ("screen",)
+
+
 def _adapter_for(env_name: Any, env: Any, kwargs: dict[str, Any]) -> EnvAdapter:
     """make_agent's adapter: the named one, or a GenericAdapter over ``env`` (taking its keywords out of ``kwargs``)."""
     from rlem_gym.agents.generic_adapter import ADAPTER_KEYWORDS, GenericAdapter
 
     adapter_kwargs = {k: kwargs.pop(k) for k in ADAPTER_KEYWORDS if k in kwargs}
+    options = {k: kwargs.pop(k) for k in NAMED_ADAPTER_OPTIONS if k in kwargs}
     if env is None:
         if env_name is None:
             raise TypeError("make_agent needs an env: a name ('webshop', 'wikihow'), an EnvAdapter, or env=<your env>")
         if adapter_kwargs:
             raise ValueError(f"{', '.join(sorted(adapter_kwargs))} apply to the generic adapter: pass env=<your env>")
-        return get_adapter(env_name)
+        return get_adapter(env_name, **options)
+    if options:
+        raise ValueError(f"{', '.join(sorted(options))} apply to a named env's adapter (e.g. 'wikihow'), not to env=")
     if env_name is not None:
         raise ValueError("give the env once: as make_agent's third argument or as env=, not both")
     if isinstance(env, (str, EnvAdapter)):

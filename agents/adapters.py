@@ -11,6 +11,7 @@ are text and whose valid actions are listed.
 from __future__ import annotations
 
 import importlib
+import inspect
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
@@ -177,20 +178,31 @@ def register_adapter(name: str, factory: str | Callable[[], EnvAdapter]) -> None
     _ADAPTERS[name.lower()] = factory
 
 
-def get_adapter(name: Any) -> EnvAdapter:
+def get_adapter(name: Any, **options: Any) -> EnvAdapter:
     """The adapter for an env name (``"webshop"``, ``"wikihow"``, or a gym id); adapters pass through.
 
-    An env object (anything with ``step`` and ``reset``) gets a
-    :class:`~rlem_gym.agents.generic_adapter.GenericAdapter`.
+    ``options`` go to a named adapter's constructor (e.g. ``get_adapter("wikihow", screen="compact")``);
+    an adapter that does not take one raises a ValueError that names it. An env object (anything
+    with ``step`` and ``reset``) gets a :class:`~rlem_gym.agents.generic_adapter.GenericAdapter`.
     """
-    if isinstance(name, EnvAdapter):
-        return name
-    if not isinstance(name, str) and callable(getattr(name, "step", None)) and callable(getattr(name, "reset", None)):
-        return _load(_GENERIC_ADAPTER)(name)
+    if isinstance(name, EnvAdapter) or (
+        not isinstance(name, str) and callable(getattr(name, "step", None)) and callable(getattr(name, "reset", None))
+    ):
+        if options:
+            raise ValueError(
+                f"adapter options ({', '.join(sorted(options))}) apply to an adapter given by env name only"
+            )
+        return name if isinstance(name, EnvAdapter) else _load(_GENERIC_ADAPTER)(name)
     key = str(name).lower()
     if key.startswith("rlem_gym/"):
         key = key.split("/", 1)[1].split("-", 1)[0]
     factory = _ADAPTERS.get(key)
     if factory is None:
         raise ValueError(f"no adapter for env {name!r}: use one of {', '.join(sorted(_ADAPTERS))}")
-    return _load(factory)()
+    factory = _load(factory)
+    if options:
+        accepted = inspect.signature(factory).parameters
+        unknown = sorted(k for k in options if k not in accepted)
+        if unknown:
+            raise ValueError(f"the {key} adapter has no option {', '.join(unknown)}")
+    return factory(**options)

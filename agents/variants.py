@@ -45,7 +45,7 @@ MEMORY_KEYS = (
     "eviction",
     "learning",
 )
-_LLM_KEYS = ("fallback", "max_tokens", "temperature", "action_decoding")
+_LLM_KEYS = ("fallback", "max_tokens", "temperature", "action_decoding", "screen")
 
 #: name -> the keys its variants may set
 VARIANT_KEYS: dict[str, tuple[str, ...]] = {

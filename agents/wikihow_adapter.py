@@ -9,6 +9,7 @@ screen is cut after its second result to save prompt tokens.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -17,6 +18,7 @@ from rlem_gym.advice import AdviceLine
 from rlem_gym.agents.adapters import EnvAdapter, choose
 from rlem_gym.llm.constraint import ActionConstraint
 from rlem_gym.envs.wikihow.oracle import parse_goal
+from rlem_gym.envs.wikihow.screens import check_screen_view, compact_screen
 from rlem_gym.prompts import (
     WIKIHOW_PREAMBLE,
     WIKIHOW_REACT_PREAMBLE,
@@ -61,16 +63,30 @@ def search_keywords(task_lines: Sequence[str]) -> str:
 
 
 class WikiHowAdapter(EnvAdapter):
-    """WikiHow: memory key = (command list, screen HTML, instruction); ids from ``clickable_ids``/``input_ids``."""
+    """WikiHow: memory key = (command list, screen HTML, instruction); ids from ``clickable_ids``/``input_ids``.
+
+    Args:
+        screen: how prompts show a screen: ``"full"`` (the app's HTML, as the official prompts do)
+            or ``"compact"`` (one ``[id] tag: label`` line per element an action can use,
+            :func:`~rlem_gym.envs.wikihow.screens.compact_screen`; a method change that cuts a
+            prompt's tokens by about 3x). Memory keys keep the full screen either way, so retrieval
+            is the same.
+    """
 
     name = "wikihow"
     noop_action = NOOP_ACTION
     preamble = WIKIHOW_PREAMBLE
     react_preamble = WIKIHOW_REACT_PREAMBLE
 
+    def __init__(self, screen: str = "full") -> None:
+        self.screen = check_screen_view(screen)
+
+    def _view(self, text: str) -> str:
+        return compact_screen(text) if self.screen == "compact" else text
+
     # -- prompt parts -----------------------------------------------------------------------------
     def render_input(self, inp: Situation) -> str:
-        return render_wikihow_input(inp)
+        return render_wikihow_input(replace(inp, observation=self._view(inp.observation)))
 
     def memory_key(self, obs: str, info: dict[str, Any]) -> tuple[str, str, str]:
         lines = info.get("task_lines") or []
@@ -83,10 +99,10 @@ class WikiHowAdapter(EnvAdapter):
     def react_observation(self, obs: str, info: dict[str, Any], first: bool) -> str:
         task, screen, instruction = self.memory_key(obs, info)
         head = f"Task:\n{task}\n" if first else ""
-        return f"{head}Screen:\n{screen}\nInstruction:\n{instruction}"
+        return f"{head}Screen:\n{self._view(screen)}\nInstruction:\n{instruction}"
 
     def react_example(self) -> str:
-        return REACT_EXAMPLE
+        return self._view(REACT_EXAMPLE)
 
     def default_exemplars(self) -> list[Exemplar]:
         return list(STATIC_EXEMPLARS)

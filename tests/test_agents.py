@@ -538,3 +538,31 @@ def test_exploring_training_steps_take_a_random_valid_action_and_store_the_model
     from rlem_gym.agents.variants import parse_variant
 
     assert parse_variant("rememberer[explore=0.2]").agent_settings == {"explore": 0.2}
+
+
+def test_compact_wikihow_screen_is_an_adapter_option():
+    """``screen="compact"`` changes what prompts show, not what the memory keys on."""
+    from rlem_gym.envs.wikihow.env import WikiHowEnv
+
+    compact = get_adapter("wikihow", screen="compact")
+    obs, info = WikiHowEnv().reset(seed=0)
+    assert compact.memory_key(obs, info) == WIKIHOW.memory_key(obs, info)
+    shown = compact.render_input(Situation(task="t", observation=obs, instruction="i"))
+    assert "clickable=" not in shown and "] button: Open navigation drawer" in shown
+    assert 'clickable="true"' in WIKIHOW.render_input(Situation(task="t", observation=obs, instruction="i"))
+    assert "clickable=" not in compact.react_example() and "clickable=" in WIKIHOW.react_example()
+    assert "clickable=" not in compact.react_observation(obs, info, first=True)
+
+    llm = ScriptedLLM(["CLICK(0)"])
+    agent = make_agent("static", llm, "wikihow", screen="compact", action_decoding="free")
+    assert agent.adapter.screen == "compact"
+    agent.reset(obs, info)
+    agent.act(obs, info)
+    assert "clickable=" not in agent.last_step.prompt and "] button: Open navigation drawer" in agent.last_step.prompt
+    assert make_agent("react", llm, "wikihow").adapter.screen == "full"
+    with pytest.raises(ValueError, match="webshop adapter has no option screen"):
+        make_agent("static", llm, "webshop", screen="compact")
+    with pytest.raises(ValueError, match="full, compact"):
+        get_adapter("wikihow", screen="tiny")
+    with pytest.raises(ValueError, match="env name only"):
+        get_adapter(WIKIHOW, screen="compact")

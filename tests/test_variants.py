@@ -39,6 +39,7 @@ from rlem_gym.agents.variants import (
         ("static[exemplars=handwritten]", "static[exemplars=handwritten]", {"exemplars": "handwritten"}, False),
         ("heuristic[policy=keywords]", "heuristic[policy=keywords]", {"policy": "keywords"}, False),
         ("oracle", "oracle", {}, False),
+        ("react[screen=compact]", "react[screen=compact]", {"screen": "compact"}, False),
     ],
 )
 def test_parse_and_canonical_label(text, label, params, untrained):

@@ -183,3 +183,47 @@ def test_real_replays_reach_the_same_subgoals(name):
             break
     assert mapped >= 3
     assert info["subgoals_done"] == expected, (name, info["subgoals_done"])
+
+
+def test_compact_screen_keeps_every_usable_element_under_its_id():
+    """Every clickable or input element with a label is one ``[id] tag: label`` line; nothing else is."""
+    n_screens = full_chars = compact_chars = 0
+    for _page, obs in visit_pages(seed=3, n=400):
+        rows = screens.parse_screen(obs)
+        compact = screens.compact_screen(obs)
+        lines = compact.split("\n") if compact else []
+        wanted = []
+        for r in rows:
+            label = r["attrs"].get("value", "") if r["tag"] == "input" else (r["text"] or r["alt"])
+            label = " ".join(html.unescape(label).split())
+            if (r["clickable"] or r["tag"] == "input") and (r["tag"] == "input" or re.search(r"\w", label)):
+                wanted.append(f"[{r['id']}] {r['tag']}: {label}")
+        assert lines == wanted
+        assert "clickable=" not in compact and "class=" not in compact
+        n_screens += 1
+        full_chars += len(obs)
+        compact_chars += len(compact)
+    assert n_screens == 400
+    assert compact_chars < full_chars / 2  # the point of the view: a screen in well under half the text
+
+
+def test_compact_screen_on_a_recorded_screen_and_around_other_text():
+    recorded = (
+        '<button alt="Open navigation drawer" id="0" clickable="true"></button>\n'
+        '<input class="search src text" value="Do ruby rose hair " type="text" id="1" clickable="true">\n'
+        '<div class="webView" id="3" clickable="true"></div>\n'
+        '<div id="4" clickable="true">• </div>\n'
+        '<p id="6" clickable="false">Written by</p>\n'
+        '<div id="11" clickable="true">How to Dye Your Hair &amp; Keep It</div>\n'
+        '<div class="statusBarBackground" id="54" clickable="false"></div>'
+    )
+    assert screens.compact_screen(recorded) == (
+        "[0] button: Open navigation drawer\n[1] input: Do ruby rose hair\n[11] div: How to Dye Your Hair & Keep It"
+    )
+    framed = f"Screen:\n{recorded}\nInstruction:\nAccess the article"
+    assert screens.compact_screen(framed).startswith("Screen:\n[0] button: Open navigation drawer\n")
+    assert screens.compact_screen(framed).endswith(
+        "[11] div: How to Dye Your Hair & Keep It\nInstruction:\nAccess the article"
+    )
+    with pytest.raises(ValueError, match="full, compact"):
+        screens.check_screen_view("short")

@@ -99,6 +99,44 @@ def parse_screen(screen: str) -> list[dict]:
     return rows
 
 
+#: screen views: "full" is the app's HTML as recorded, "compact" one short line per element an action can use
+SCREEN_VIEWS = ("full", "compact")
+_WORDY = re.compile(r"\w")
+
+
+def compact_screen(text: str) -> str:
+    """``text`` with each screen line written as ``[id] tag: label``, keeping only what an action can use.
+
+    An element is kept when it is clickable or an input and has a label (its text, ``alt`` or
+    ``value``) with a letter or digit; non-clickable text, empty views and bullets are dropped,
+    and so are the ``class`` and ``clickable`` attributes. Element ids stay the screen's, so
+    ``CLICK(n)`` means the same element in both views. Lines that are not an element (a prompt's
+    other text around a screen) are kept as they are, so a whole exemplar can be passed.
+    """
+    out = []
+    for line in text.split("\n"):
+        rows = parse_screen(line)
+        if not rows or rows[0]["id"] < 0:
+            out.append(line)
+            continue
+        row = rows[0]
+        is_input = row["tag"] == "input"
+        if not (row["clickable"] or is_input):
+            continue
+        value = html.unescape(row["attrs"].get("value", ""))
+        label = " ".join((value if is_input else row["text"] or row["alt"]).split())
+        if is_input or _WORDY.search(label):
+            out.append(f"[{row['id']}] {row['tag']}: {label}")
+    return "\n".join(out)
+
+
+def check_screen_view(view: str) -> str:
+    """``view`` if it is one of :data:`SCREEN_VIEWS`, else a ValueError that lists them."""
+    if view not in SCREEN_VIEWS:
+        raise ValueError(f"screen must be one of {', '.join(SCREEN_VIEWS)}, got {view!r}")
+    return view
+
+
 def _hexid(*parts: str) -> str:
     return format(0x62E0000000000 + stable_int(*parts) % 0xFFFFFFFFFF, "x")
 

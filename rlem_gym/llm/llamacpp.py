@@ -24,6 +24,7 @@ from rlem_gym.llm.base import (
     chat_messages,
     check_generate_args,
     common_prefix_len,
+    find_stop,
     finish_reason,
     timed,
 )
@@ -47,6 +48,22 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     x = np.asarray(logits, dtype=np.float64)
     x = x - x.max(axis=-1, keepdims=True)
     return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def prompt_lookup(history: Sequence[int], n: int, max_ngram: int = 3) -> list[int]:
+    """Up to ``n`` tokens guessed to follow ``history``: what followed the latest earlier occurrence
+    of its last ``max_ngram`` tokens (or fewer, down to one, when the longer n-gram never occurred)."""
+    if n <= 0 or len(history) < 2:
+        return []
+    seq = np.asarray(history, dtype=np.int64)
+    for size in range(min(max_ngram, len(seq) - 1), 0, -1):
+        tail = seq[-size:]
+        windows = np.lib.stride_tricks.sliding_window_view(seq[:-1], size)
+        hits = np.flatnonzero((windows == tail).all(axis=1))
+        if len(hits):
+            start = int(hits[-1]) + size
+            return [int(t) for t in seq[start : start + n]]
+    return []
 
 
 def gguf_context_length(path: str | Path) -> int | None:
@@ -85,6 +102,14 @@ class LlamaCppBackend(LLM):
             interleaved agents and prompts that repeat an earlier call's exemplars stop prefilling
             what was evaluated before. Outputs are bit-identical to those without it (see
             :meth:`_start_from_longest_prefix`).
+        draft_tokens: prompt-lookup drafting for greedy replies (0 = off): after each token, up to
+            this many following tokens are guessed by finding the reply's last few tokens earlier in
+            the prompt or reply (:func:`prompt_lookup`), and checked in one batch with the token;
+            the guesses the model would also have chosen are kept. Agents that copy their own
+            earlier text (ReAct's thoughts) decode several tokens per weight read. The batch
+            computes the kept tokens' logits with other kernels than one-token decoding, so a
+            near-tie may resolve the other way (measured in ``benchmarks/perf/RESULTS.md``).
+            Sampled replies (temperature > 0) and the ``"grammar"`` engine decode without it.
     """
 
     def __init__(
@@ -99,9 +124,15 @@ class LlamaCppBackend(LLM):
         name: str | None = None,
         constraint_engine: str = "mask",
         prefix_cache_mb: float = 2048,
+        draft_tokens: int = 0,
     ) -> None:
         if prefix_cache_mb < 0:
             raise ValueError(f"prefix_cache_mb must be >= 0, got {prefix_cache_mb}")
+        if int(draft_tokens) != draft_tokens or draft_tokens < 0:
+            raise ValueError(f"draft_tokens must be an integer >= 0, got {draft_tokens}")
+        self.draft_tokens = int(draft_tokens)
+        #: prompt-lookup guesses checked and kept since the backend was built (``draft_tokens``)
+        self.drafts_checked = self.drafts_kept = 0
         llama_cpp = import_llama_cpp()
         path = Path(model_path)
         if not path.is_file():
@@ -323,11 +354,15 @@ class LlamaCppBackend(LLM):
                 sampling["grammar"] = self._grammar(constraint)
             else:
                 sampling["logits_processor"], raised = self._mask_processor(constraint, len(ids))
+        drafting = self.draft_tokens > 0 and temperature == 0 and "grammar" not in sampling
         with self._lock:
             self._start_from_longest_prefix(ids)
             before = self._cached_ids()
             try:
-                out = self._llm.create_completion(prompt=ids, **sampling)
+                if drafting:
+                    out = self._greedy_with_drafts(ids, max_tokens, sampling["stop"], sampling.get("logits_processor"))
+                else:
+                    out = self._llm.create_completion(prompt=ids, **sampling)
             except ValueError as exc:  # llama-cpp-python reports context overflow this way
                 raise LLMError(f"{self.name}: {exc} (shorten the prompt; see rlem_gym.llm.truncate_to_tokens)") from exc
             except RuntimeError as exc:
@@ -358,9 +393,9 @@ class LlamaCppBackend(LLM):
         """``text``'s own tokens: no BOS, special-token text read as plain text."""
         return list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    def _eval_logprobs(self, tokens: Sequence[int], at: int) -> np.ndarray:
+    def _eval_logits(self, tokens: Sequence[int], at: int) -> np.ndarray:
         """Evaluate ``tokens`` at position ``at`` (the KV cache after it dropped) and return the
-        log-softmax of the logits after each of them, one row per token."""
+        logits after each of them, one float32 row per token."""
         llm = self._llm
         llama_cpp = import_llama_cpp()
         n_vocab = int(llm.n_vocab())
@@ -371,10 +406,87 @@ class LlamaCppBackend(LLM):
             llm._batch.set_batch(batch=batch, n_past=at + i, logits_all=True)
             llm._ctx.decode(llm._batch)
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(llm._ctx.ctx), shape=(len(batch) * n_vocab,))
-            rows.append(log_softmax(logits.reshape(len(batch), n_vocab)))
+            rows.append(logits.reshape(len(batch), n_vocab).copy())
             llm.input_ids[at + i : at + i + len(batch)] = batch
         llm.n_tokens = at + len(tokens)
         return np.concatenate(rows)
+
+    def _eval_logprobs(self, tokens: Sequence[int], at: int) -> np.ndarray:
+        """:meth:`_eval_logits` as log-probabilities."""
+        return log_softmax(self._eval_logits(tokens, at))
+
+    def _greedy_with_drafts(
+        self, ids: list[int], max_tokens: int, stops: Sequence[str], processor: Any
+    ) -> dict[str, Any]:
+        """A greedy reply to ``ids`` with prompt-lookup drafts (see ``draft_tokens``), shaped as
+        ``create_completion``'s answer (text, finish reason, usage).
+
+        Each round evaluates the chosen token and up to ``draft_tokens`` guesses in one batch; a
+        guess is kept while it is the argmax (after ``processor``, the constraint's mask) of the
+        logits before it, and the KV cells of the first rejected guess and after are dropped.
+        Stop strings, end of sequence and ``max_tokens`` end the reply as in ``create_completion``.
+        """
+        llm = self._llm
+        llama_cpp = import_llama_cpp()
+        eos, n_vocab = int(llm.token_eos()), int(llm.n_vocab())
+        first = min(int(llm.n_tokens), len(ids) - 1)
+        llm.n_tokens = first
+        llm.eval(ids[first:])  # the prompt, with the logits of its last token only
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(n_vocab,)).copy()
+        history = list(ids)
+        reply: list[int] = []
+
+        def choose(row: np.ndarray) -> int:
+            if processor is not None:
+                for fn in processor:
+                    row = fn(np.asarray(history, dtype=np.intc), row)
+            return int(np.argmax(row))
+
+        def ends(token: int) -> tuple[str, str] | None:
+            """Take ``token`` into the reply; the (text, finish reason) when the reply is over."""
+            if token == eos:
+                return self._text(reply), "stop"
+            reply.append(token)
+            history.append(token)
+            text = self._text(reply)
+            cut = find_stop(text, stops)
+            if cut is not None:
+                return text[:cut], "stop"
+            return (text, "length") if len(reply) >= max_tokens else None
+
+        while True:
+            done = ends(choose(logits))
+            if done is not None:
+                break
+            at = int(llm.n_tokens)
+            guesses = prompt_lookup(history, min(self.draft_tokens, max_tokens - len(reply)))
+            rows = self._eval_logits([history[-1], *guesses], at)
+            kept = 0
+            for guess, row in zip(guesses, rows):
+                if choose(row) != guess:
+                    break
+                kept += 1
+                done = ends(guess)
+                if done is not None:
+                    break
+            if done is not None:
+                self.drafts_checked += len(guesses)
+                self.drafts_kept += kept
+                break
+            self.drafts_checked += len(guesses)
+            self.drafts_kept += kept
+            logits = rows[kept]
+            if kept < len(guesses):  # the rejected guesses' cells go
+                llm._ctx.kv_cache_seq_rm(-1, at + 1 + kept, -1)
+                llm.n_tokens = at + 1 + kept
+        text, reason = done
+        return {
+            "choices": [{"text": text, "finish_reason": reason}],
+            "usage": {"prompt_tokens": len(ids), "completion_tokens": len(reply)},
+        }
+
+    def _text(self, tokens: Sequence[int]) -> str:
+        return self._llm.detokenize(list(tokens)).decode("utf-8", "ignore")
 
     def score(self, prompt: str, continuations: Sequence[str], *, response_prefix: str = "") -> Scores:
         """See :meth:`LLM.score`: the prompt is evaluated once (from the prefix cache when it can),
