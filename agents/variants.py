@@ -53,6 +53,7 @@ VARIANT_KEYS: dict[str, tuple[str, ...]] = {
         "k",
         "discouraged",
         "random_advice",
+        "advice_draw",
         "exemplar_order",
         "init",
         "explore",

@@ -239,3 +239,16 @@ def test_hf_generate_warns_nothing(hf_llm):
         warnings.simplefilter("error")  # any warning, FutureWarning included, fails the test
         hf_llm.generate(PREAMBLE + "Goal: buy a scarf. Action:", max_tokens=4)
         hf_llm.generate(PREAMBLE + "Goal: buy a hat. Action:", max_tokens=4)  # the cached-prefix path too
+
+
+def test_gguf_context_length_reads_the_files_metadata(gguf_llm):
+    """llama.cpp's own reading of the training context agrees with the gguf package's full parse."""
+    from gguf import GGUFReader
+
+    from rlem_gym.llm.llamacpp import gguf_context_length
+
+    path = gguf_llm._llm.model_path
+    reader = GGUFReader(path)
+    arch = reader.fields["general.architecture"].contents()
+    assert gguf_context_length(path) == int(reader.fields[f"{arch}.context_length"].contents())
+    assert gguf_llm.context_length == min(gguf_context_length(path), 8192)

@@ -67,16 +67,23 @@ def prompt_lookup(history: Sequence[int], n: int, max_ngram: int = 3) -> list[in
 
 
 def gguf_context_length(path: str | Path) -> int | None:
-    """The training context length stored in a GGUF file's metadata (None when absent)."""
-    from gguf import GGUFReader
+    """The training context length of a GGUF model (None when the file does not say).
 
-    reader = GGUFReader(str(path))
-    arch_field = reader.fields.get("general.architecture")
-    if arch_field is None:
-        return None
-    arch = arch_field.contents()
-    field = reader.fields.get(f"{arch}.context_length")
-    return int(field.contents()) if field is not None else None
+    Read by llama.cpp itself from a memory-mapped load (about 0.4 s for Qwen2.5-0.5B), not by the
+    ``gguf`` package's reader, which parses the whole vocabulary first (about 10 s on 2 cores).
+    """
+    llama_cpp = import_llama_cpp()
+    from llama_cpp._internals import LlamaModel
+
+    params = llama_cpp.llama_model_default_params()
+    params.use_mmap = True
+    params.n_gpu_layers = 0
+    model = LlamaModel(path_model=str(path), params=params, verbose=False)
+    try:
+        n = int(model.n_ctx_train())
+    finally:
+        model.close()
+    return n if n > 0 else None
 
 
 class LlamaCppBackend(LLM):
@@ -432,7 +439,7 @@ class LlamaCppBackend(LLM):
         first = min(int(llm.n_tokens), len(ids) - 1)
         llm.n_tokens = first
         llm.eval(ids[first:])  # the prompt, with the logits of its last token only
-        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(n_vocab,)).copy()
+        last = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(n_vocab,)).copy()
         history = list(ids)
         reply: list[int] = []
 
@@ -454,28 +461,23 @@ class LlamaCppBackend(LLM):
                 return text[:cut], "stop"
             return (text, "length") if len(reply) >= max_tokens else None
 
-        while True:
-            done = ends(choose(logits))
-            if done is not None:
-                break
+        token = choose(last)
+        while (done := ends(token)) is None:
             at = int(llm.n_tokens)
             guesses = prompt_lookup(history, min(self.draft_tokens, max_tokens - len(reply)))
             rows = self._eval_logits([history[-1], *guesses], at)
             kept = 0
-            for guess, row in zip(guesses, rows):
-                if choose(row) != guess:
-                    break
+            token = choose(rows[0])
+            while kept < len(guesses) and token == guesses[kept]:
                 kept += 1
-                done = ends(guess)
+                done = ends(token)
                 if done is not None:
                     break
-            if done is not None:
-                self.drafts_checked += len(guesses)
-                self.drafts_kept += kept
-                break
+                token = choose(rows[kept])
             self.drafts_checked += len(guesses)
             self.drafts_kept += kept
-            logits = rows[kept]
+            if done is not None:
+                break
             if kept < len(guesses):  # the rejected guesses' cells go
                 llm._ctx.kv_cache_seq_rm(-1, at + 1 + kept, -1)
                 llm.n_tokens = at + 1 + kept
