@@ -68,8 +68,8 @@ class WikiHowAdapter(EnvAdapter):
     Args:
         screen: how prompts show a screen: ``"full"`` (the app's HTML, as the official prompts do)
             or ``"compact"`` (one ``[id] tag: label`` line per element an action can use,
-            :func:`~rlem_gym.envs.wikihow.screens.compact_screen`; a method change that cuts a
-            prompt's tokens by about 3x). Memory keys keep the full screen either way, so retrieval
+            :func:`~rlem_gym.envs.wikihow.screens.compact_screen`; a method change: about 2.4x fewer
+            tokens per screen, 1.7x per Rememberer prompt). Memory keys keep the full screen either way, so retrieval
             is the same.
     """
 

@@ -400,6 +400,21 @@ class LlamaCppBackend(LLM):
         """``text``'s own tokens: no BOS, special-token text read as plain text."""
         return list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
+    def _eval_prompt(self, ids: Sequence[int]) -> np.ndarray:
+        """Evaluate the prompt ``ids`` and return the logits after its last token (float32).
+
+        Without a prefix cache the live context may hold more than the prompt (an earlier prompt
+        and reply, the last continuation scored), so evaluation goes on from the part it shares
+        with ``ids``, and always evaluates the last token, for its logits.
+        """
+        llm = self._llm
+        live = common_prefix(np.asarray(llm.input_ids[: llm.n_tokens], dtype=np.int64), np.asarray(ids))
+        first = min(int(llm.n_tokens), live, len(ids) - 1)
+        llm.n_tokens = first
+        llm.eval(list(ids[first:]))
+        row = import_llama_cpp().llama_get_logits_ith(llm._ctx.ctx, -1)
+        return np.ctypeslib.as_array(row, shape=(int(llm.n_vocab()),)).copy()
+
     def _eval_logits(self, tokens: Sequence[int], at: int) -> np.ndarray:
         """Evaluate ``tokens`` at position ``at`` (the KV cache after it dropped) and return the
         logits after each of them, one float32 row per token."""
@@ -434,12 +449,8 @@ class LlamaCppBackend(LLM):
         Stop strings, end of sequence and ``max_tokens`` end the reply as in ``create_completion``.
         """
         llm = self._llm
-        llama_cpp = import_llama_cpp()
-        eos, n_vocab = int(llm.token_eos()), int(llm.n_vocab())
-        first = min(int(llm.n_tokens), len(ids) - 1)
-        llm.n_tokens = first
-        llm.eval(ids[first:])  # the prompt, with the logits of its last token only
-        last = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(n_vocab,)).copy()
+        eos = int(llm.token_eos())
+        last = self._eval_prompt(ids)
         history = list(ids)
         reply: list[int] = []
 
@@ -516,17 +527,8 @@ class LlamaCppBackend(LLM):
             self._start_from_longest_prefix(ids)
             before = self._cached_ids()
             n = len(ids)
-            llm = self._llm
-            # without a prefix cache the live context may hold more than the prompt (an earlier
-            # reply, the last continuation scored): go on from the part it shares with the prompt
-            live = common_prefix(np.asarray(llm.input_ids[: llm.n_tokens], dtype=np.int64), np.asarray(ids))
-            first = min(int(llm.n_tokens), live, n - 1)
-            llm.n_tokens = first
             try:
-                llm.eval(ids[first:])  # the prompt, with the logits of its last token only
-                n_vocab = int(llm.n_vocab())
-                last = import_llama_cpp().llama_get_logits_ith(llm._ctx.ctx, -1)
-                after_prompt = log_softmax(np.ctypeslib.as_array(last, shape=(n_vocab,)))
+                after_prompt = log_softmax(self._eval_prompt(ids))
                 self._previous = np.asarray(ids, dtype=np.int64)
                 self._snapshot()
                 path: tuple[int, ...] = ()
